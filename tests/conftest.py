@@ -1,0 +1,15 @@
+import os
+
+# Tests never reach a model hub: everything they load is built in-process or shipped in a package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from tests.tiny import tiny_decoder  # noqa: E402,F401
+
+
+@pytest.fixture
+def make_decoder():
+    """Factory for tiny random Llama/Mistral decoders (see tests/tiny.py)."""
+    return tiny_decoder
