@@ -1,0 +1,270 @@
+"""The torch side of the pipeline component: base decoder + unmasking + LoRA + tokenizer.
+
+A Backbone is what the Thinc model's PyTorchShim holds. It knows how to load itself from
+a base-model reference (at ``nlp.initialize``) and how to save only what training changed:
+adapter weights (safetensors), the tokenizer, the unmask spec, and a reference to the base
+(its source and a fingerprint of its weights). The base weights are embedded only on
+request, for small self-contained pipelines.
+"""
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import srsly
+import torch
+from torch import nn
+
+from ..decoder.fingerprint import weights_fingerprint
+from ..decoder.layout import find_base_model
+from ..decoder.lora import LoraSettings, adapter_state, add_lora, load_adapter_state
+from ..decoder.unmask import UnmaskSpec, parse_spec, unmask_layers
+from ..errors import Errors
+from .pieces import PieceEncoder
+
+_FORMAT = 1
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class BackboneSettings:
+    """How to build the decoder; mirrors the architecture's config parameters."""
+
+    name: str
+    unmask: UnmaskSpec = "0000"
+    dtype: str = "float32"
+    quantization: Optional[str] = None
+    attn_implementation: str = "sdpa"
+    lora: Optional[LoraSettings] = field(default_factory=LoraSettings)
+    device: Optional[str] = None
+    gradient_checkpointing: bool = False
+    embed_base: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(Errors.E040.format(name="name", value=self.name, why="give a hub name, a local directory or a .gguf file"))
+        if self.dtype not in DTYPES:
+            raise ValueError(Errors.E013.format(dtype=self.dtype, allowed=list(DTYPES)))
+        if self.quantization not in (None, "4bit"):
+            raise ValueError(Errors.E014.format(quantization=self.quantization))
+        # The spec's syntax is checked now, at config load, so a typo fails before any
+        # weights are read; its range is checked once the number of layers is known.
+        parse_spec(self.unmask, 1 << 16)
+
+    def torch_device(self) -> torch.device:
+        if self.device:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "BackboneSettings":
+        data = dict(data)
+        if data.get("lora") is not None:
+            data["lora"] = LoraSettings(**data["lora"])
+        return cls(**data)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["unmask"] = self.unmask if isinstance(self.unmask, str) else list(self.unmask)
+        data["lora"] = None if self.lora is None else self.lora.to_dict()
+        return data
+
+
+class Backbone(nn.Module):
+    """The loaded decoder with its tokenizer and provenance."""
+
+    def __init__(self, decoder: nn.Module, tokenizer: Any, settings: BackboneSettings, *, fingerprint: str, source_config: Dict[str, Any]):
+        super().__init__()
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.fingerprint = fingerprint
+        self.source_config = source_config
+        self.unmask_handle = unmask_layers(decoder, settings.unmask)
+        self._piece_encoder: Optional[PieceEncoder] = None
+
+    @property
+    def piece_encoder(self) -> PieceEncoder:
+        if self._piece_encoder is None:
+            self._piece_encoder = PieceEncoder(self.tokenizer)
+        return self._piece_encoder
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, settings: BackboneSettings) -> "Backbone":
+        """Load the base named by settings.name, unmask it and add fresh adapters."""
+        base, tokenizer = _load_base(settings)
+        return cls._assemble(base, tokenizer, settings)
+
+    @classmethod
+    def _assemble(cls, base: nn.Module, tokenizer: Any, settings: BackboneSettings, *, expected_fingerprint: Optional[str] = None) -> "Backbone":
+        fingerprint = weights_fingerprint(base)
+        if expected_fingerprint is not None and fingerprint != expected_fingerprint:
+            raise ValueError(Errors.E030.format(source=settings.name, found=fingerprint, expected=expected_fingerprint))
+        source_config = json.loads(base.config.to_json_string(use_diff=False))
+        if settings.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if settings.lora is not None:
+            if settings.quantization == "4bit":
+                from peft import prepare_model_for_kbit_training
+
+                base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=settings.gradient_checkpointing)
+            base = add_lora(base, **settings.lora.to_dict())
+        else:
+            base.requires_grad_(False)
+        if settings.quantization is None:
+            base.to(settings.torch_device())
+        return cls(base, tokenizer, settings, fingerprint=fingerprint, source_config=source_config)
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The module that runs the decoder blocks (e.g. LlamaModel), inside any wrapper."""
+        return find_base_model(self.decoder)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.base_model.config.hidden_size)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.base_model.config.num_hidden_layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.decoder.parameters())
+
+    # -- serialization -------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        msg: Dict[str, Any] = {
+            "format": _FORMAT,
+            "settings": self.settings.to_dict(),
+            "fingerprint": self.fingerprint,
+            "tokenizer": _tokenizer_files(self.tokenizer),
+            "adapter": save(adapter_state(self.decoder)) if self.settings.lora is not None else None,
+            "base": None,
+        }
+        if self.settings.embed_base:
+            state = {k: v.detach().cpu().contiguous() for k, v in _base_state(self.decoder).items()}
+            msg["base"] = {"config": self.source_config, "weights": save(state)}
+        return srsly.msgpack_dumps(msg)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, settings: BackboneSettings) -> "Backbone":
+        """Rebuild a saved backbone. The base comes from the embedded weights if there are
+        any, else from settings.name (the config may point it at a new location) and must
+        match the saved fingerprint."""
+        from safetensors.torch import load
+
+        try:
+            msg = srsly.msgpack_loads(data)
+            if not isinstance(msg, dict) or msg.get("format") != _FORMAT:
+                raise ValueError(f"unknown format {msg.get('format') if isinstance(msg, dict) else type(msg).__name__}")
+        except Exception as err:  # msgpack raises several unrelated types on garbage
+            raise ValueError(Errors.E031.format(why=str(err))) from err
+        tokenizer = _tokenizer_from_files(msg["tokenizer"])
+        if msg["base"] is not None:
+            base = _base_from_embedded(msg["base"], settings)
+        else:
+            base, _ = _load_base(settings)
+        backbone = cls._assemble(base, tokenizer, settings, expected_fingerprint=msg["fingerprint"])
+        if msg["adapter"] is not None:
+            if settings.lora is None:
+                raise ValueError(Errors.E031.format(why="the pipeline has adapter weights but its config sets lora = null"))
+            try:
+                state = load(msg["adapter"])
+            except Exception as err:
+                raise ValueError(Errors.E031.format(why=str(err))) from err
+            load_adapter_state(backbone.decoder, state)
+            backbone.decoder.to(backbone.device)
+        return backbone
+
+
+def _load_base(settings: BackboneSettings):
+    from ..decoder.load import load_decoder
+
+    return load_decoder(
+        settings.name,
+        dtype=settings.dtype,
+        quantization=settings.quantization,
+        attn_implementation=settings.attn_implementation,
+        lm_head=False,
+    )
+
+
+def _base_state(decoder: nn.Module) -> Dict[str, torch.Tensor]:
+    """The base weights under their stock names, without adapters."""
+    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
+    state = {}
+    for name, tensor in base.state_dict().items():
+        if "lora_" in name:
+            continue
+        state[name.replace(".base_layer", "")] = tensor
+    return state
+
+
+def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) -> nn.Module:
+    from safetensors.torch import load
+    from transformers import AutoConfig, AutoModel
+
+    config_dict = dict(embedded["config"])
+    model_type = config_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **config_dict)
+    config._attn_implementation = settings.attn_implementation
+    model = AutoModel.from_config(config, torch_dtype=getattr(torch, settings.dtype))
+    try:
+        state = load(embedded["weights"])
+    except Exception as err:
+        raise ValueError(Errors.E031.format(why=f"embedded base weights: {err}")) from err
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _tokenizer_files(tokenizer: Any) -> Dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def _tokenizer_from_files(files: Dict[str, bytes]):
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            (Path(tmp) / Path(name).name).write_bytes(content)
+        return AutoTokenizer.from_pretrained(tmp)
+
+
+def settings_from_config(
+    *,
+    name: str,
+    unmask: UnmaskSpec,
+    dtype: str,
+    quantization: Optional[str],
+    attn_implementation: str,
+    lora: Optional[Dict[str, Any]],
+    device: Optional[str],
+    gradient_checkpointing: bool,
+    embed_base: bool,
+) -> BackboneSettings:
+    return BackboneSettings(
+        name=name,
+        unmask=unmask,
+        dtype=dtype,
+        quantization=quantization,
+        attn_implementation=attn_implementation,
+        lora=None if lora is None else LoraSettings(**dict(lora)),
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+        embed_base=embed_base,
+    )

@@ -1,0 +1,208 @@
+"""The Thinc model: Docs → pieces → windows → decoder → per-piece vectors per Doc.
+
+Its output is spacy-transformers' FullTransformerBatch, so the stock ``transformer``
+component stores it in ``doc._.trf_data`` and ``TransformerListener.v1`` pools it into one
+vector per token for ``ner``, ``tagger`` and any other listener. Each token owns exactly its
+own pieces (per-token encoding), so the alignment is a plain running index.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import numpy
+import torch
+from spacy.tokens import Doc
+from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
+from thinc.api import Model, PyTorchShim, get_torch_default_device
+from thinc.types import Ragged
+from transformers.file_utils import ModelOutput
+
+from ..errors import Errors
+from .backbone import Backbone, BackboneSettings
+from .pieces import TokenPieces
+from .windows import WindowPlan, batch_windows, pad_windows, plan_windows
+
+
+@dataclass
+class CausalMaskBatch(FullTransformerBatch):
+    """A FullTransformerBatch whose outputs are already split per Doc.
+
+    Docs are kept apart (no padding to the longest Doc in the batch), so one 20,000-token
+    Doc next to short ones costs memory in proportion to its own length. ``doc_gradients``
+    carries the gradients on the way back, one array per non-empty Doc.
+    """
+
+    doc_gradients: Optional[List[numpy.ndarray]] = None
+
+    def unsplit_by_doc(self, arrays: List[List[numpy.ndarray]]) -> "CausalMaskBatch":
+        return CausalMaskBatch(
+            spans=self.spans,
+            wordpieces=self.wordpieces,
+            model_output=self.model_output,
+            align=self.align,
+            cached_doc_data=self.cached_doc_data,
+            doc_gradients=[tensors[0] for tensors in arrays],
+        )
+
+
+class _Placeholder(torch.nn.Module):
+    """Stands in for the backbone until nlp.initialize() or deserialization loads it."""
+
+
+def build_model(
+    settings: BackboneSettings,
+    *,
+    window: int,
+    stride: int,
+    hidden_layers: Sequence[int],
+    add_bos: bool,
+    max_batch_pieces: int,
+    mixed_precision: bool,
+) -> Model[List[Doc], FullTransformerBatch]:
+    shim = PyTorchShim(
+        _Placeholder(),
+        serialize_model=lambda backbone: _serialize(backbone),
+        deserialize_model=lambda _old, data, _device: Backbone.from_bytes(data, settings),
+    )
+    return Model(
+        "causal_mask_llm",
+        forward,
+        init=init,
+        shims=[shim],
+        dims={"nO": None},
+        attrs={
+            "settings": settings.to_dict(),
+            "window": window,
+            "stride": stride,
+            "hidden_layers": list(hidden_layers),
+            "add_bos": add_bos,
+            "max_batch_pieces": max_batch_pieces,
+            "mixed_precision": mixed_precision,
+        },
+    )
+
+
+def _serialize(backbone: torch.nn.Module) -> bytes:
+    if not isinstance(backbone, Backbone):
+        raise ValueError(Errors.E032)
+    return backbone.to_bytes()
+
+
+def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
+    """Load the weights. Runs at nlp.initialize(), never at construction."""
+    shim = model.shims[0]
+    if not isinstance(shim._model, Backbone):
+        shim._model = Backbone.load(BackboneSettings.from_dict(model.attrs["settings"]))
+    model.set_dim("nO", get_backbone(model).hidden_size, force=True)
+    return model
+
+
+def get_backbone(model: Model) -> Backbone:
+    backbone = model.shims[0]._model
+    if not isinstance(backbone, Backbone):
+        raise ValueError(Errors.E032)
+    if not model.has_dim("nO"):
+        model.set_dim("nO", backbone.hidden_size)
+    return backbone
+
+
+def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
+    backbone = get_backbone(model)
+    tokenizer = backbone.tokenizer
+    pieces = backbone.piece_encoder.encode_docs(docs)
+    bos_id = tokenizer.bos_token_id if model.attrs["add_bos"] else None
+    plan = plan_windows(
+        [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id
+    )
+    backbone.train(is_train)
+    vectors = _run_decoder(model, backbone, plan, is_train)
+    output = _to_batch(model, docs, pieces, vectors, tokenizer)
+
+    def backprop(d_output: CausalMaskBatch) -> List[Doc]:
+        gradients = d_output.doc_gradients or []
+        if gradients and vectors.requires_grad:
+            d_vectors = torch.from_numpy(numpy.ascontiguousarray(numpy.concatenate([g[0] for g in gradients]))).to(vectors.device)
+            torch.autograd.backward(vectors, grad_tensors=d_vectors)
+        return docs
+
+    return output, backprop
+
+
+def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: bool) -> torch.Tensor:
+    """Run all windows in length-sorted batches; return one float32 vector per piece, docs
+    concatenated in order (the plan's gather order)."""
+    device = backbone.device
+    width = backbone.hidden_size
+    n_pieces = len(plan.gather_window)
+    if n_pieces == 0:
+        return torch.zeros((0, width), dtype=torch.float32, device=device)
+    lengths = [len(w) for w in plan.windows]
+    # Where each window's rows land in the flat (sum of batch rows x positions) buffer.
+    rows_start = numpy.zeros(len(plan.windows), dtype=numpy.int64)
+    row_width = numpy.zeros(len(plan.windows), dtype=numpy.int64)
+    flat_parts: List[torch.Tensor] = []
+    offset = 0
+    grad = is_train and backbone.trainable()
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(model.attrs["mixed_precision"]))
+    with torch.set_grad_enabled(grad), autocast:
+        for batch in batch_windows(lengths, max_pieces=model.attrs["max_batch_pieces"]):
+            ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=_pad_id(backbone.tokenizer))
+            hidden = _hidden(model, backbone, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+            longest = hidden.shape[1]
+            for row, window_index in enumerate(batch):
+                rows_start[window_index] = offset + row * longest
+                row_width[window_index] = longest
+            flat_parts.append(hidden.reshape(-1, width))
+            offset += hidden.shape[0] * longest
+        flat = flat_parts[0] if len(flat_parts) == 1 else torch.cat(flat_parts)
+        index = torch.from_numpy(rows_start[plan.gather_window] + plan.gather_position).to(device)
+        vectors = flat.index_select(0, index).float()
+    return vectors
+
+
+def _hidden(model: Model, backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    layers = model.attrs["hidden_layers"]
+    base_output = backbone.decoder(
+        input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=layers != [-1]
+    )
+    if layers == [-1]:
+        return base_output.last_hidden_state
+    states = base_output.hidden_states
+    return torch.stack([states[i] for i in layers]).mean(dim=0)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _to_batch(model: Model, docs: List[Doc], pieces: List[TokenPieces], vectors: torch.Tensor, tokenizer: Any) -> CausalMaskBatch:
+    array = vectors.detach().cpu().numpy()
+    xp = model.ops.xp
+    doc_data: List[TransformerData] = []
+    start = 0
+    for doc, doc_pieces in zip(docs, pieces):
+        n = len(doc_pieces.ids)
+        if n == 0:
+            doc_data.append(TransformerData.empty())
+            continue
+        hidden = xp.asarray(array[start : start + n])[None]
+        start += n
+        wordpieces = WordpieceBatch(
+            strings=[tokenizer.convert_ids_to_tokens(doc_pieces.ids.tolist())],
+            input_ids=doc_pieces.ids[None].astype("int64"),
+            attention_mask=numpy.ones((1, n), dtype="float32"),
+            lengths=[n],
+            token_type_ids=None,
+        )
+        align = Ragged(model.ops.asarray1i(numpy.arange(n, dtype="int32")), model.ops.asarray1i(doc_pieces.lengths.astype("int32")))
+        doc_data.append(TransformerData(wordpieces=wordpieces, model_output=ModelOutput(last_hidden_state=hidden), align=align))
+    return CausalMaskBatch(
+        spans=[[doc[:]] if len(doc) else [] for doc in docs],
+        wordpieces=WordpieceBatch.empty(),
+        model_output=ModelOutput(),
+        align=Ragged(numpy.zeros((0,), dtype="i"), numpy.zeros((0,), dtype="i")),
+        cached_doc_data=doc_data,
+    )
