@@ -34,3 +34,92 @@ def tiny_decoder(
     else:
         raise ValueError(family)
     return model.eval()
+
+
+def save_tiny_decoder(path, tokenizer, *, family="llama", **kwargs):
+    """Save a tiny random decoder with `tokenizer` in save_pretrained layout; returns str(path)."""
+    model = tiny_decoder(family, vocab_size=len(tokenizer), **kwargs)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+LISTENER = {
+    "@architectures": "spacy-transformers.TransformerListener.v1",
+    "grad_factor": 1.0,
+    "pooling": {"@layers": "reduce_mean.v1"},
+    "upstream": "*",
+}
+
+# Joint POS + NER training examples: (words, tags, BILUO entities).
+TRAIN_DATA = [
+    (
+        "John lives in New York and works for Google .".split(),
+        ["NNP", "VBZ", "IN", "NNP", "NNP", "CC", "VBZ", "IN", "NNP", "."],
+        ["U-PER", "O", "O", "B-LOC", "L-LOC", "O", "O", "O", "U-ORG", "O"],
+    ),
+    (
+        "Mary visited Paris with Acme Corp yesterday .".split(),
+        ["NNP", "VBD", "NNP", "IN", "NNP", "NNP", "NN", "."],
+        ["U-PER", "O", "U-LOC", "O", "B-ORG", "L-ORG", "O", "O"],
+    ),
+]
+
+
+def build_pipeline(model_dir, **model_config):
+    """A blank English pipeline: transformer (CausalMaskLLM.v1) + tagger + ner, as in configs/."""
+    import spacy
+
+    import spacy_cmllm  # noqa: F401
+
+    arch = {
+        "@architectures": "spacy-cmllm.CausalMaskLLM.v1",
+        "name": str(model_dir),
+        "unmask": "0011",
+        # Gentle adapters: on a random tiny decoder, strong LoRA moves the features faster
+        # than the heads can follow at the learning rates the tests use.
+        "lora": {"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    }
+    arch.update(model_config)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": arch})
+    nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": LISTENER}})
+    nlp.add_pipe(
+        "ner",
+        config={
+            "model": {
+                "@architectures": "spacy.TransitionBasedParser.v2",
+                "state_type": "ner",
+                "extra_state_tokens": False,
+                "hidden_width": 32,
+                "maxout_pieces": 2,
+                "use_upper": False,
+                "tok2vec": LISTENER,
+            },
+            "scorer": {"@scorers": "spacy-cmllm.seqeval_scorer.v1"},
+        },
+    )
+    return nlp
+
+
+def train_examples(nlp):
+    from spacy.training import Example
+
+    return [
+        Example.from_dict(nlp.make_doc(" ".join(words)), {"words": words, "tags": tags, "entities": ents})
+        for words, tags, ents in TRAIN_DATA
+    ]
+
+
+def train(nlp, steps=40, lr=0.003, seed=0):
+    """Initialize and train on TRAIN_DATA; returns the list of losses per step."""
+    from thinc.api import Adam, fix_random_seed
+
+    fix_random_seed(seed)
+    examples = train_examples(nlp)
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(lr)
+    history = []
+    for _ in range(steps):
+        history.append(nlp.update(examples, sgd=optimizer, losses={}))
+    return history

@@ -87,7 +87,8 @@ def adapter_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     """The adapter weights only (what training changed), detached on CPU."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def load_adapter_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None:

@@ -7,6 +7,7 @@ adapter weights (safetensors), the tokenizer, the unmask spec, and a reference t
 request, for small self-contained pipelines.
 """
 
+import hashlib
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -157,7 +158,10 @@ class Backbone(nn.Module):
         if self.settings.embed_base:
             state = {k: v.detach().cpu().contiguous() for k, v in _base_state(self.decoder).items()}
             msg["base"] = {"config": self.source_config, "weights": save(state)}
-        return srsly.msgpack_dumps(msg)
+        body = srsly.msgpack_dumps(msg)
+        # A checksum, because safetensors validates its header but not the tensor bytes:
+        # a damaged adapter would otherwise load and predict garbage without a word.
+        return srsly.msgpack_dumps({"sha256": hashlib.sha256(body).hexdigest(), "body": body})
 
     @classmethod
     def from_bytes(cls, data: bytes, settings: BackboneSettings) -> "Backbone":
@@ -167,7 +171,10 @@ class Backbone(nn.Module):
         from safetensors.torch import load
 
         try:
-            msg = srsly.msgpack_loads(data)
+            outer = srsly.msgpack_loads(data)
+            if hashlib.sha256(outer["body"]).hexdigest() != outer["sha256"]:
+                raise ValueError("checksum mismatch")
+            msg = srsly.msgpack_loads(outer["body"])
             if not isinstance(msg, dict) or msg.get("format") != _FORMAT:
                 raise ValueError(f"unknown format {msg.get('format') if isinstance(msg, dict) else type(msg).__name__}")
         except Exception as err:  # msgpack raises several unrelated types on garbage

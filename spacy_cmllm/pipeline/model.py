@@ -45,6 +45,21 @@ class CausalMaskBatch(FullTransformerBatch):
         )
 
 
+class CausalMaskLLM(Model):
+    """The architecture's Thinc model. A subclass only so that a damaged saved file gives
+    one clear error (E031) instead of whichever decoding error thinc meets first."""
+
+    def from_bytes(self, bytes_data: bytes) -> "CausalMaskLLM":
+        try:
+            return super().from_bytes(bytes_data)
+        except ValueError as err:
+            if "[E0" in str(err):
+                raise
+            raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+        except (KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
+            raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+
+
 class _Placeholder(torch.nn.Module):
     """Stands in for the backbone until nlp.initialize() or deserialization loads it."""
 
@@ -64,7 +79,7 @@ def build_model(
         serialize_model=lambda backbone: _serialize(backbone),
         deserialize_model=lambda _old, data, _device: Backbone.from_bytes(data, settings),
     )
-    return Model(
+    return CausalMaskLLM(
         "causal_mask_llm",
         forward,
         init=init,

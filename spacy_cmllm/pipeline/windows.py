@@ -1,0 +1,180 @@
+"""Overlapping windows over the pieces of long documents, and batches of windows.
+
+Nothing is truncated: a doc longer than the window is covered by windows that start every
+`stride` pieces, the last one shifted left to end exactly at the doc's end. Each piece's vector is
+read from exactly one window, the one that gives it the most context on both sides, so every
+piece gets one vector and no averaging of overlapping outputs is needed.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy
+
+from ..errors import Errors
+
+
+@dataclass(eq=False)
+class WindowPlan:
+    """Which windows to run, and where each piece's vector is read from.
+
+    windows (List[numpy.ndarray]): int64 piece ids of each window, BOS first when one is used.
+    doc_index (numpy.ndarray): int64, the doc each window belongs to.
+    gather_window (numpy.ndarray): int64, one entry per piece (docs concatenated in order): the
+        window to read the piece's vector from.
+    gather_position (numpy.ndarray): int64, one entry per piece: the position in that window
+        (counting the BOS).
+    doc_lengths (numpy.ndarray): int64, the number of pieces of each doc.
+    """
+
+    windows: List[numpy.ndarray]
+    doc_index: numpy.ndarray
+    gather_window: numpy.ndarray
+    gather_position: numpy.ndarray
+    doc_lengths: numpy.ndarray
+
+
+def plan_windows(
+    docs: Sequence[numpy.ndarray],
+    *,
+    window: int,
+    stride: int,
+    bos_id: Optional[int],
+) -> WindowPlan:
+    """Cover the pieces of each doc with overlapping windows.
+
+    docs (Sequence[numpy.ndarray]): the piece ids of each doc (one-dimensional integer arrays).
+    window (int): the most pieces a window holds, not counting the BOS.
+    stride (int): the distance between window starts, 1 <= stride <= window.
+    bos_id (Optional[int]): a piece prepended to every window, e.g. the model's BOS: it is an
+        attention sink, so each window starts the way the model saw text in pre-training. Its
+        vector is never read. None: no piece is prepended.
+    RETURNS (WindowPlan): the windows and the gather indices.
+    """
+    _check_int("window", window, minimum=1)
+    _check_int("stride", stride, minimum=1)
+    if stride > window:
+        raise ValueError(
+            Errors.E040.format(name="stride", value=stride, why=f"must be <= window ({window})")
+        )
+    if bos_id is not None:
+        _check_int("bos_id", bos_id, minimum=0)
+    offset = 0 if bos_id is None else 1
+    windows: List[numpy.ndarray] = []
+    doc_index: List[int] = []
+    gather_window: List[numpy.ndarray] = []
+    gather_position: List[numpy.ndarray] = []
+    doc_lengths = numpy.zeros(len(docs), dtype=numpy.int64)
+    for i, ids in enumerate(docs):
+        ids = numpy.asarray(ids)
+        if ids.ndim != 1 or not (ids.size == 0 or numpy.issubdtype(ids.dtype, numpy.integer)):
+            raise ValueError(Errors.E044.format(index=i, dtype=ids.dtype, shape=ids.shape))
+        n = len(ids)
+        doc_lengths[i] = n
+        if n == 0:
+            continue
+        starts = _window_starts(n, window=window, stride=stride)
+        length = min(window, n)
+        best = _best_windows(n, starts, length=length)
+        gather_window.append(len(windows) + best)
+        gather_position.append(numpy.arange(n) - starts[best] + offset)
+        for start in starts:
+            piece_ids = numpy.empty(offset + length, dtype=numpy.int64)
+            if bos_id is not None:
+                piece_ids[0] = bos_id
+            piece_ids[offset:] = ids[start : start + window]
+            windows.append(piece_ids)
+            doc_index.append(i)
+    return WindowPlan(
+        windows=windows,
+        doc_index=numpy.asarray(doc_index, dtype=numpy.int64),
+        gather_window=_concat(gather_window),
+        gather_position=_concat(gather_position),
+        doc_lengths=doc_lengths,
+    )
+
+
+def _window_starts(n: int, *, window: int, stride: int) -> numpy.ndarray:
+    """The start of each window over n >= 1 pieces: 0, stride, 2*stride, ..., with the last
+    window ending exactly at n (shifted left rather than left short)."""
+    if n <= window:
+        return numpy.zeros(1, dtype=numpy.int64)
+    return numpy.append(numpy.arange(0, n - window, stride, dtype=numpy.int64), n - window)
+
+
+def pad_windows(
+    windows: Sequence[numpy.ndarray], *, pad_id: int
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Right-pad windows into one batch.
+
+    windows (Sequence[numpy.ndarray]): the piece ids of each window.
+    pad_id (int): the id written into padding positions (they are masked out).
+    RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): input_ids and attention_mask, both int64 of
+        shape (len(windows), longest window); the mask is 1 on real pieces, 0 on padding.
+    """
+    width = max((len(w) for w in windows), default=0)
+    input_ids = numpy.full((len(windows), width), pad_id, dtype=numpy.int64)
+    attention_mask = numpy.zeros((len(windows), width), dtype=numpy.int64)
+    for row, piece_ids in enumerate(windows):
+        input_ids[row, : len(piece_ids)] = piece_ids
+        attention_mask[row, : len(piece_ids)] = 1
+    return input_ids, attention_mask
+
+
+def batch_windows(lengths: Sequence[int], *, max_pieces: int) -> List[List[int]]:
+    """Group windows of similar length into batches of bounded padded size.
+
+    lengths (Sequence[int]): the length of each window.
+    max_pieces (int): the most positions a batch may hold after padding (batch size times its
+        longest window). A window longer than this forms a batch of its own.
+    RETURNS (List[List[int]]): window indices per batch; every index occurs exactly once.
+        Windows are taken longest first, so each batch pads to its first window's length and
+        neighbours in length share a batch, which keeps padding waste small.
+    """
+    _check_int("max_pieces", max_pieces, minimum=1)
+    lengths = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
+    # Stable, so that windows of equal length keep their order.
+    order = numpy.argsort(-lengths, kind="stable")
+    batches: List[List[int]] = []
+    batch: List[int] = []
+    longest = 0
+    for index in order.tolist():
+        # An empty window still costs a row.
+        length = max(int(lengths[index]), 1)
+        if batch and (len(batch) + 1) * longest > max_pieces:
+            batches.append(batch)
+            batch = []
+        if not batch:
+            longest = length
+        batch.append(index)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarray:
+    """For each piece, the window (index into starts) that maximises min(pieces before it,
+    pieces after it) within the window; ties go to the earlier window.
+
+    With all windows of the same length, that minimum is (length - 1 - |2p - centre2|) / 2 with
+    centre2 = 2 * start + length - 1, so the best window is the one whose centre is nearest.
+    """
+    centres2 = 2 * starts + (length - 1)
+    positions2 = 2 * numpy.arange(n, dtype=numpy.int64)
+    right = numpy.searchsorted(centres2, positions2, side="left")
+    right = numpy.minimum(right, len(starts) - 1)
+    left = numpy.maximum(right - 1, 0)
+    take_left = numpy.abs(positions2 - centres2[left]) <= numpy.abs(positions2 - centres2[right])
+    return numpy.where(take_left, left, right)
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < minimum:
+        raise ValueError(
+            Errors.E040.format(name=name, value=value, why=f"must be an int >= {minimum}")
+        )
+
+
+def _concat(parts: List[numpy.ndarray]) -> numpy.ndarray:
+    if not parts:
+        return numpy.zeros(0, dtype=numpy.int64)
+    return numpy.concatenate(parts).astype(numpy.int64, copy=False)

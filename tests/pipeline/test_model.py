@@ -1,0 +1,145 @@
+import numpy
+import pytest
+import spacy
+import torch
+
+from spacy_cmllm.pipeline.model import get_backbone
+from tests.tiny import TRAIN_DATA, build_pipeline, save_tiny_decoder, train
+
+TEXT = "John lives in New York and works for Google ."
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, byte_level_tokenizer):
+    return save_tiny_decoder(tmp_path_factory.mktemp("tiny"), byte_level_tokenizer, n_layers=4)
+
+
+@pytest.fixture(scope="module")
+def trained(model_dir):
+    nlp = build_pipeline(model_dir, window=8, stride=4)
+    history = train(nlp, steps=80)
+    return nlp, history
+
+
+def test_weights_load_at_initialize_not_construction(tmp_path):
+    missing = tmp_path / "nowhere"
+    nlp = build_pipeline(missing)  # constructing reads no weights
+    with pytest.raises(FileNotFoundError, match="E010.*nowhere"):
+        nlp.initialize()
+
+
+def test_training_lowers_both_losses_and_fits_training_docs(trained):
+    nlp, history = trained
+    for name in ("tagger", "ner"):
+        assert history[-1][name] < 0.2 * history[0][name], name
+    for words, tags, biluo in TRAIN_DATA:
+        doc = nlp(" ".join(words))
+        assert [t.tag_ for t in doc] == tags
+        assert [t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "") for t in doc] == [
+            {"U": "B", "B": "B", "L": "I", "I": "I", "O": "O"}[b[0]] + b[1:] for b in biluo
+        ]
+
+
+def test_only_adapters_and_heads_change(model_dir):
+    from thinc.api import Adam
+
+    from tests.tiny import train_examples
+
+    nlp = build_pipeline(model_dir)
+    train(nlp, steps=0)
+    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    before = {n: p.detach().clone() for n, p in backbone.decoder.named_parameters()}
+    tagger_W = nlp.get_pipe("tagger").model.get_ref("softmax").get_param("W").copy()
+    optimizer = Adam(0.003)
+    for _ in range(3):
+        nlp.update(train_examples(nlp), sgd=optimizer)
+    assert not numpy.array_equal(tagger_W, nlp.get_pipe("tagger").model.get_ref("softmax").get_param("W"))
+    changed = {n for n, p in backbone.decoder.named_parameters() if not torch.equal(p, before[n])}
+    assert changed, "no decoder weight changed"
+    assert all("lora_" in n for n in changed), sorted(changed)[:3]
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+
+
+def test_pipe_equals_call(trained):
+    nlp, _ = trained
+    texts = [TEXT, "Mary visited Paris .", "", "  ", "A much longer text about New York and Paris , " * 5]
+    piped = list(nlp.pipe(texts, batch_size=3))
+    for text, doc in zip(texts, piped):
+        alone = nlp(text)
+        assert [t.tag_ for t in doc] == [t.tag_ for t in alone]
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == [(e.start, e.end, e.label_) for e in alone.ents]
+        if len(doc):
+            numpy.testing.assert_allclose(
+                doc._.trf_data.model_output.last_hidden_state,
+                alone._.trf_data.model_output.last_hidden_state,
+                atol=1e-4,
+                rtol=1e-4,
+            )
+
+
+def test_outputs_are_float32_and_exactly_aligned(trained):
+    nlp, _ = trained
+    doc = nlp("Don't stop: New   York's 3,000-year-old 🇫🇷 flag\n\nwaves.")
+    data = doc._.trf_data
+    hidden = data.model_output.last_hidden_state
+    assert hidden.dtype == numpy.float32 and hidden.shape[0] == 1
+    assert len(data.align.lengths) == len(doc)
+    assert (data.align.lengths >= 1).all()
+    # Every piece belongs to exactly one token, in order.
+    assert data.align.dataXd.tolist() == list(range(hidden.shape[1]))
+
+
+def test_hidden_layer_selection(model_dir):
+    last = build_pipeline(model_dir, hidden_layers=[-1])
+    mixed = build_pipeline(model_dir, hidden_layers=[2, -1])
+    for nlp in (last, mixed):
+        train(nlp, steps=0)
+    a = last.get_pipe("transformer")(last.make_doc(TEXT))._.trf_data.model_output.last_hidden_state
+    b = mixed.get_pipe("transformer")(mixed.make_doc(TEXT))._.trf_data.model_output.last_hidden_state
+    assert a.shape == b.shape and not numpy.allclose(a, b)
+
+
+def test_bfloat16_base_trains_on_cpu(model_dir):
+    nlp = build_pipeline(model_dir, dtype="bfloat16")
+    history = train(nlp, steps=15)
+    assert history[-1]["tagger"] < history[0]["tagger"]
+    doc = nlp(TEXT)
+    assert doc._.trf_data.model_output.last_hidden_state.dtype == numpy.float32
+
+
+def test_mixed_precision_autocast(model_dir):
+    nlp = build_pipeline(model_dir, mixed_precision=True)
+    history = train(nlp, steps=5)
+    assert all(numpy.isfinite(h["ner"]) for h in history)
+
+
+def test_frozen_decoder_without_lora(model_dir):
+    nlp = build_pipeline(model_dir, lora=None)
+    history = train(nlp, steps=10)
+    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    assert not backbone.trainable()
+    assert history[-1]["tagger"] < history[0]["tagger"]
+
+
+@pytest.mark.parametrize(
+    "override,code",
+    [
+        ({"unmask": "00x1"}, "E001"),
+        ({"unmask": ""}, "E001"),
+        ({"window": 0}, "E040"),
+        ({"stride": 9, "window": 8}, "E040"),
+        ({"hidden_layers": []}, "E040"),
+        ({"dtype": "float8"}, "E013"),
+        ({"quantization": "8bit"}, "E014"),
+        ({"lora": {"r": 0}}, "E020"),
+    ],
+)
+def test_config_errors_at_construction(model_dir, override, code):
+    with pytest.raises(Exception, match=code):
+        build_pipeline(model_dir, **override)
+
+
+def test_unmask_out_of_range_at_initialize(model_dir):
+    nlp = build_pipeline(model_dir, unmask=[9])
+    with pytest.raises(ValueError, match="E001.*out of range"):
+        nlp.initialize()
