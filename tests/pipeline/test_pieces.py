@@ -115,9 +115,9 @@ def test_sentencepiece_no_space_piece_without_a_space(request, nlp, name):
 
 def test_byte_level_space_marker(byte_level_tokenizer):
     encoder = PieceEncoder(byte_level_tokenizer)
-    world = byte_level_tokenizer.convert_ids_to_tokens
-    assert world(encoder.encode_tokens(["world"], [True]).ids.tolist()) == ["\u0120world"]
-    assert world(encoder.encode_tokens([","], [False]).ids.tolist()) == [","]
+    names = byte_level_tokenizer.convert_ids_to_tokens
+    assert names(encoder.encode_tokens(["world"], [True]).ids.tolist()) == ["\u0120world"]
+    assert names(encoder.encode_tokens([","], [False]).ids.tolist()) == [","]
 
 
 def test_no_special_tokens_are_added(tokenizer, nlp):
@@ -274,11 +274,13 @@ def test_bad_arguments(byte_level_tokenizer):
 # Letters, digits, punctuation, spaces, newlines, controls, combining marks, zero-width,
 # CJK, RTL and emoji.
 _CHARS = st.sampled_from(
-    list("ab Zé.,'-\n\t") + ["\x00", "\x1b", "\u0301", "\u200d", "\u200b", "日", "ש", "👩", "😀"]
+    list("ab Z7é.,'-\n\t") + ["\x00", "\x1b", "\u0301", "\u200d", "\u200b", "日", "ש", "👩", "😀"]
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text(alphabet=_CHARS, max_size=40))
 def test_random_text(tokenizer, nlp, text):
     doc = nlp(text)
@@ -287,6 +289,5 @@ def test_random_text(tokenizer, nlp, text):
     assert_well_formed(pieces, len(doc))
     assert_reproduces_text(tokenizer, doc, pieces)
     for token, spaced, ids in zip(doc, space_before(doc), split_pieces(pieces)):
-        assert PieceEncoder(tokenizer).encode_tokens([token.text], [spaced]).ids.tolist() == (
-            ids.tolist()
-        )
+        alone = PieceEncoder(tokenizer).encode_tokens([token.text], [spaced])
+        assert alone.ids.tolist() == ids.tolist()

@@ -171,12 +171,9 @@ def test_batch_windows_properties(lengths, max_pieces):
     assert sorted(flat) == list(range(len(lengths)))
     for batch in batches:
         assert batch
-        longest = max(lengths[i] for i in batch)
+        # Only a window longer than max_pieces may exceed it, alone.
         if len(batch) > 1:
-            assert len(batch) * longest <= max_pieces
-        else:
-            # A batch of one exists only because the next window would not fit beside it.
-            pass
+            assert len(batch) * max(lengths[i] for i in batch) <= max_pieces
     # Sorted by length, so a batch's windows are neighbours in length.
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
     # Greedy: no batch could have taken the first window of the next batch.
