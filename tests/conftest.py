@@ -13,3 +13,6 @@ from tests.tiny import tiny_decoder  # noqa: E402,F401
 def make_decoder():
     """Factory for tiny random Llama/Mistral decoders (see tests/tiny.py)."""
     return tiny_decoder
+
+# The in-process tokenizers (byte-level BPE and SentencePiece-style) serve every test package.
+from tests.pipeline.conftest import byte_level_tokenizer, sp_legacy_tokenizer  # noqa: E402,F401

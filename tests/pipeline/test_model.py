@@ -143,3 +143,23 @@ def test_unmask_out_of_range_at_initialize(model_dir):
     nlp = build_pipeline(model_dir, unmask=[9])
     with pytest.raises(ValueError, match="E001.*out of range"):
         nlp.initialize()
+
+
+@pytest.mark.parametrize("family", ["byte_level", "sp_legacy"])
+def test_alignment_with_both_tokenizer_families(request, tmp_path, family):
+    tokenizer = request.getfixturevalue(f"{family}_tokenizer")
+    nlp = build_pipeline(save_tiny_decoder(tmp_path / family, tokenizer, n_layers=2), unmask="01")
+    train(nlp, steps=0)
+    doc = nlp("Don't stop, New York's mayor said:\n\n  \"yes\" 🇫🇷 東京")
+    data = doc._.trf_data
+    lengths = data.align.lengths.tolist()
+    assert len(lengths) == len(doc) and min(lengths) >= 1
+    assert data.align.dataXd.tolist() == list(range(sum(lengths)))
+    # Each token's pieces are the pieces of that token alone (with its preceding space).
+    encoder = nlp.get_pipe("transformer").model.shims[0]._model.piece_encoder
+    ids = data.wordpieces.input_ids[0].tolist()
+    start = 0
+    for token, n in zip(doc, lengths):
+        alone = encoder.encode_tokens([token.text], [token.i > 0 and doc[token.i - 1].whitespace_ != ""])
+        assert ids[start : start + n] == alone.ids.tolist(), token.text
+        start += n

@@ -1,0 +1,26 @@
+"""Command line: `python -m spacy_cmllm probe ...`."""
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .cli import probe
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spacy_cmllm", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    probe.add_arguments(commands.add_parser("probe", help="measure which layers attend to the right"))
+    args = parser.parse_args(argv)
+    try:
+        return {"probe": probe.run}[args.command](args)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
+        # Our errors carry their own explanation; a traceback adds nothing for a CLI user.
+        if "[E0" not in str(err):
+            raise
+        print(str(err), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
