@@ -28,7 +28,9 @@ def weights_fingerprint(model: nn.Module) -> str:
         flat = tensor.detach().reshape(-1)
         if flat.numel() == 0:
             continue
-        index = torch.linspace(0, flat.numel() - 1, min(flat.numel(), _SAMPLES_PER_TENSOR)).long()
+        count = min(flat.numel(), _SAMPLES_PER_TENSOR)
+        # Integer spacing: a float linspace rounds past the end of tensors over 2**24 values.
+        index = torch.arange(count, dtype=torch.int64) * (flat.numel() - 1) // max(count - 1, 1)
         sample = flat[index.to(flat.device)].cpu()
         if sample.is_floating_point():
             sample = sample.to(torch.float64)

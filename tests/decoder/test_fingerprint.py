@@ -22,3 +22,8 @@ def test_adapters_do_not_change_the_base_fingerprint(make_decoder):
     base = weights_fingerprint(make_decoder(seed=1))
     wrapped = add_lora(make_decoder(seed=1), r=2)
     assert weights_fingerprint(wrapped) == base
+
+
+def test_tensors_larger_than_float32_precision():
+    model = torch.nn.Embedding(49152, 576)  # 28,311,552 values, as in SmolLM2's embeddings
+    assert len(weights_fingerprint(model)) == 32
