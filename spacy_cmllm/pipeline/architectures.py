@@ -36,7 +36,7 @@ def build_causal_mask_llm_v1(
     hidden_layers: List[int] = [-1],
     add_bos: bool = True,
     max_batch_pieces: int = 4096,
-    mixed_precision: bool = False,
+    mixed_precision: Optional[bool] = None,
     device: Optional[str] = None,
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
@@ -59,7 +59,8 @@ def build_causal_mask_llm_v1(
         [-1] is the final output.
     add_bos (bool): start every window with the BOS token, an attention sink never labelled.
     max_batch_pieces (int): bound on padded pieces per decoder call; keeps memory flat.
-    mixed_precision (bool): bfloat16 autocast around the decoder (CPU or CUDA).
+    mixed_precision (Optional[bool]): bfloat16 autocast around the decoder; null = where
+        the hardware has native bf16 (CUDA with bf16, CPUs with AVX512-BF16 or AMX).
     device (Optional[str]): torch device of the decoder; default CUDA when available.
     gradient_checkpointing (bool): trade compute for activation memory in training.
     embed_base (bool): save the base weights inside the pipeline (small models only).

@@ -72,7 +72,7 @@ def build_model(
     hidden_layers: Sequence[int],
     add_bos: bool,
     max_batch_pieces: int,
-    mixed_precision: bool,
+    mixed_precision: Optional[bool],
 ) -> Model[List[Doc], FullTransformerBatch]:
     shim = PyTorchShim(
         _Placeholder(),
@@ -158,7 +158,8 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     flat_parts: List[torch.Tensor] = []
     offset = 0
     grad = is_train and backbone.trainable()
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(model.attrs["mixed_precision"]))
+    enabled = use_bf16_autocast(model.attrs["mixed_precision"], device)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
     with torch.set_grad_enabled(grad), autocast:
         for batch in batch_windows(lengths, max_pieces=model.attrs["max_batch_pieces"]):
             ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=_pad_id(backbone.tokenizer))
@@ -173,6 +174,21 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
         index = torch.from_numpy(rows_start[plan.gather_window] + plan.gather_position).to(device)
         vectors = flat.index_select(0, index).float()
     return vectors
+
+
+def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
+    """None means: where the hardware computes bf16 natively. On a CPU without AVX512-BF16
+    or AMX, bf16 autocast is several times SLOWER than float32, so it stays off there."""
+    if setting is not None:
+        return bool(setting)
+    try:
+        if device.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        if device.type == "cpu":
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    return False
 
 
 def _hidden(model: Model, backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
