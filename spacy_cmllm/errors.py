@@ -21,6 +21,12 @@ class Errors(metaclass=_WithCodes):
         "with at most {n_layers} groups for this model; or a list of layer indices in "
         "0..{last} (e.g. [20, 21, 22]). To unmask nothing, give all zeros ('0000')."
     )
+    E005 = (
+        "unmask={spec!r} arrived as a number, so any leading zeros are lost ('0011' and '11' "
+        "both read as 11). spaCy's command line reads override values as JSON: quote the "
+        "spec, e.g. --components.transformer.model.unmask '\"0011\"', or write "
+        "unmask = \"0011\" in the config file."
+    )
     # Model families
     E002 = (
         "Unsupported model {cls!r}: spacy-cmllm needs a Hugging Face decoder with the Llama "

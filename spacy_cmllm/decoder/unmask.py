@@ -72,6 +72,8 @@ def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
             if bit == "1":
                 chosen.extend(range(start, end))
         return tuple(chosen)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        raise ValueError(Errors.E005.format(spec=spec))
     if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, Sequence):
         raise invalid(f"expected a string or a list of integers, got {type(spec).__name__}")
     if len(spec) == 0:

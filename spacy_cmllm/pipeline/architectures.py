@@ -26,7 +26,8 @@ DEFAULT_LORA: Dict[str, Any] = {
 def build_causal_mask_llm_v1(
     *,
     name: str,
-    unmask: Union[str, List[int]] = "0000",
+    # int is accepted only to explain E005: a CLI override turns "0011" into 11.
+    unmask: Union[str, List[int], int] = "0000",
     dtype: str = "float32",
     quantization: Optional[str] = None,
     attn_implementation: str = "sdpa",

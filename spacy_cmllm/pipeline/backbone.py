@@ -112,7 +112,11 @@ class Backbone(nn.Module):
             if settings.quantization == "4bit":
                 from peft import prepare_model_for_kbit_training
 
-                base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=settings.gradient_checkpointing)
+                base = prepare_model_for_kbit_training(
+                    base,
+                    use_gradient_checkpointing=settings.gradient_checkpointing,
+                    gradient_checkpointing_kwargs={"use_reentrant": False},
+                )
             base = add_lora(base, **settings.lora.to_dict())
         else:
             base.requires_grad_(False)

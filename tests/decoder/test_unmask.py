@@ -51,7 +51,7 @@ def test_parse_spec(spec, n_layers, layers):
         ([1, 1], "repeats"),
         (["1"], "not an integer"),
         ([True], "not an integer"),
-        (3, "expected a string"),
+        (3.5, "expected a string"),
     ],
 )
 def test_parse_spec_rejects(spec, fragment):
@@ -238,3 +238,9 @@ def test_unsupported_models_named():
         unmask_layers(torch.nn.Linear(2, 2), "1")
     with pytest.raises(ValueError, match="E002"):
         bidirectional_layers(gpt2)
+
+
+def test_numeric_spec_explains_lost_zeros():
+    # spaCy's CLI parses "--...unmask 0011" as JSON: 11.
+    with pytest.raises(ValueError, match="E005.*leading zeros"):
+        parse_spec(11, 32)

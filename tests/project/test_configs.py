@@ -1,0 +1,93 @@
+"""Every shipped config must resolve, build and (with a tiny local model) initialize and train."""
+
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.schemas import ConfigSchemaTraining
+from spacy.util import load_config, load_model_from_config, registry
+
+from tests.tiny import save_tiny_decoder, train_examples
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
+
+
+def test_configs_exist():
+    names = {p.stem for p in CONFIGS}
+    assert {"default", "llama2-7b-qlora", "mistral-7b-qlora"} <= names
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, byte_level_tokenizer):
+    # 4 layers, so that every group string of the shipped configs fits.
+    return save_tiny_decoder(tmp_path_factory.mktemp("tiny"), byte_level_tokenizer, n_layers=4)
+
+
+def cpu_overrides(tiny_dir):
+    # The GPU configs keep their 4-bit setting in the file; on this CPU only the base
+    # model's location and quantization are changed.
+    return {
+        "components.transformer.model.name": tiny_dir,
+        "components.transformer.model.quantization": None,
+        "components.transformer.model.device": "cpu",
+        "components.transformer.model.mixed_precision": False,
+        "training.max_steps": 2,
+    }
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_resolves_like_debug_config(path, tiny_dir):
+    config = load_config(path, overrides={"components.transformer.model.name": tiny_dir})
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names == ["transformer", "tagger", "ner"]
+    filled = nlp.config.interpolate()
+    registry.resolve(filled["training"], schema=ConfigSchemaTraining)
+    arch = filled["components"]["transformer"]["model"]
+    assert arch["@architectures"] == "spacy-cmllm.CausalMaskLLM.v1"
+    assert set(arch["unmask"]) <= {"0", "1"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_trains_a_step_on_cpu(path, tiny_dir):
+    from thinc.api import Adam
+
+    config = load_config(path, overrides=cpu_overrides(tiny_dir), interpolate=True)
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    examples = train_examples(nlp)
+    nlp.initialize(lambda: examples)
+    losses = nlp.update(examples, sgd=Adam(0.001))
+    assert {"tagger", "ner"} <= set(losses)
+
+
+def test_gpu_configs_follow_the_paper():
+    for name in ("llama2-7b-qlora", "mistral-7b-qlora"):
+        config = load_config(Path(__file__).parents[2] / "configs" / f"{name}.cfg")
+        arch = config["components"]["transformer"]["model"]
+        assert arch["quantization"] == "4bit" and arch["dtype"] == "bfloat16"
+        assert arch["lora"] == {"r": 64, "alpha": 16.0, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+        assert config["training"]["optimizer"]["learn_rate"]["initial_rate"] == 2e-4
+
+
+def test_bad_unmask_in_config_fails_at_load(tiny_dir):
+    config = load_config(CONFIGS[0], overrides={"components.transformer.model.name": tiny_dir, "components.transformer.model.unmask": "00z1"})
+    with pytest.raises(ValueError, match="E001.*00z1"):
+        load_model_from_config(config, auto_fill=True)
+
+
+def test_spacy_is_importable_with_plugin():
+    # The architecture is found through the entry point / import, as `spacy train` needs.
+    assert "spacy-cmllm.CausalMaskLLM.v1" in registry.architectures
+    assert spacy.registry.scorers.get("spacy-cmllm.seqeval_scorer.v1")
+
+
+def test_cli_override_as_number_is_refused_with_advice(tiny_dir):
+    from spacy.cli._util import parse_config_overrides
+
+    overrides = parse_config_overrides(["--components.transformer.model.unmask", "0011"])
+    assert overrides["components.transformer.model.unmask"] == 11  # what spaCy hands over
+    overrides["components.transformer.model.name"] = tiny_dir
+    config = load_config(CONFIGS[0], overrides=overrides)
+    with pytest.raises(ValueError, match="E005"):
+        load_model_from_config(config, auto_fill=True)
+    quoted = parse_config_overrides(["--components.transformer.model.unmask", '"0011"'])
+    assert quoted["components.transformer.model.unmask"] == "0011"
