@@ -19,14 +19,14 @@ import torch
 from torch import nn
 
 from ..decoder.fingerprint import weights_fingerprint
-from ..decoder.layout import find_base_model
+from ..decoder.load import DTYPES, load_decoder
+from ..decoder.layout import decoder_layers, find_base_model
 from ..decoder.lora import LoraSettings, adapter_state, add_lora, load_adapter_state
 from ..decoder.unmask import UnmaskSpec, parse_spec, unmask_layers
 from ..errors import Errors
 from .pieces import PieceEncoder
 
 _FORMAT = 1
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class BackboneSettings:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(Errors.E040.format(name="name", value=self.name, why="give a hub name, a local directory or a .gguf file"))
         if self.dtype not in DTYPES:
-            raise ValueError(Errors.E013.format(dtype=self.dtype, allowed=list(DTYPES)))
+            raise ValueError(Errors.E013.format(dtype=self.dtype, allowed=", ".join(map(repr, DTYPES))))
         if self.quantization not in (None, "4bit"):
             raise ValueError(Errors.E014.format(quantization=self.quantization))
         # The spec's syntax is checked now, at config load, so a typo fails before any
@@ -102,6 +102,8 @@ class Backbone(nn.Module):
 
     @classmethod
     def _assemble(cls, base: nn.Module, tokenizer: Any, settings: BackboneSettings, *, expected_fingerprint: Optional[str] = None) -> "Backbone":
+        # Layout and spec first: they explain a wrong model better than LoRA's complaints.
+        parse_spec(settings.unmask, len(decoder_layers(base)))
         fingerprint = weights_fingerprint(base)
         if expected_fingerprint is not None and fingerprint != expected_fingerprint:
             raise ValueError(Errors.E030.format(source=settings.name, found=fingerprint, expected=expected_fingerprint))
@@ -202,8 +204,6 @@ class Backbone(nn.Module):
 
 
 def _load_base(settings: BackboneSettings):
-    from ..decoder.load import load_decoder
-
     return load_decoder(
         settings.name,
         dtype=settings.dtype,
@@ -232,7 +232,7 @@ def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) ->
     model_type = config_dict.pop("model_type")
     config = AutoConfig.for_model(model_type, **config_dict)
     config._attn_implementation = settings.attn_implementation
-    model = AutoModel.from_config(config, torch_dtype=getattr(torch, settings.dtype))
+    model = AutoModel.from_config(config, torch_dtype=DTYPES[settings.dtype])
     try:
         state = load(embedded["weights"])
     except Exception as err:
