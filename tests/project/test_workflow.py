@@ -42,3 +42,30 @@ def test_all_workflow_end_to_end(tmp_path, byte_level_tokenizer):
         assert again.stdout.count("Skipping") >= 3, again.stdout[-2000:]
     finally:
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", f"en_{PACKAGE}"], capture_output=True)
+
+
+CONLL03 = ROOT.parent / "shared" / "data" / "conll2003" / "iob1_original"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CONLL03.exists(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent")
+def test_conll03_workflow_end_to_end(tmp_path, byte_level_tokenizer):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "project.yml", project)
+    for folder in ("configs", "scripts"):
+        shutil.copytree(ROOT / folder, project / folder)
+    tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
+    command = [
+        sys.executable, "-m", "spacy", "project", "run", "conll03", str(project),
+        "--vars.base_model", tiny,
+        "--vars.conll03_dir", str(CONLL03),
+        "--vars.max_steps", "3",
+        "--vars.eval_frequency", "3",
+        "--vars.package_name", PACKAGE,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((project / "metrics" / "conll03.json").read_text())
+    assert "ents_seqeval_f" in metrics and "tag_acc" in metrics
+    assert (project / "packages" / f"en_{PACKAGE}_conll03-0.1.0").is_dir()
