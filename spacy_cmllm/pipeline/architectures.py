@@ -11,7 +11,7 @@ from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
 
 from ..errors import Errors
-from .backbone import settings_from_config
+from .backbone import BackboneSettings
 from .model import build_model
 
 DEFAULT_LORA: Dict[str, Any] = {
@@ -73,16 +73,18 @@ def build_causal_mask_llm_v1(
         raise ValueError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
     if not hidden_layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in hidden_layers):
         raise ValueError(Errors.E040.format(name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"))
-    settings = settings_from_config(
-        name=name,
-        unmask=unmask,
-        dtype=dtype,
-        quantization=quantization,
-        attn_implementation=attn_implementation,
-        lora=lora,
-        device=device,
-        gradient_checkpointing=gradient_checkpointing,
-        embed_base=embed_base,
+    settings = BackboneSettings.from_dict(
+        {
+            "name": name,
+            "unmask": unmask,
+            "dtype": dtype,
+            "quantization": quantization,
+            "attn_implementation": attn_implementation,
+            "lora": lora,
+            "device": device,
+            "gradient_checkpointing": gradient_checkpointing,
+            "embed_base": embed_base,
+        }
     )
     return build_model(
         settings,

@@ -63,7 +63,7 @@ class BackboneSettings:
     def from_dict(cls, data: Dict[str, Any]) -> "BackboneSettings":
         data = dict(data)
         if data.get("lora") is not None:
-            data["lora"] = LoraSettings(**data["lora"])
+            data["lora"] = LoraSettings(**dict(data["lora"]))
         return cls(**data)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -254,28 +254,3 @@ def _tokenizer_from_files(files: Dict[str, bytes]):
         for name, content in files.items():
             (Path(tmp) / Path(name).name).write_bytes(content)
         return AutoTokenizer.from_pretrained(tmp)
-
-
-def settings_from_config(
-    *,
-    name: str,
-    unmask: UnmaskSpec,
-    dtype: str,
-    quantization: Optional[str],
-    attn_implementation: str,
-    lora: Optional[Dict[str, Any]],
-    device: Optional[str],
-    gradient_checkpointing: bool,
-    embed_base: bool,
-) -> BackboneSettings:
-    return BackboneSettings(
-        name=name,
-        unmask=unmask,
-        dtype=dtype,
-        quantization=quantization,
-        attn_implementation=attn_implementation,
-        lora=None if lora is None else LoraSettings(**dict(lora)),
-        device=device,
-        gradient_checkpointing=gradient_checkpointing,
-        embed_base=embed_base,
-    )
