@@ -6,14 +6,14 @@ vector per token for ``ner``, ``tagger`` and any other listener. Each token owns
 own pieces (per-token encoding), so the alignment is a plain running index.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
-from thinc.api import Model, PyTorchShim, get_torch_default_device
+from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 

@@ -1,7 +1,7 @@
 import torch
 
 from spacy_cmllm.decoder.fingerprint import weights_fingerprint
-from spacy_cmllm.decoder.lora import LoraSettings, add_lora
+from spacy_cmllm.decoder.lora import add_lora
 
 
 def test_same_weights_same_fingerprint(make_decoder):

@@ -1,6 +1,5 @@
 import numpy
 import pytest
-import spacy
 import torch
 
 from spacy_cmllm.pipeline.model import get_backbone

