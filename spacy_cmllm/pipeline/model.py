@@ -154,7 +154,6 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     lengths = [len(w) for w in plan.windows]
     # Where each window's rows land in the flat (sum of batch rows x positions) buffer.
     rows_start = numpy.zeros(len(plan.windows), dtype=numpy.int64)
-    row_width = numpy.zeros(len(plan.windows), dtype=numpy.int64)
     flat_parts: List[torch.Tensor] = []
     offset = 0
     grad = is_train and backbone.trainable()
@@ -167,7 +166,6 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             longest = hidden.shape[1]
             for row, window_index in enumerate(batch):
                 rows_start[window_index] = offset + row * longest
-                row_width[window_index] = longest
             flat_parts.append(hidden.reshape(-1, width))
             offset += hidden.shape[0] * longest
         flat = flat_parts[0] if len(flat_parts) == 1 else torch.cat(flat_parts)
