@@ -75,7 +75,8 @@ class Errors(metaclass=_WithCodes):
         "layout nor a .gguf file."
     )
     E018 = (
-        "A fast (Rust-backed) tokenizer is needed, got {cls}. Load it with "
+        "A fast (Rust-backed) tokenizer is needed (a PreTrainedTokenizerFast or a "
+        "tokenizers.Tokenizer), got {cls}. Load it with "
         "AutoTokenizer.from_pretrained(..., use_fast=True)."
     )
     E019 = (
@@ -104,11 +105,6 @@ class Errors(metaclass=_WithCodes):
     # Pipeline configuration
     E040 = "Invalid {name}={value!r}: {why}."
     # Pieces and windows
-    E041 = (
-        "PieceEncoder needs a Hugging Face fast tokenizer (a PreTrainedTokenizerFast or a "
-        "tokenizers.Tokenizer), got {cls!r}. Load it with AutoTokenizer.from_pretrained(..., "
-        "use_fast=True)."
-    )
     E042 = (
         "words and space_before must have the same length, got {n_words} words and "
         "{n_spaces} space_before flags."

@@ -88,7 +88,7 @@ class PieceEncoder:
             backend = tokenizer.backend_tokenizer
             unk_id = tokenizer.unk_token_id
         else:
-            raise TypeError(Errors.E041.format(cls=type(tokenizer).__name__))
+            raise TypeError(Errors.E018.format(cls=type(tokenizer).__name__))
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(
                 Errors.E040.format(name="cache_size", value=cache_size, why="must be an int >= 0")

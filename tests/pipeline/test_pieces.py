@@ -263,7 +263,7 @@ def test_cache_is_bounded(byte_level_tokenizer, nlp, cache_size):
 
 
 def test_bad_arguments(byte_level_tokenizer):
-    with pytest.raises(TypeError, match=r"\[E041\]"):
+    with pytest.raises(TypeError, match=r"\[E018\]"):
         PieceEncoder(object())
     with pytest.raises(ValueError, match=r"\[E040\]"):
         PieceEncoder(byte_level_tokenizer, cache_size=-1)

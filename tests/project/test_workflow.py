@@ -14,13 +14,19 @@ ROOT = Path(__file__).parents[2]
 PACKAGE = "cmllm_ci_check"
 
 
-@pytest.mark.slow
-def test_all_workflow_end_to_end(tmp_path, byte_level_tokenizer):
+def copy_project(tmp_path, folders):
+    """A fresh project directory, as a user's checkout would have it."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "project.yml", project)
-    for folder in ("configs", "scripts", "assets"):
+    for folder in folders:
         shutil.copytree(ROOT / folder, project / folder)
+    return project
+
+
+@pytest.mark.slow
+def test_all_workflow_end_to_end(tmp_path, byte_level_tokenizer):
+    project = copy_project(tmp_path, ("configs", "scripts", "assets"))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [
         sys.executable, "-m", "spacy", "project", "run", "all", str(project),
@@ -50,11 +56,7 @@ CONLL03 = ROOT.parent / "shared" / "data" / "conll2003" / "iob1_original"
 @pytest.mark.slow
 @pytest.mark.skipif(not CONLL03.exists(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent")
 def test_conll03_workflow_end_to_end(tmp_path, byte_level_tokenizer):
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "project.yml", project)
-    for folder in ("configs", "scripts"):
-        shutil.copytree(ROOT / folder, project / folder)
+    project = copy_project(tmp_path, ("configs", "scripts"))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [
         sys.executable, "-m", "spacy", "project", "run", "conll03", str(project),
