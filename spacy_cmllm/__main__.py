@@ -1,19 +1,20 @@
-"""Command line: `python -m spacy_cmllm probe ...`."""
+"""Command line: `python -m spacy_cmllm probe|annotate ...`."""
 
 import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import probe
+from .cli import annotate, probe
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spacy_cmllm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     probe.add_arguments(commands.add_parser("probe", help="measure which layers attend to the right"))
+    annotate.add_arguments(commands.add_parser("annotate", help="annotate a JSONL/Parquet corpus, locally or on Ray"))
     args = parser.parse_args(argv)
     try:
-        return {"probe": probe.run}[args.command](args)
+        return {"probe": probe.run, "annotate": annotate.run}[args.command](args)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
         # Our errors carry their own explanation; a traceback adds nothing for a CLI user.
         if "[E0" not in str(err):

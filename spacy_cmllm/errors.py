@@ -117,3 +117,19 @@ class Errors(metaclass=_WithCodes):
         "The piece ids of doc {index} must be a one-dimensional integer array, got dtype "
         "{dtype} and shape {shape}."
     )
+    # Annotating corpora (python -m spacy_cmllm annotate)
+    E050 = "Cannot read input {path!r}: {why}."
+    E051 = (
+        "{path!r} holds the output of a different job ({field}: {found!r}, this job: "
+        "{expected!r}). Resuming would mix two jobs: write to a new OUTPUT directory, or "
+        "remove this one to start over."
+    )
+    E052 = (
+        "{what} needs the Python package {package!r}, which is not installed: "
+        "pip install 'spacy-cmllm[{extra}]'."
+    )
+    E053 = (
+        "Rows lost: the input has {total} rows but the shards account for {accounted} "
+        "({written} written, {rejected} rejected). Shards {missing} have no receipt: run "
+        "the same command again to redo them."
+    )

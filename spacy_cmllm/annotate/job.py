@@ -1,0 +1,195 @@
+"""Annotate a corpus with a spaCy pipeline, in this process or on a Ray cluster.
+
+Both ways run the same `annotate_shard` on the same shards and write through the same
+ShardStore, so their output files are the same; Ray only decides where a shard runs. On Ray,
+Ray Data maps the pending shards through a pool of actors that each load the pipeline once;
+an actor that dies is restarted and its shard retried (max_restarts / max_task_retries),
+which is safe because writing a shard is idempotent.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import Errors
+from .inputs import FORMATS, Row, Shard, input_format, plan_shards, read_shard
+from .outputs import ShardStore, input_identity
+
+
+@dataclass
+class AnnotateJob:
+    input: str
+    output: str
+    model: str
+    text_field: str = "text"
+    keep_fields: Optional[List[str]] = None  # None: every input field but the text
+    shard_size: int = 1000
+    batch_size: int = 64
+    format: Optional[str] = None  # output format; None: that of the input
+    code: Optional[str] = None  # a Python file to import first (custom components)
+    gpu_id: int = -1
+
+    def __post_init__(self) -> None:
+        self.input_format = input_format(Path(self.input))
+        self.format = self.format or self.input_format
+        for name, value, ok, why in (
+            ("shard_size", self.shard_size, isinstance(self.shard_size, int) and self.shard_size > 0, "must be a positive integer"),
+            ("batch_size", self.batch_size, isinstance(self.batch_size, int) and self.batch_size > 0, "must be a positive integer"),
+            ("format", self.format, self.format in FORMATS, f"choose from {list(FORMATS)}"),
+            ("text_field", self.text_field, bool(self.text_field), "must name a field"),
+        ):
+            if not ok:
+                raise ValueError(Errors.E040.format(name=name, value=value, why=why))
+
+    def manifest(self) -> Dict[str, Any]:
+        return {**input_identity(Path(self.input)), "input": str(self.input), "model": str(self.model),
+                "text_field": self.text_field, "keep_fields": self.keep_fields,
+                "shard_size": self.shard_size, "format": self.format}
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def doc_record(row: Row, doc) -> Dict[str, Any]:
+    return {
+        **row.fields,
+        "_row": row.row,
+        "text": doc.text,
+        "tokens": [token.text for token in doc],
+        "tags": [token.tag_ for token in doc],
+        "entities": [{"start": ent.start_char, "end": ent.end_char, "label": ent.label_} for ent in doc.ents],
+    }
+
+
+def annotate_shard(nlp, job: AnnotateJob, shard: Shard, store: ShardStore) -> Dict[str, int]:
+    rows, rejects = read_shard(Path(job.input), job.input_format, shard,
+                               text_field=job.text_field, keep_fields=job.keep_fields)
+    docs = nlp.pipe((row.text for row in rows), batch_size=job.batch_size)
+    records = [doc_record(row, doc) for row, doc in zip(rows, docs)]
+    return store.write(shard, records, rejects)
+
+
+def load_pipeline(job: AnnotateJob, *, use_gpu: bool = False):
+    import spacy
+
+    import_code(job.code)
+    if use_gpu:
+        spacy.require_gpu(max(job.gpu_id, 0))
+    return spacy.load(job.model)
+
+
+def import_code(path: Optional[str]) -> None:
+    """Import a user's Python file (custom components, registered functions), like spaCy's --code."""
+    if not path:
+        return
+    name = "spacy_cmllm_user_code_" + Path(path).stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(Errors.E050.format(path=str(path), why="not an importable Python file"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+def prepare(job: AnnotateJob) -> Tuple[ShardStore, List[Shard], List[Shard]]:
+    """Open (or resume) the output; return it with all shards and the ones still to do."""
+    shards = plan_shards(Path(job.input), job.input_format, job.shard_size)
+    store = ShardStore(Path(job.output), job.format)
+    store.open(job.manifest())
+    return store, shards, [shard for shard in shards if not store.is_done(shard.index)]
+
+
+def run_local(job: AnnotateJob, *, progress: bool = True) -> Dict[str, int]:
+    from tqdm import tqdm
+
+    store, shards, todo = prepare(job)
+    nlp = load_pipeline(job, use_gpu=job.gpu_id >= 0)
+    with tqdm(total=sum(s.stop - s.start for s in todo), unit="row", disable=not progress,
+              desc="annotate") as bar:
+        for shard in todo:
+            annotate_shard(nlp, job, shard, store)
+            bar.update(shard.stop - shard.start)
+    return summary(store, shards, todo)
+
+
+def run_ray(
+    job: AnnotateJob,
+    *,
+    address: Optional[str] = None,
+    num_actors: Optional[int] = None,
+    cpus_per_actor: float = 1.0,
+    gpus_per_actor: Optional[float] = None,
+    progress: bool = True,
+) -> Dict[str, int]:
+    try:
+        import ray
+        from ray.data import ActorPoolStrategy
+    except ImportError as err:
+        raise ImportError(Errors.E052.format(what="--ray", package="ray[data]", extra="ray")) from err
+    from tqdm import tqdm
+
+    store, shards, todo = prepare(job)
+    # Ray forks workers after the driver's tokenizer may have run; its thread pool must not be shared.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=progress)
+    try:
+        if todo:
+            resources = ray.cluster_resources()
+            if gpus_per_actor is None:
+                gpus_per_actor = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+            if num_actors is None:
+                num_actors = (int(resources.get("GPU", 0) // gpus_per_actor) if gpus_per_actor
+                              else int(resources.get("CPU", 1) // cpus_per_actor))
+            num_actors = max(1, min(num_actors, len(todo)))
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            results = ray.data.from_items([{"shard": shard.index} for shard in todo]).map_batches(
+                _ShardWorker,
+                fn_constructor_kwargs={"job": job.to_dict(), "shards": [shard.to_dict() for shard in todo],
+                                       "use_gpu": gpus_per_actor > 0,
+                                       "threads": max(1, int(cpus_per_actor))},
+                batch_size=1,
+                compute=ActorPoolStrategy(size=num_actors),
+                num_cpus=cpus_per_actor,
+                num_gpus=gpus_per_actor,
+                # Left at Ray Data's defaults (max_restarts=-1, max_task_retries=-1): a dead
+                # actor is restarted and its shard retried; tests/annotate/test_ray.py checks it.
+            )
+            sizes = {shard.index: shard.stop - shard.start for shard in todo}
+            with tqdm(total=sum(sizes.values()), unit="row", disable=not progress, desc="annotate (ray)") as bar:
+                for result in results.iter_rows():
+                    bar.update(sizes[int(result["shard"])])
+        return summary(store, shards, todo)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _ShardWorker:
+    """One Ray actor: loads the pipeline once, then annotates the shards it is given."""
+
+    def __init__(self, job: Dict[str, Any], shards: List[Dict[str, int]], use_gpu: bool, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.job = AnnotateJob(**job)
+        self.store = ShardStore(Path(self.job.output), self.job.format)
+        self.shards = {item["index"]: Shard(**item) for item in shards}
+        self.nlp = load_pipeline(self.job, use_gpu=use_gpu)
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[int]]:
+        done = [annotate_shard(self.nlp, self.job, self.shards[int(i)], self.store) for i in batch["shard"]]
+        return {key: [receipt[key] for receipt in done] for key in ("shard", "written", "rejected")}
+
+
+def summary(store: ShardStore, shards: List[Shard], todo: List[Shard]) -> Dict[str, int]:
+    written, rejected = store.check_complete(shards)
+    return {"rows": written + rejected, "written": written, "rejected": rejected,
+            "shards": len(shards), "shards_skipped": len(shards) - len(todo)}
