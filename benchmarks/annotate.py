@@ -1,0 +1,117 @@
+"""Documents/s of `annotate` locally vs on a local Ray instance, in one run on the same input.
+
+The pipeline is the default config's (SmolLM2-135M backbone + tagger + ner), initialized on a
+few bundled EWT sentences and saved: its speed does not depend on how well it was trained.
+The input is the bundled EWT test split, one sentence per JSONL row. Each mode is timed end
+to end as a user runs it (pipeline loading and, for Ray, starting the instance included), and
+the two outputs are compared file by file.
+
+    python benchmarks/annotate.py [--docs 630] [--actors 2] [--shard-size 50]
+
+Writes benchmarks/results/annotate.json.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import spacy
+from spacy.training import Example
+
+from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
+
+ROOT = Path(__file__).parents[1]
+EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
+RESULTS = ROOT / "benchmarks" / "results" / "annotate.json"
+
+
+def ewt_sentences(path: Path):
+    """(text, words, tags) per sentence of a CoNLL-U file."""
+    sentence, words, tags = None, [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# text = "):
+            sentence = line[len("# text = "):]
+        elif line and not line.startswith("#"):
+            cols = line.split("\t")
+            if cols[0].isdigit():
+                words.append(cols[1])
+                tags.append(cols[4])
+        elif not line and words:
+            yield sentence, words, tags
+            sentence, words, tags = None, [], []
+
+
+def build_pipeline(directory: Path) -> None:
+    config = spacy.util.load_config(ROOT / "configs" / "default.cfg")
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    sentences = list(ewt_sentences(EWT_TEST))[:8]
+    examples = [Example.from_dict(nlp.make_doc(" ".join(w)), {"words": w, "tags": t,
+                                                             "entities": ["O"] * len(w)})
+                for _, w, t in sentences]
+    nlp.get_pipe("ner").add_label("PER")
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(directory)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=630)
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--shard-size", type=int, default=50)
+    args = parser.parse_args()
+    import ray
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
+    try:
+        build_pipeline(work / "pipeline")
+        texts = [text for text, _, _ in ewt_sentences(EWT_TEST)][: args.docs]
+        with (work / "in.jsonl").open("w", encoding="utf-8") as f:
+            for i, text in enumerate(texts):
+                f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
+        results = {}
+        for mode in ("local", "ray"):
+            job = AnnotateJob(str(work / "in.jsonl"), str(work / mode), str(work / "pipeline"),
+                              shard_size=args.shard_size, batch_size=32)
+            start = time.perf_counter()
+            if mode == "local":
+                summary = run_local(job)
+            else:
+                summary = run_ray(job, num_actors=args.actors, cpus_per_actor=max(1, os.cpu_count() // args.actors))
+            seconds = time.perf_counter() - start
+            results[mode] = {"seconds": round(seconds, 1), "docs_per_s": round(summary["written"] / seconds, 2), **summary}
+            print(f"{mode}: {summary['written']} docs in {seconds:.1f} s = {summary['written'] / seconds:.2f} docs/s")
+
+        def files(d):
+            return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+        identical = files(work / "local") == files(work / "ray")
+        report = {
+            "command": "python " + " ".join(sys.argv),
+            "input": f"bundled EWT test, {len(texts)} sentences as documents",
+            "pipeline": "configs/default.cfg (SmolLM2-135M, unmask 0011, LoRA) + tagger + ner, fp32 CPU",
+            "local": {**results["local"], "setup": f"one process, torch threads {torch.get_num_threads()}"},
+            "ray": {**results["ray"], "setup": f"local Ray instance, {args.actors} actors x "
+                                               f"{max(1, os.cpu_count() // args.actors)} CPU"},
+            "ray_vs_local_docs_per_s": round(results["ray"]["docs_per_s"] / results["local"]["docs_per_s"], 2),
+            "outputs_identical": identical,
+            "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                        "python": platform.python_version()},
+            "versions": {"spacy-cmllm": version("spacy-cmllm"), "spacy": spacy.__version__, "torch": torch.__version__, "ray": ray.__version__},
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

