@@ -133,3 +133,13 @@ class Errors(metaclass=_WithCodes):
         "({written} written, {rejected} rejected). Shards {missing} have no receipt: run "
         "the same command again to redo them."
     )
+
+
+class Warnings(metaclass=_WithCodes):
+    W001 = (
+        "The decoder got no gradient for a training batch: its backprop was never called. "
+        "spacy-transformers passes the decoder's backprop to the LAST listening component "
+        "only, and that component skipped the batch (e.g. `ner` on docs without entity "
+        "annotation), so the other listeners' gradients were dropped too. Put a component "
+        "that is annotated in every training doc last in the pipeline, or annotate the docs."
+    )

@@ -84,6 +84,9 @@ class Backbone(nn.Module):
         self.fingerprint = fingerprint
         self.source_config = source_config
         self.unmask_handle = unmask_layers(decoder, settings.unmask)
+        # Set by a training forward, cleared by its backprop (see model.forward).
+        self.awaiting_backprop = False
+        self.warned_no_backprop = False
         self._piece_encoder: Optional[PieceEncoder] = None
 
     @property

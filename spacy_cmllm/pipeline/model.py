@@ -6,6 +6,7 @@ vector per token for ``ner``, ``tagger`` and any other listener. Each token owns
 own pieces (per-token encoding), so the alignment is a plain running index.
 """
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -17,7 +18,7 @@ from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
-from ..errors import Errors
+from ..errors import Errors, Warnings
 from .backbone import Backbone, BackboneSettings
 from .pieces import TokenPieces
 from .windows import WindowPlan, batch_windows, pad_windows, plan_windows
@@ -132,8 +133,12 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
     backbone.train(is_train)
     vectors = _run_decoder(model, backbone, plan, is_train)
     output = _to_batch(model, docs, pieces, vectors, tokenizer)
+    if vectors.requires_grad:
+        _check_previous_backprop(backbone)
+        backbone.awaiting_backprop = True
 
     def backprop(d_output: CausalMaskBatch) -> List[Doc]:
+        backbone.awaiting_backprop = False
         gradients = d_output.doc_gradients or []
         if gradients and vectors.requires_grad:
             d_vectors = torch.from_numpy(numpy.ascontiguousarray(numpy.concatenate([g[0] for g in gradients]))).to(vectors.device)
@@ -141,6 +146,17 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         return docs
 
     return output, backprop
+
+
+def _check_previous_backprop(backbone: Backbone) -> None:
+    """Warn once if the previous training batch never called backprop.
+
+    spacy-transformers hands the decoder's backprop to the LAST listener only; when that
+    component skips a batch (e.g. `ner` on docs without entity annotation), the decoder
+    silently learns nothing from the batch, not even the other listeners' gradients."""
+    if backbone.awaiting_backprop and not backbone.warned_no_backprop:
+        backbone.warned_no_backprop = True
+        warnings.warn(Warnings.W001, stacklevel=3)
 
 
 def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: bool) -> torch.Tensor:

@@ -162,3 +162,29 @@ def test_alignment_with_both_tokenizer_families(request, tmp_path, family):
         alone = encoder.encode_tokens([token.text], [token.i > 0 and doc[token.i - 1].whitespace_ != ""])
         assert ids[start : start + n] == alone.ids.tolist(), token.text
         start += n
+
+
+def test_warns_when_the_last_listener_skips_a_batch(model_dir):
+    import warnings
+
+    from spacy.training import Example
+    from thinc.api import Adam
+
+    from tests.tiny import train_examples
+
+    nlp = build_pipeline(model_dir)
+    train(nlp, steps=1)
+    optimizer = Adam(0.001)
+    # Tags but no entity annotation: `ner` (the last listener) skips the batch.
+    untagged = [Example.from_dict(nlp.make_doc(" ".join(w)), {"words": w, "tags": t}) for w, t, _ in TRAIN_DATA]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*W001")
+        nlp.update(train_examples(nlp), sgd=optimizer)
+        nlp.update(train_examples(nlp), sgd=optimizer)  # backprop ran: no warning
+        nlp.update(untagged, sgd=optimizer)
+    with pytest.warns(UserWarning, match="W001.*no gradient"):
+        nlp.update(train_examples(nlp), sgd=optimizer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*W001")  # once per model, not per batch
+        nlp.update(untagged, sgd=optimizer)
+        nlp.update(train_examples(nlp), sgd=optimizer)
