@@ -54,9 +54,14 @@ class AnnotateJob:
         return asdict(self)
 
 
+# The annotation's own columns; a carried input field of the same name is kept as "input_<name>".
+OUTPUT_COLUMNS = ("_row", "text", "tokens", "tags", "entities")
+
+
 def doc_record(row: Row, doc) -> Dict[str, Any]:
+    carried = {(f"input_{name}" if name in OUTPUT_COLUMNS else name): value for name, value in row.fields.items()}
     return {
-        **row.fields,
+        **carried,
         "_row": row.row,
         "text": doc.text,
         "tokens": [token.text for token in doc],

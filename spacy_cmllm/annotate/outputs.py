@@ -44,6 +44,12 @@ class ShardStore:
     def open(self, manifest: Dict[str, Any]) -> None:
         """Create the directory, or check that it holds this same job before resuming."""
         path = self.directory / MANIFEST
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(Errors.E040.format(name="OUTPUT", value=str(self.directory),
+                                                why="exists and is not a directory"))
+        if not path.exists() and self.directory.exists() and any(self.directory.iterdir()):
+            raise ValueError(Errors.E040.format(name="OUTPUT", value=str(self.directory),
+                                                why="is a directory with other files in it; give a new or empty one"))
         if path.exists():
             found = json.loads(path.read_text())
             for name in JOB_FIELDS:

@@ -74,3 +74,15 @@ def test_unknown_input_and_missing_file(tmp_path):
         input_format(tmp_path / "in.csv")
     with pytest.raises(ValueError, match="E050.*no such file"):
         plan_shards(tmp_path / "missing.jsonl", "jsonl", 10)
+
+
+def test_carried_fields_never_overwrite_the_annotation():
+    import spacy
+
+    from spacy_cmllm.annotate.inputs import Row
+    from spacy_cmllm.annotate.job import doc_record
+
+    doc = spacy.blank("en")("Hello world")
+    record = doc_record(Row(4, "Hello world", {"id": 1, "tokens": ["mine"], "_row": 99}), doc)
+    assert record["tokens"] == ["Hello", "world"] and record["_row"] == 4
+    assert record["input_tokens"] == ["mine"] and record["input__row"] == 99 and record["id"] == 1

@@ -48,3 +48,15 @@ def test_stale_temporary_files_are_removed(tmp_path):
     stale.write_text("half a shard")
     store.open(MANIFEST)
     assert not stale.exists()
+
+
+def test_output_must_be_new_empty_or_this_jobs(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="E040.*not a directory"):
+        ShardStore(tmp_path / "file", "jsonl").open(MANIFEST)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("someone else's")
+    with pytest.raises(ValueError, match="E040.*other files"):
+        ShardStore(tmp_path / "busy", "jsonl").open(MANIFEST)
+    (tmp_path / "empty").mkdir()
+    ShardStore(tmp_path / "empty", "jsonl").open(MANIFEST)
