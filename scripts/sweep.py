@@ -251,7 +251,9 @@ def summarise(rows: list[dict]) -> dict:
                  "seeds": sorted(int(r["seed"]) for r in members),
                  "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1)}
         for metric in ("dev_f1", "test_f1", "tag_acc"):
-            entry[metric] = stats([float(r[metric]) for r in members if r[metric] != ""])
+            values = [float(r[metric]) for r in members if r[metric] != ""]
+            entry[metric] = stats(values)
+            entry[metric + "_values"] = values
         for reference in ("0000", "1111"):
             ref = {r["seed"]: float(r["test_f1"]) for r in groups.get(("smollm2", reference, *budget), [])}
             diffs = [float(r["test_f1"]) - ref[r["seed"]] for r in members
@@ -270,29 +272,42 @@ def order_key(entry: dict) -> tuple:
 
 
 def plot(summary: dict, path: Path) -> None:
+    """Bars: decoder configurations at the sweep's main budget (mean ± std over seeds, seeds as
+    dots). Diamonds: decoder runs at other budgets. Lines: baselines, each at its budget."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     entries = sorted(summary["configs"], key=order_key)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    decoders = [e for e in entries if e["model"] == "smollm2"]
+    budgets = [e["max_steps"] for e in decoders]
+    main_budget = max(set(budgets), key=budgets.count) if budgets else None
+    bars = [e for e in decoders if e["max_steps"] == main_budget]
+    position = {e["unmask"]: i for i, e in enumerate(bars)}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for ax, metric in zip(axes, ("dev_f1", "test_f1")):
-        decoders = [e for e in entries if e["model"] == "smollm2"]
-        xs = range(len(decoders))
-        ax.bar(xs, [e[metric]["mean"] for e in decoders], yerr=[e[metric]["std"] or 0 for e in decoders],
-               color=["#999999" if e["unmask"] in ("0000",) else "#3b75af" for e in decoders], capsize=3)
-        ax.set_xticks(list(xs), [e["unmask"] for e in decoders], rotation=45)
-        for style, e in zip(("--", ":", "-.", "-"), [e for e in entries if e["model"] != "smollm2"]):
+        xs = list(range(len(bars)))
+        ax.bar(xs, [e[metric]["mean"] for e in bars], yerr=[e[metric]["std"] or 0 for e in bars],
+               color=["#999999" if e["unmask"] == "0000" else "#3b75af" for e in bars], capsize=3,
+               label=f"SmolLM2-135M, {main_budget} steps")
+        for x, e in zip(xs, bars):
+            ax.scatter([x] * len(e[metric + "_values"]), e[metric + "_values"], color="black", s=8, zorder=3)
+        for e in decoders:
+            if e["max_steps"] != main_budget and e["unmask"] in position:
+                ax.scatter([position[e["unmask"]]], [e[metric]["mean"]], marker="D", color="#dd8452", zorder=4,
+                           label=f"SmolLM2 {e['unmask']}, {e['max_steps']} steps")
+        ax.set_xticks(xs, [e["unmask"] for e in bars], rotation=45)
+        for style, e in zip(("--", ":", "-.", (0, (5, 1)), (0, (1, 3))), [e for e in entries if e["model"] != "smollm2"]):
             ax.axhline(e[metric]["mean"], linestyle=style, color="#c44e52",
-                       label=f"{e['unmask']} ({e['max_steps']} steps)")
+                       label=f"{e['unmask']}, {e['max_steps']} steps")
         ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds")
         ax.set_xlabel("unmasked groups (leftmost = input side); grey = causal")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("F1")
-    budget = entries[0] if entries else {}
-    fig.suptitle(f"SmolLM2-135M + LoRA on CoNLL-2003, {budget.get('max_steps')} steps x "
-                 f"{budget.get('batch_words')} words per run")
+    words = bars[0]["batch_words"] if bars else None
+    fig.suptitle(f"LoRA on CoNLL-2003 (first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored); "
+                 f"batches of {words} words")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -302,14 +317,14 @@ def report(args: argparse.Namespace) -> int:
     if not rows:
         raise SystemExit(f"{args.csv}: no finished runs yet; run `scripts/sweep.py run` first")
     summary = summarise(rows)
-    print(f"{'model':10} {'unmask':10} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
+    print(f"{'model':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
           f"{'vs 0000':>14} {'vs 1111':>14}")
     for e in sorted(summary["configs"], key=order_key):
         cells = [f"{e[m]['mean']:6.2f} ± {e[m]['std'] if e[m]['std'] is not None else '-':>4}"
                  for m in ("dev_f1", "test_f1", "tag_acc")]
         paired = [f"{e[k]['mean']:+6.2f} ({e[k]['wins']}/{e[k]['n']})" if k in e else "" for k in
                   ("test_f1_vs_0000", "test_f1_vs_1111")]
-        print(f"{e['model']:10} {e['unmask']:10} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
+        print(f"{e['model']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
               f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14}")
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")

@@ -78,12 +78,18 @@ def annotate_shard(nlp, job: AnnotateJob, shard: Shard, store: ShardStore) -> Di
     return store.write(shard, records, rejects)
 
 
-def load_pipeline(job: AnnotateJob, *, use_gpu: bool = False):
+def load_pipeline(job: AnnotateJob, *, gpu: str = "none"):
+    """gpu: "require" (an explicit --gpu-id), "prefer" (a Ray actor holding a GPU) or "none".
+
+    The decoder moves to CUDA by itself whenever torch sees a GPU; thinc's heads follow only
+    with cupy installed, which "prefer" does not demand."""
     import spacy
 
     import_code(job.code)
-    if use_gpu:
+    if gpu == "require":
         spacy.require_gpu(max(job.gpu_id, 0))
+    elif gpu == "prefer":
+        spacy.prefer_gpu(0)  # inside an actor, Ray exposes its GPU as device 0
     return spacy.load(job.model)
 
 
@@ -114,7 +120,7 @@ def run_local(job: AnnotateJob, *, progress: bool = True) -> Dict[str, int]:
     from tqdm import tqdm
 
     store, shards, todo = prepare(job)
-    nlp = load_pipeline(job, use_gpu=job.gpu_id >= 0)
+    nlp = load_pipeline(job, gpu="require" if job.gpu_id >= 0 else "none")
     with tqdm(total=sum(s.stop - s.start for s in todo), unit="row", disable=not progress,
               desc="annotate") as bar:
         for shard in todo:
@@ -187,7 +193,7 @@ class _ShardWorker:
         self.job = AnnotateJob(**job)
         self.store = ShardStore(Path(self.job.output), self.job.format)
         self.shards = {item["index"]: Shard(**item) for item in shards}
-        self.nlp = load_pipeline(self.job, use_gpu=use_gpu)
+        self.nlp = load_pipeline(self.job, gpu="prefer" if use_gpu else "none")
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[int]]:
         done = [annotate_shard(self.nlp, self.job, self.shards[int(i)], self.store) for i in batch["shard"]]
