@@ -15,7 +15,7 @@ from tests.annotate.conftest import make_rows, read_output
 ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).parents[2]
-CRASH_ONCE = Path(__file__).with_name("crash_once.py")
+COMPONENTS = Path(__file__).with_name("components.py")
 BAD = (2, 9, 30)
 
 
@@ -25,11 +25,18 @@ def _files(directory: Path):
 
 def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeline_dir):
     # Runs in its own process (and its own Ray instance) before this module starts one.
+    import tests.annotate.components  # noqa: F401
+
     n = 120
     (tmp_path / "in.jsonl").write_bytes(make_rows(n, bad=BAD))
+    # 0.1 s per document: the job lasts long enough (~6 s of work per actor) for the stop
+    # to land mid-way even on a loaded machine.
+    nlp = spacy.load(pipeline_dir)
+    nlp.add_pipe("slow_down", config={"seconds": 0.1})
+    nlp.to_disk(tmp_path / "slow")
     command = [sys.executable, "-m", "spacy_cmllm", "annotate", str(tmp_path / "in.jsonl"),
-               str(tmp_path / "out"), "--model", str(pipeline_dir), "--shard-size", "2", "--ray",
-               "--num-actors", "2", "--quiet"]
+               str(tmp_path / "out"), "--model", str(tmp_path / "slow"), "--shard-size", "2", "--ray",
+               "--num-actors", "2", "--code", str(COMPONENTS), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
     process = subprocess.Popen(command, env=env)
     receipts = tmp_path / "out" / "_receipts"
@@ -39,10 +46,10 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)  # Ctrl-C: the driver stops and shuts its Ray instance down
-    process.wait(timeout=120)
+    process.wait(timeout=300)
     done_at_stop = len(list(receipts.glob("*.json")))
     assert 0 < done_at_stop < n // 2, "the stop must land mid-job for this test to mean anything"
-    assert subprocess.run(command, env=env, timeout=300).returncode == 0
+    assert subprocess.run(command, env=env, timeout=600).returncode == 0
     rows, rejects = read_output(tmp_path / "out")
     assert sorted([r["_row"] for r in rows] + [r["_row"] for r in rejects]) == list(range(n))
     assert [r["_row"] for r in rejects] == list(BAD)
@@ -66,7 +73,7 @@ def test_ray_writes_the_same_files_as_a_local_run(tmp_path, pipeline_dir, local_
 
 
 def test_a_worker_that_dies_is_retried(tmp_path, pipeline_dir, local_ray):
-    import tests.annotate.crash_once  # noqa: F401  (registers the factory here too)
+    import tests.annotate.components  # noqa: F401  (registers the factories here too)
 
     nlp = spacy.load(pipeline_dir)
     marker = tmp_path / "crashed"
@@ -76,7 +83,7 @@ def test_a_worker_that_dies_is_retried(tmp_path, pipeline_dir, local_ray):
     lines[17] = b'{"id": "doc-17", "text": "CRASH in the middle of shard 3 ."}\n'
     (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     job = AnnotateJob(str(tmp_path / "in.jsonl"), str(tmp_path / "ray"), str(tmp_path / "crashy"),
-                      shard_size=5, code=str(CRASH_ONCE))
+                      shard_size=5, code=str(COMPONENTS))
     result = run_ray(job, num_actors=2, progress=False)
     assert marker.exists(), "the worker did not crash, so nothing was retried"
     assert result == {"rows": 30, "written": 30, "rejected": 0, "shards": 6, "shards_skipped": 0}

