@@ -8,7 +8,7 @@ the two outputs are compared file by file.
 
     python benchmarks/annotate.py [--docs 630] [--actors 2] [--shard-size 50]
 
-Writes benchmarks/results/annotate.json.
+Writes benchmarks/results/annotate.json and annotate.png (`--replot` redraws the PNG from the JSON).
 """
 import argparse
 import json
@@ -29,6 +29,7 @@ from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
 ROOT = Path(__file__).parents[1]
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
 RESULTS = ROOT / "benchmarks" / "results" / "annotate.json"
+PLOT = RESULTS.with_suffix(".png")
 
 
 def ewt_sentences(path: Path):
@@ -48,7 +49,7 @@ def ewt_sentences(path: Path):
 
 
 def build_pipeline(directory: Path) -> None:
-    config = spacy.util.load_config(ROOT / "configs" / "default.cfg")
+    config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     sentences = list(ewt_sentences(EWT_TEST))[:8]
     examples = [Example.from_dict(nlp.make_doc(" ".join(w)), {"words": w, "tags": t,
@@ -59,12 +60,35 @@ def build_pipeline(directory: Path) -> None:
     nlp.to_disk(directory)
 
 
+def plot(report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = ["local", "ray"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(modes, [report[m]["docs_per_s"] for m in modes], color=["#999999", "#3b75af"])
+    for i, m in enumerate(modes):
+        ax.text(i, report[m]["docs_per_s"], f"{report[m]['docs_per_s']:.2f}\n{report[m]['setup']}",
+                ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel("documents/s (end to end)")
+    ax.set_ylim(0, max(report[m]["docs_per_s"] for m in modes) * 1.35)
+    ax.set_title(f"annotate, {report['input']}; outputs identical: {report['outputs_identical']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=120)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=630)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--shard-size", type=int, default=50)
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(RESULTS.read_text()))
+        return 0
     import ray
     import torch
 
@@ -107,6 +131,7 @@ def main() -> int:
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        plot(report)
         print(json.dumps(report, indent=2))
         return 0
     finally:
