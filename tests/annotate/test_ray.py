@@ -40,7 +40,7 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
     process = subprocess.Popen(command, env=env)
     receipts = tmp_path / "out" / "_receipts"
-    deadline = time.time() + 180
+    deadline = time.time() + 600  # Ray start-up and two pipeline loads are slow on a loaded machine
     while process.poll() is None and time.time() < deadline:
         if receipts.exists() and len(list(receipts.glob("*.json"))) >= 4:
             break
@@ -48,7 +48,7 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
     process.send_signal(signal.SIGINT)  # Ctrl-C: the driver stops and shuts its Ray instance down
     process.wait(timeout=300)
     done_at_stop = len(list(receipts.glob("*.json")))
-    assert 0 < done_at_stop < n // 2, "the stop must land mid-job for this test to mean anything"
+    assert 0 < done_at_stop < n // 2, f"the stop must land mid-job to mean anything ({done_at_stop} shards done)"
     assert subprocess.run(command, env=env, timeout=600).returncode == 0
     rows, rejects = read_output(tmp_path / "out")
     assert sorted([r["_row"] for r in rows] + [r["_row"] for r in rejects]) == list(range(n))
