@@ -29,10 +29,10 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
 
     n = 120
     (tmp_path / "in.jsonl").write_bytes(make_rows(n, bad=BAD))
-    # 0.1 s per document: the job lasts long enough (~6 s of work per actor) for the stop
-    # to land mid-way even on a loaded machine.
+    # 0.5 s per document: the job lasts long enough (~30 s of work per actor) for the stop
+    # to land mid-way even where a loaded machine delays the driver's Ctrl-C by seconds.
     nlp = spacy.load(pipeline_dir)
-    nlp.add_pipe("slow_down", config={"seconds": 0.1})
+    nlp.add_pipe("slow_down", config={"seconds": 0.5})
     nlp.to_disk(tmp_path / "slow")
     command = [sys.executable, "-m", "spacy_cmllm", "annotate", str(tmp_path / "in.jsonl"),
                str(tmp_path / "out"), "--model", str(tmp_path / "slow"), "--shard-size", "2", "--ray",
