@@ -38,7 +38,8 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
                str(tmp_path / "out"), "--model", str(tmp_path / "slow"), "--shard-size", "2", "--ray",
                "--num-actors", "2", "--code", str(COMPONENTS), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
-    process = subprocess.Popen(command, env=env)
+    # A background CI job may run with SIGINT ignored, which children inherit: restore the default.
+    process = subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     receipts = tmp_path / "out" / "_receipts"
     deadline = time.time() + 600  # Ray start-up and two pipeline loads are slow on a loaded machine
     while process.poll() is None and time.time() < deadline:
