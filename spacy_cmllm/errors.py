@@ -117,6 +117,8 @@ class Errors(metaclass=_WithCodes):
         "The piece ids of doc {index} must be a one-dimensional integer array, got dtype "
         "{dtype} and shape {shape}."
     )
+    # Training the adapters
+    E045 = "Invalid adapter optimizer setting {name}={value!r}: {why}."
     # Annotating corpora (python -m spacy_cmllm annotate)
     E050 = "Cannot read input {path!r}: {why}."
     E051 = (

@@ -13,6 +13,7 @@ from thinc.api import Model
 from ..errors import Errors
 from .backbone import BackboneSettings
 from .model import build_model
+from .optimizer import AdapterOptimizer
 
 DEFAULT_LORA: Dict[str, Any] = {
     "r": 16,
@@ -42,6 +43,39 @@ def build_causal_mask_llm_v1(
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
 ) -> Model[List[Doc], FullTransformerBatch]:
+    """As v2, with the adapters stepped by the training's thinc optimizer (one learning rate
+    for adapters and heads, clipping per tensor)."""
+    return build_causal_mask_llm_v2(
+        name=name, unmask=unmask, dtype=dtype, quantization=quantization,
+        attn_implementation=attn_implementation, lora=lora, window=window, stride=stride,
+        hidden_layers=hidden_layers, add_bos=add_bos, max_batch_pieces=max_batch_pieces,
+        mixed_precision=mixed_precision, device=device,
+        gradient_checkpointing=gradient_checkpointing, embed_base=embed_base,
+        adapter_optimizer=None,
+    )
+
+
+@registry.architectures("spacy-cmllm.CausalMaskLLM.v2")
+def build_causal_mask_llm_v2(
+    *,
+    name: str,
+    # int is accepted only to explain E005: a CLI override turns "0011" into 11.
+    unmask: Union[str, List[int], int] = "0000",
+    dtype: str = "float32",
+    quantization: Optional[str] = None,
+    attn_implementation: str = "sdpa",
+    lora: Optional[Dict[str, Any]] = DEFAULT_LORA,
+    window: int = 128,
+    stride: int = 96,
+    hidden_layers: List[int] = [-1],
+    add_bos: bool = True,
+    max_batch_pieces: int = 4096,
+    mixed_precision: Optional[bool] = None,
+    device: Optional[str] = None,
+    gradient_checkpointing: bool = False,
+    embed_base: bool = False,
+    adapter_optimizer: Optional[AdapterOptimizer] = None,
+) -> Model[List[Doc], FullTransformerBatch]:
     """A partly unmasked, LoRA-adapted decoder as the model of spacy-transformers'
     ``transformer`` component; ``TransformerListener.v1`` layers read its output.
 
@@ -52,9 +86,11 @@ def build_causal_mask_llm_v1(
     quantization (Optional[str]): None or "4bit" (QLoRA; CUDA and bitsandbytes).
     attn_implementation (str): "sdpa" or "eager".
     lora (Optional[Dict]): r, alpha, dropout, target_modules; null freezes the decoder.
-    window (int): pieces per window over long documents (BOS excluded).
-    stride (int): pieces between window starts; each piece's vector is read from the
-        window in which it has the most context on both sides.
+    window (int): pieces per window over long documents (BOS excluded). In training, docs
+        are cut into consecutive windows (at sentence starts where the doc has them), so
+        every piece is computed once.
+    stride (int): pieces between window starts in prediction; each piece's vector is read
+        from the window in which it has the most context on both sides.
     hidden_layers (List[int]): which hidden states feed the listeners, as indices into
         (embeddings, layer 1, ..., last layer with final norm); several are averaged.
         [-1] is the final output.
@@ -65,6 +101,9 @@ def build_causal_mask_llm_v1(
     device (Optional[str]): torch device of the decoder; default CUDA when available.
     gradient_checkpointing (bool): trade compute for activation memory in training.
     embed_base (bool): save the base weights inside the pipeline (small models only).
+    adapter_optimizer (Optional[AdapterOptimizer]): the adapters' own optimizer
+        (spacy-cmllm.AdapterOptimizer.v1: AdamW, warm-up + decay, global clipping); the
+        heads keep [training.optimizer]. null: the adapters use [training.optimizer] too.
     """
     for key, value, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -94,6 +133,38 @@ def build_causal_mask_llm_v1(
         add_bos=add_bos,
         max_batch_pieces=max_batch_pieces,
         mixed_precision=mixed_precision,
+        adapter_optimizer=adapter_optimizer,
+    )
+
+
+@registry.misc("spacy-cmllm.AdapterOptimizer.v1")
+def make_adapter_optimizer_v1(
+    *,
+    learn_rate: float = 2e-4,
+    total_steps: int = 0,
+    warmup: float = 0.1,
+    schedule: str = "cosine",
+    min_rate: float = 0.0,
+    beta1: float = 0.9,
+    beta2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    grad_clip: float = 1.0,
+) -> AdapterOptimizer:
+    """AdamW for the decoder's adapters, with its own schedule and global-norm clipping
+    (the paper's and peft's setting: 2e-4, betas 0.9/0.95, weight decay 0.1, clip 1.0).
+
+    learn_rate (float): peak rate, reached at the end of the warm-up.
+    total_steps (int): steps the schedule spans; use ${training.max_steps}.
+    warmup (float): a fraction of total_steps if below 1, else a number of steps.
+    schedule (str): "cosine", "linear" or "constant" decay after the warm-up.
+    min_rate (float): the rate at total_steps.
+    grad_clip (float): bound on the L2 norm of ALL adapter gradients together; 0 = off.
+    """
+    return AdapterOptimizer(
+        learn_rate=learn_rate, total_steps=total_steps, warmup=warmup, schedule=schedule,
+        min_rate=min_rate, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        grad_clip=grad_clip,
     )
 
 

@@ -20,8 +20,13 @@ from transformers.file_utils import ModelOutput
 
 from ..errors import Errors, Warnings
 from .backbone import Backbone, BackboneSettings
+from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
-from .windows import WindowPlan, batch_windows, pad_windows, plan_windows
+from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
+
+# In training, a decoder call is split rather than padded by more than this fraction: each
+# padded position would cost a forward and a backward pass.
+TRAIN_MAX_PADDING = 0.03
 
 
 @dataclass
@@ -65,6 +70,37 @@ class _Placeholder(torch.nn.Module):
     """Stands in for the backbone until nlp.initialize() or deserialization loads it."""
 
 
+class BackboneShim(PyTorchShim):
+    """A PyTorchShim whose trainable parameters (the adapters) are stepped by their own
+    torch optimizer when the architecture sets one; else by thinc's, as any PyTorchShim.
+
+    spaCy's ``Language.update`` calls a component's finish_update right after its own
+    update, before the listeners downstream have sent the decoder's gradient back; a step
+    asked for then is deferred until the backprop has run (see ``forward``), so each step
+    uses the gradient of its own batch. (``spacy train`` steps after all updates anyway.)
+    """
+
+    def __init__(self, *args: Any, adapter_optimizer: Optional[AdapterOptimizer] = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.adapter_optimizer = adapter_optimizer
+        self.stepper: Optional[AdapterStepper] = None
+        self.step_pending = False
+
+    def finish_update(self, optimizer: Any) -> None:
+        if self.adapter_optimizer is None:
+            return super().finish_update(optimizer)
+        if getattr(self._model, "awaiting_backprop", False):
+            self.step_pending = True
+            return
+        self.step_adapters()
+
+    def step_adapters(self) -> None:
+        self.step_pending = False
+        if self.stepper is None or self.stepper.module is not self._model:
+            self.stepper = AdapterStepper(self.adapter_optimizer, self._model)
+        self.stepper.step()
+
+
 def build_model(
     settings: BackboneSettings,
     *,
@@ -74,11 +110,13 @@ def build_model(
     add_bos: bool,
     max_batch_pieces: int,
     mixed_precision: Optional[bool],
+    adapter_optimizer: Optional[AdapterOptimizer] = None,
 ) -> Model[List[Doc], FullTransformerBatch]:
-    shim = PyTorchShim(
+    shim = BackboneShim(
         _Placeholder(),
         serialize_model=lambda backbone: _serialize(backbone),
         deserialize_model=lambda _old, data, _device: Backbone.from_bytes(data, settings),
+        adapter_optimizer=adapter_optimizer,
     )
     return CausalMaskLLM(
         "causal_mask_llm",
@@ -127,15 +165,26 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
     tokenizer = backbone.tokenizer
     pieces = backbone.piece_encoder.encode_docs(docs)
     bos_id = tokenizer.bos_token_id if model.attrs["add_bos"] else None
-    plan = plan_windows(
-        [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id
-    )
+    if is_train:
+        # Each piece once: no overlap to compute (and backpropagate) twice.
+        plan = plan_training_windows(
+            [p.ids for p in pieces],
+            window=model.attrs["window"],
+            bos_id=bos_id,
+            sentence_starts=[_sentence_starts(doc, p) for doc, p in zip(docs, pieces)],
+        )
+    else:
+        plan = plan_windows(
+            [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id
+        )
     backbone.train(is_train)
     vectors = _run_decoder(model, backbone, plan, is_train)
     output = _to_batch(model, docs, pieces, vectors, tokenizer)
     if vectors.requires_grad:
         _check_previous_backprop(backbone)
         backbone.awaiting_backprop = True
+        # A step deferred for a batch whose backprop never came has nothing to apply.
+        model.shims[0].step_pending = False
 
     def backprop(d_output: CausalMaskBatch) -> List[Doc]:
         backbone.awaiting_backprop = False
@@ -143,9 +192,21 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         if gradients and vectors.requires_grad:
             d_vectors = torch.from_numpy(numpy.ascontiguousarray(numpy.concatenate([g[0] for g in gradients]))).to(vectors.device)
             torch.autograd.backward(vectors, grad_tensors=d_vectors)
+        shim = model.shims[0]
+        if isinstance(shim, BackboneShim) and shim.step_pending:
+            shim.step_adapters()
         return docs
 
     return output, backprop
+
+
+def _sentence_starts(doc: Doc, pieces: TokenPieces) -> Optional[numpy.ndarray]:
+    """The piece index of each sentence start, where the doc has sentence boundaries."""
+    if not doc.has_annotation("SENT_START"):
+        return None
+    token_starts = numpy.flatnonzero(doc.to_array("SENT_START") == 1)
+    piece_offsets = numpy.concatenate(([0], numpy.cumsum(pieces.lengths)))
+    return piece_offsets[token_starts]
 
 
 def _check_previous_backprop(backbone: Backbone) -> None:
@@ -176,7 +237,8 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     enabled = use_bf16_autocast(model.attrs["mixed_precision"], device)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
     with torch.set_grad_enabled(grad), autocast:
-        for batch in batch_windows(lengths, max_pieces=model.attrs["max_batch_pieces"]):
+        max_padding = TRAIN_MAX_PADDING if is_train else None
+        for batch in batch_windows(lengths, max_pieces=model.attrs["max_batch_pieces"], max_padding=max_padding):
             ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=_pad_id(backbone.tokenizer))
             hidden = _hidden(model, backbone, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
             longest = hidden.shape[1]

@@ -1,9 +1,10 @@
-"""Overlapping windows over the pieces of long documents, and batches of windows.
+"""Windows over the pieces of long documents, and batches of windows.
 
-Nothing is truncated: a doc longer than the window is covered by windows that start every
-`stride` pieces, the last one shifted left to end exactly at the doc's end. Each piece's vector is
-read from exactly one window, the one that gives it the most context on both sides, so every
-piece gets one vector and no averaging of overlapping outputs is needed.
+Nothing is truncated. For prediction, a doc longer than the window is covered by windows
+that start every `stride` pieces, the last one shifted left to end exactly at the doc's end,
+and each piece's vector is read from the one window that gives it the most context on both
+sides. In training the overlap would compute (and backpropagate) pieces twice, so there a
+doc is cut into consecutive windows instead, at sentence starts where the doc has them.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -65,9 +66,7 @@ def plan_windows(
     gather_position: List[numpy.ndarray] = []
     doc_lengths = numpy.zeros(len(docs), dtype=numpy.int64)
     for i, ids in enumerate(docs):
-        ids = numpy.asarray(ids)
-        if ids.ndim != 1 or not (ids.size == 0 or numpy.issubdtype(ids.dtype, numpy.integer)):
-            raise ValueError(Errors.E044.format(index=i, dtype=ids.dtype, shape=ids.shape))
+        ids = _check_ids(i, ids)
         n = len(ids)
         doc_lengths[i] = n
         if n == 0:
@@ -91,6 +90,90 @@ def plan_windows(
         gather_position=_concat(gather_position),
         doc_lengths=doc_lengths,
     )
+
+
+def plan_training_windows(
+    docs: Sequence[numpy.ndarray],
+    *,
+    window: int,
+    bos_id: Optional[int],
+    sentence_starts: Optional[Sequence[Optional[numpy.ndarray]]] = None,
+) -> WindowPlan:
+    """Cut each doc into consecutive, non-overlapping windows: every piece is computed once.
+
+    docs (Sequence[numpy.ndarray]): the piece ids of each doc.
+    window (int): the most pieces a window holds, not counting the BOS.
+    bos_id (Optional[int]): a piece prepended to every window (never read), or None.
+    sentence_starts (Optional[Sequence[Optional[numpy.ndarray]]]): per doc, the piece indices
+        at which sentences start, or None. Cuts are placed at sentence starts where one lies
+        close to an even split, so a window rarely starts mid-sentence; a sentence longer
+        than the window is cut inside.
+    RETURNS (WindowPlan): the windows and the gather indices (one window per piece).
+    """
+    _check_int("window", window, minimum=1)
+    if bos_id is not None:
+        _check_int("bos_id", bos_id, minimum=0)
+    offset = 0 if bos_id is None else 1
+    windows: List[numpy.ndarray] = []
+    doc_index: List[int] = []
+    gather_window: List[numpy.ndarray] = []
+    gather_position: List[numpy.ndarray] = []
+    doc_lengths = numpy.zeros(len(docs), dtype=numpy.int64)
+    for i, ids in enumerate(docs):
+        ids = _check_ids(i, ids)
+        n = len(ids)
+        doc_lengths[i] = n
+        if n == 0:
+            continue
+        starts = None if sentence_starts is None else sentence_starts[i]
+        cuts = _consecutive_cuts(n, window=window, sentence_starts=starts)
+        for start, end in zip(cuts[:-1], cuts[1:]):
+            piece_ids = numpy.empty(offset + end - start, dtype=numpy.int64)
+            if bos_id is not None:
+                piece_ids[0] = bos_id
+            piece_ids[offset:] = ids[start:end]
+            gather_window.append(numpy.full(end - start, len(windows), dtype=numpy.int64))
+            gather_position.append(numpy.arange(end - start, dtype=numpy.int64) + offset)
+            windows.append(piece_ids)
+            doc_index.append(i)
+    return WindowPlan(
+        windows=windows,
+        doc_index=numpy.asarray(doc_index, dtype=numpy.int64),
+        gather_window=_concat(gather_window),
+        gather_position=_concat(gather_position),
+        doc_lengths=doc_lengths,
+    )
+
+
+def _consecutive_cuts(n: int, *, window: int, sentence_starts: Optional[numpy.ndarray]) -> List[int]:
+    """Cut points 0 = c0 < c1 < ... < ck = n with every ck - ck-1 <= window.
+
+    Each cut aims at an even split of what is left (so the last window is not a stub), and
+    moves to the sentence start nearest that aim when one lies within the window's reach and
+    not so early that it leaves a stub.
+    """
+    candidates = numpy.zeros(0, dtype=numpy.int64)
+    if sentence_starts is not None:
+        candidates = numpy.unique(numpy.asarray(sentence_starts, dtype=numpy.int64))
+        candidates = candidates[(candidates > 0) & (candidates < n)]
+    cuts = [0]
+    start = 0
+    while n - start > window:
+        left = n - start
+        aim = start + -(-left // -(-left // window))  # ceil(left / ceil(left / window))
+        # A sentence start counts if the window it ends is at least half the even split long:
+        # an earlier one would leave a stub window and a longer rest.
+        lowest = start + (aim - start + 1) // 2
+        reachable = candidates[(candidates >= lowest) & (candidates <= start + window)]
+        if len(reachable):
+            # Nearest to the aim; on a tie the later one, which leaves less for what follows.
+            distance = numpy.abs(reachable - aim)
+            start = int(reachable[len(reachable) - 1 - int(numpy.argmin(distance[::-1]))])
+        else:
+            start = aim
+        cuts.append(start)
+    cuts.append(n)
+    return cuts
 
 
 def _window_starts(n: int, *, window: int, stride: int) -> numpy.ndarray:
@@ -120,12 +203,18 @@ def pad_windows(
     return input_ids, attention_mask
 
 
-def batch_windows(lengths: Sequence[int], *, max_pieces: int) -> List[List[int]]:
+def batch_windows(
+    lengths: Sequence[int], *, max_pieces: int, max_padding: Optional[float] = None
+) -> List[List[int]]:
     """Group windows of similar length into batches of bounded padded size.
 
     lengths (Sequence[int]): the length of each window.
     max_pieces (int): the most positions a batch may hold after padding (batch size times its
         longest window). A window longer than this forms a batch of its own.
+    max_padding (Optional[float]): if set, also start a new batch when the next window would
+        raise the batch's padding above this fraction of its real positions. Training sets it:
+        there every padded position costs a forward AND a backward pass, while a few more,
+        smaller decoder calls cost little on a CPU.
     RETURNS (List[List[int]]): window indices per batch; every index occurs exactly once.
         Windows are taken longest first, so each batch pads to its first window's length and
         neighbours in length share a batch, which keeps padding waste small.
@@ -136,16 +225,20 @@ def batch_windows(lengths: Sequence[int], *, max_pieces: int) -> List[List[int]]
     order = numpy.argsort(-lengths, kind="stable")
     batches: List[List[int]] = []
     batch: List[int] = []
-    longest = 0
+    longest = real = 0
     for index in order.tolist():
         # An empty window still costs a row.
         length = max(int(lengths[index]), 1)
-        if batch and (len(batch) + 1) * longest > max_pieces:
+        too_big = (len(batch) + 1) * longest > max_pieces
+        too_padded = max_padding is not None and (len(batch) + 1) * longest - (real + length) > max_padding * (real + length)
+        if batch and (too_big or too_padded):
             batches.append(batch)
             batch = []
         if not batch:
             longest = length
+            real = 0
         batch.append(index)
+        real += length
     if batch:
         batches.append(batch)
     return batches
@@ -165,6 +258,13 @@ def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarra
     left = numpy.maximum(right - 1, 0)
     take_left = numpy.abs(positions2 - centres2[left]) <= numpy.abs(positions2 - centres2[right])
     return numpy.where(take_left, left, right)
+
+
+def _check_ids(index: int, ids: object) -> numpy.ndarray:
+    ids = numpy.asarray(ids)
+    if ids.ndim != 1 or not (ids.size == 0 or numpy.issubdtype(ids.dtype, numpy.integer)):
+        raise ValueError(Errors.E044.format(index=index, dtype=ids.dtype, shape=ids.shape))
+    return ids
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:

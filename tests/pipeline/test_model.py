@@ -15,7 +15,7 @@ def model_dir(tmp_path_factory, byte_level_tokenizer):
 
 @pytest.fixture(scope="module")
 def trained(model_dir):
-    nlp = build_pipeline(model_dir, window=8, stride=4)
+    nlp = build_pipeline(model_dir)
     history = train(nlp, steps=80)
     return nlp, history
 

@@ -192,3 +192,62 @@ def test_batch_windows_example():
 def test_batch_windows_bad_max_pieces(max_pieces):
     with pytest.raises(ValueError, match=r"\[E040\]"):
         batch_windows([1, 2], max_pieces=max_pieces)
+
+
+# -- training windows: consecutive, each piece once -------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 90), max_size=5),
+    window=st.integers(1, 40),
+    with_bos=st.booleans(),
+    sentence_gaps=st.lists(st.integers(1, 30), max_size=8),
+)
+def test_training_windows_cover_every_piece_once(lengths, window, with_bos, sentence_gaps):
+    from spacy_cmllm.pipeline.windows import plan_training_windows
+
+    docs = make_docs(lengths)
+    bos = BOS if with_bos else None
+    starts = numpy.cumsum([0] + sentence_gaps)
+    plan = plan_training_windows(docs, window=window, bos_id=bos, sentence_starts=[starts] * len(docs))
+    offset = 0 if bos is None else 1
+    # Windows hold at most `window` pieces and at most one BOS, at their start.
+    for w in plan.windows:
+        assert 1 <= len(w) - offset <= window
+        if bos is not None:
+            assert w[0] == bos and (w[1:] != bos).all()
+    # The windows of all docs, BOS removed, are the docs' pieces in order, each exactly once.
+    body = [w[offset:] for w in plan.windows]
+    all_pieces = numpy.concatenate(docs) if docs else numpy.zeros(0, dtype=numpy.int64)
+    assert numpy.array_equal(numpy.concatenate(body) if body else all_pieces[:0], all_pieces)
+    # Each piece is read from the window that computed it.
+    read = numpy.array([plan.windows[w][p] for w, p in zip(plan.gather_window, plan.gather_position)], dtype=numpy.int64)
+    assert numpy.array_equal(read.reshape(-1), all_pieces)
+    # No more windows than the fewest that fit, plus at most one per sentence cut.
+    for d, n in enumerate(lengths):
+        assert (plan.doc_index == d).sum() <= max(-(-n // window), 0) * 2
+
+
+def test_training_windows_cut_at_sentence_starts():
+    from spacy_cmllm.pipeline.windows import plan_training_windows
+
+    docs = make_docs([300])
+    plan = plan_training_windows(docs, window=128, bos_id=BOS, sentence_starts=[numpy.array([0, 40, 90, 130, 200, 260])])
+    starts = [int(w[1]) - 100 for w in plan.windows]
+    assert starts == [0, 90, 200]
+    # Without sentence starts: an even split, no stub window at the end.
+    plan = plan_training_windows(docs, window=128, bos_id=None, sentence_starts=None)
+    assert [len(w) for w in plan.windows] == [100, 100, 100]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(1, 200), min_size=1, max_size=40), max_padding=st.sampled_from([0.0, 0.03, 0.2]))
+def test_batches_bound_padding_when_asked(lengths, max_padding):
+    batches = batch_windows(lengths, max_pieces=4096, max_padding=max_padding)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        real = sum(lengths[i] for i in b)
+        if len(b) > 1:
+            assert len(b) * longest - real <= max_padding * real + 1e-9
