@@ -125,8 +125,8 @@ class BIOTagger(TrainablePipe):
             raise ValueError(Errors.E065.format(name=self.name, label=label))
         if label in self.labels:
             return 0
-        output_layer = self.model.get_ref("output_layer")
-        if output_layer.has_dim("nO") and output_layer.get_dim("nO") == iob2.n_classes(len(self.labels)):
+        # Once the weights exist their shape is fixed; before, nO is (re)set at initialize.
+        if self.model.get_ref("output_layer").has_param("W"):
             raise ValueError(Errors.E062.format(name=self.name, label=label, labels=list(self.labels)))
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
