@@ -6,7 +6,7 @@ class 2 + 2k is I-L_k. Decoding never yields an invalid sequence: I-X may only f
 B-X or I-X of the same type, and no sequence starts with I-X.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy
 

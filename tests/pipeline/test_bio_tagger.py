@@ -159,7 +159,7 @@ def test_spacy_train_with_decoder_listener_learns_entities(trained_listener):
         assert [t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "") for t in doc] == iob2_from_biluo(biluo)
 
 
-def test_trained_pipeline_reports_seqeval_scores(tmp_path_factory, trained_tok2vec):
+def test_trained_pipeline_reports_seqeval_scores(trained_tok2vec):
     scores = trained_tok2vec.evaluate(entity_examples(trained_tok2vec))
     assert scores["ents_seqeval_f"] == 1.0 and scores["ents_f"] == 1.0
 
