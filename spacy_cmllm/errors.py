@@ -135,6 +135,33 @@ class Errors(metaclass=_WithCodes):
         "({written} written, {rejected} rejected). Shards {missing} have no receipt: run "
         "the same command again to redo them."
     )
+    # The bio_tagger component
+    E060 = (
+        "Overlapping gold spans in doc.spans[{key!r}] of the doc {doc}: {first} and "
+        "{second}. IOB2 gives each token one tag, so bio_tagger cannot learn overlapping "
+        "spans. Remove the overlaps (e.g. with spacy.util.filter_spans), or use spaCy's "
+        "spancat for overlapping spans."
+    )
+    E061 = (
+        "Gold label {label!r} is not among the labels of component {name!r} ({labels}). "
+        "Labels are fixed at nlp.initialize(): include it in the training examples or in "
+        "[initialize.components.{name}.labels]."
+    )
+    E062 = (
+        "Cannot add label {label!r} to component {name!r}: its output layer is already "
+        "sized for the labels {labels}. Add labels before nlp.initialize()."
+    )
+    E063 = (
+        "The output layer of component {name!r} has nO={nO}, but its {n} labels need "
+        "{expected} IOB2 classes (O plus B- and I- per label). Leave nO unset (null) in "
+        "the model config; it is set from the labels."
+    )
+    E064 = (
+        "Component {name!r} has no labels: the training examples have no spans in {where} "
+        "and no labels were given. Check the spans_key and the corpus, or list the labels "
+        "in [initialize.components.{name}.labels]."
+    )
+    E065 = "Invalid label {label!r} for component {name!r}: a label is a non-empty string."
 
 
 class Warnings(metaclass=_WithCodes):

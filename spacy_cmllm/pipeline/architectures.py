@@ -3,15 +3,18 @@
 A published version's signature never changes; a new behaviour gets a new version.
 """
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
+from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
+from thinc.types import Floats2d
 
 from ..errors import Errors
 from .backbone import BackboneSettings
+from .bio_tagger import DEFAULT_MODEL, BIOTagger, build_bio_tagger_model
 from .model import build_model
 from .optimizer import AdapterOptimizer
 
@@ -174,3 +177,78 @@ def make_seqeval_scorer_v1():
     from .scorer import score_entities
 
     return score_entities
+
+
+@registry.scorers("spacy-cmllm.seqeval_spans_scorer.v1")
+def make_seqeval_spans_scorer_v1():
+    """As seqeval_scorer.v1 for doc.spans[spans_key]: spaCy's spans_{key}_p/r/f/per_type
+    plus spans_{key}_seqeval_p/r/f. Called with the keyword argument spans_key."""
+    from .scorer import score_spans
+
+    return score_spans
+
+
+@registry.scorers("spacy-cmllm.bio_scorer.v1")
+def make_bio_scorer_v1():
+    """The bio_tagger's scorer: seqeval_scorer.v1 when its spans_key is null, else
+    seqeval_spans_scorer.v1 for that key."""
+    from .scorer import score_bio
+
+    return score_bio
+
+
+@registry.architectures("spacy-cmllm.BIOTagger.v1")
+def build_bio_tagger_v1(
+    *,
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+) -> Model[List[Doc], List[Floats2d]]:
+    """The paper's token-classification head: tok2vec, dropout, softmax over IOB2 classes.
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): token vectors, e.g.
+        spacy-transformers.TransformerListener.v1 or spacy.Tok2Vec.v2.
+    nO (Optional[int]): the number of IOB2 classes (1 + 2 per label); null = from the labels.
+    dropout (float): dropout before the softmax; 0.1 as in the paper. [training] dropout
+        does not change it.
+    """
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(Errors.E040.format(name="dropout", value=dropout, why="must be a number in [0, 1)"))
+    return build_bio_tagger_model(tok2vec, nO=nO, dropout=float(dropout))
+
+
+@Language.factory(
+    "bio_tagger",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": None,
+        "scorer": {"@scorers": "spacy-cmllm.bio_scorer.v1"},
+    },
+    # For spans_key = null; with a key, weight spans_{key}_f in [training.score_weights].
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_seqeval_f": 0.0,
+        "ents_per_type": None,
+    },
+)
+def make_bio_tagger(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats2d]],
+    spans_key: Optional[str],
+    scorer: Optional[Callable],
+) -> BIOTagger:
+    """The bio_tagger component: IOB2 token classification, constrained Viterbi decoding.
+
+    model (Model[List[Doc], List[Floats2d]]): per-token IOB2 class probabilities, by
+        default spacy-cmllm.BIOTagger.v1.
+    spans_key (Optional[str]): null: write and learn doc.ents (replacing any); a key: write
+        and learn doc.spans[spans_key], leaving doc.ents alone.
+    scorer (Optional[Callable]): called with spans_key; default spacy-cmllm.bio_scorer.v1.
+    """
+    if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
+        raise ValueError(Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string"))
+    return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)

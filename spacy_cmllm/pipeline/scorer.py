@@ -1,8 +1,14 @@
-"""Entity scores as the paper reports them: seqeval, strict mode, IOB2, micro average."""
+"""Span scores as the paper reports them: seqeval, strict mode, IOB2, micro average.
 
-from typing import Any, Dict, Iterable, List
+Each scorer returns spaCy's own scores for the spans (``ents_*`` or ``spans_{key}_*``)
+and, beside them, seqeval's under the same prefix (``ents_seqeval_p/r/f``,
+``spans_{key}_seqeval_p/r/f``).
+"""
 
-from spacy.scorer import get_ner_prf
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from spacy.scorer import Scorer, get_ner_prf
+from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 
@@ -18,23 +24,60 @@ def iob2_tags(length: int, spans: Iterable[Any]) -> List[str]:
 
 def score_entities(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
     """spaCy's ents_p/r/f/per_type and ents_seqeval_p/r/f (fractions, like spaCy's)."""
+    examples = list(examples)
+    scores: Dict[str, Any] = dict(get_ner_prf(examples, **kwargs))
+    scores.update(_seqeval_scores(examples, lambda doc: doc.ents, prefix="ents"))
+    return scores
+
+
+def score_spans(examples: Iterable[Example], *, spans_key: str, **kwargs: Any) -> Dict[str, Any]:
+    """spaCy's spans_{key}_p/r/f/per_type and spans_{key}_seqeval_p/r/f for doc.spans[key].
+
+    examples (Iterable[Example]): the examples to score. Those whose reference lacks the
+        key are not annotated for it and are skipped, as spaCy's spancat scorer does.
+    spans_key (str): the key of the span group.
+    kwargs: passed on to spaCy's Scorer.score_spans (e.g. allow_overlap, default True).
+    RETURNS (Dict[str, Any]): the scores.
+    """
+    examples = [eg for eg in examples if spans_key in eg.reference.spans]
+    attr = f"spans_{spans_key}"
+    kwargs.setdefault("allow_overlap", True)
+    kwargs.setdefault("getter", lambda doc, _attr: doc.spans.get(spans_key, []))
+    kwargs.setdefault("has_annotation", lambda doc: spans_key in doc.spans)
+    scores: Dict[str, Any] = dict(Scorer.score_spans(examples, attr, **kwargs))
+    scores.update(_seqeval_scores(examples, lambda doc: doc.spans.get(spans_key, []), prefix=attr))
+    return scores
+
+
+def score_bio(examples: Iterable[Example], *, spans_key: Optional[str] = None, **kwargs: Any) -> Dict[str, Any]:
+    """score_entities when spans_key is None, else score_spans for that key: what the
+    ``bio_tagger`` component writes."""
+    if spans_key is None:
+        return score_entities(examples, **kwargs)
+    return score_spans(examples, spans_key=spans_key, **kwargs)
+
+
+def _seqeval_scores(examples: Sequence[Example], get_spans: Callable[[Doc], Iterable[Span]], *, prefix: str) -> Dict[str, Optional[float]]:
+    """{prefix}_seqeval_p/r/f over the spans get_spans reads from each doc; None when
+    neither gold nor prediction has a span anywhere (seqeval would divide by zero)."""
     from seqeval.metrics import f1_score, precision_score, recall_score
     from seqeval.scheme import IOB2
 
-    examples = list(examples)
-    scores: Dict[str, Any] = dict(get_ner_prf(examples, **kwargs))
     gold: List[List[str]] = []
     pred: List[List[str]] = []
     for eg in examples:
-        # Gold entities projected onto the predicted tokens, as spaCy's own scorer does.
-        gold_spans = eg.get_aligned_spans_y2x(eg.reference.ents, allow_overlap=False)
+        # Gold spans projected onto the predicted tokens, as spaCy's own scorer does. Without
+        # overlap, because one tag sequence cannot hold overlapping spans.
+        gold_spans = eg.get_aligned_spans_y2x(get_spans(eg.reference), allow_overlap=False)
         gold.append(iob2_tags(len(eg.predicted), gold_spans))
-        pred.append(iob2_tags(len(eg.predicted), eg.predicted.ents))
-    has_entities = any(t != "O" for seq in gold + pred for t in seq)
+        pred.append(iob2_tags(len(eg.predicted), get_spans(eg.predicted)))
+    has_spans = any(t != "O" for seq in gold + pred for t in seq)
+    scores: Dict[str, Optional[float]] = {}
     for key, metric in (("p", precision_score), ("r", recall_score), ("f", f1_score)):
-        scores[f"ents_seqeval_{key}"] = (
+        scores[f"{prefix}_seqeval_{key}"] = (
             float(metric(gold, pred, mode="strict", scheme=IOB2, average="micro", zero_division=0))
-            if has_entities
+            if has_spans
             else None
         )
     return scores
+
