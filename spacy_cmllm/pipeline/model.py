@@ -47,8 +47,37 @@ class CausalMaskBatch(FullTransformerBatch):
 
 
 class CausalMaskLLM(Model):
-    """The architecture's Thinc model. A subclass only so that a damaged saved file gives
-    one clear error (E031) instead of whichever decoding error thinc meets first."""
+    """The architecture's Thinc model. A subclass so that a damaged saved file gives one
+    clear error (E031) instead of whichever decoding error thinc meets first, and so that
+    the decoder's weights stay fixed between a forward and its backprop."""
+
+    # spaCy's nlp.update calls the transformer's finish_update right after its forward,
+    # BEFORE the listeners call its backprop: without care the optimizer would change the
+    # weights between forward and backward. Gradient checkpointing recomputes activations
+    # in backward with the changed weights (other gradients than without checkpointing),
+    # and even without it, thinc swaps the parameters' data, which autograd then reads for
+    # part of the backward. So a finish_update that arrives while a backprop is pending is
+    # held back and runs right after that backprop.
+    _held_optimizer: Optional[Any] = None
+
+    def begin_update(self, X: List[Doc]) -> Tuple[FullTransformerBatch, Callable]:
+        output, backprop = super().begin_update(X)
+
+        def backprop_then_update(d_output: Any) -> Any:
+            d_docs = backprop(d_output)
+            optimizer, self._held_optimizer = self._held_optimizer, None
+            if optimizer is not None:
+                super(CausalMaskLLM, self).finish_update(optimizer)
+            return d_docs
+
+        return output, backprop_then_update
+
+    def finish_update(self, optimizer: Any) -> None:
+        backbone = self.shims[0]._model
+        if isinstance(backbone, Backbone) and backbone.awaiting_backprop:
+            self._held_optimizer = optimizer
+            return
+        super().finish_update(optimizer)
 
     def from_bytes(self, bytes_data: bytes) -> "CausalMaskLLM":
         try:
