@@ -102,6 +102,13 @@ class Errors(metaclass=_WithCodes):
         "The decoder has not been loaded yet: call nlp.initialize() (training) or load a "
         "saved pipeline with spacy.load() before using the component."
     )
+    E036 = (
+        "The decoder does not attend as configured: unmask={spec!r} should remove the causal "
+        "mask in layers {expected}, but measured on a short random sequence layers {measured} "
+        "attend to later positions{detail}. The attention kernel or this transformers release "
+        "builds masks in a way the unmasking does not steer; check with `python -m "
+        "spacy_cmllm probe` and use attn_implementation 'sdpa' or 'eager'."
+    )
     # Pipeline configuration
     E040 = "Invalid {name}={value!r}: {why}."
     # Pieces and windows
