@@ -102,6 +102,29 @@ class Errors(metaclass=_WithCodes):
         "The decoder has not been loaded yet: call nlp.initialize() (training) or load a "
         "saved pipeline with spacy.load() before using the component."
     )
+    E033 = (
+        "This pipeline was trained with unmask={saved!r} (layers {saved_layers}), but its config "
+        "now asks for unmask={wanted!r} (layers {wanted_layers}). The adapters were trained "
+        "with exactly that attention pattern, so the pipeline would predict from features it "
+        "never saw. Load it with unmask={saved!r}, or retrain."
+    )
+    E034 = (
+        "This pipeline's adapters were trained with lora={saved}, but its config now asks for "
+        "lora={wanted} ({why}). Load it with the saved r, alpha and target_modules, or "
+        "retrain; only dropout may change."
+    )
+    E035 = (
+        "This pipeline was trained on hidden_layers={saved} (the states its listeners learnt "
+        "to read), but its config now asks for hidden_layers={wanted}. Load it with "
+        "hidden_layers={saved}, or retrain."
+    )
+    E036 = (
+        "The decoder does not attend as configured: unmask={spec!r} should remove the causal "
+        "mask in layers {expected}, but measured on a short random sequence layers {measured} "
+        "attend to later positions{detail}. The attention kernel or this transformers release "
+        "builds masks in a way the unmasking does not steer; check with `python -m "
+        "spacy_cmllm probe` and use attn_implementation 'sdpa' or 'eager'."
+    )
     # Pipeline configuration
     E040 = "Invalid {name}={value!r}: {why}."
     # Pieces and windows

@@ -6,12 +6,17 @@ for each layer we perturb the layer's INPUT at the last position only and see wh
 the layer's OUTPUT at any earlier position moves. In a causal layer it cannot.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from ..errors import Errors
 from .layout import decoder_layers, find_base_model
+
+# Long enough for every layer kind to show causality (Mistral's sliding window is far
+# longer), short enough that the check costs a few milliseconds at load.
+CHECK_SEQ_LEN = 6
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -22,10 +27,18 @@ def _first(output: Any) -> torch.Tensor:
 def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -> List[bool]:
     """For each decoder layer (input side first): does a position's output depend on a
     LATER position's input? Measured on a random sequence without padding.
+
+    model: a decoder of the Llama layout (see layout.py), optionally peft-wrapped.
+    seq_len: length of the random probe sequence; the last position is perturbed.
+    seed: seed of a private generator: the global torch RNG is not drawn from, so a probe
+        at load does not change what training draws afterwards.
+    RETURNS: one bool per layer. Weights are untouched; the model runs in eval mode (no
+        dropout) and every submodule gets its own training flag back afterwards.
     """
     base = find_base_model(model)
     layers = decoder_layers(model)
-    was_training = model.training
+    # Per module, not model.train(flag): a caller may have set some submodules apart.
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     vocab_size = int(base.config.vocab_size)
@@ -34,6 +47,7 @@ def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -
     attention_mask = torch.ones_like(input_ids)
 
     calls: Dict[int, Tuple[Tuple[Any, ...], Dict[str, Any]]] = {}
+    outputs: Dict[int, torch.Tensor] = {}
 
     def recorder(index: int):
         def hook(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
@@ -41,20 +55,28 @@ def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -
 
         return hook
 
-    hooks = [layer.register_forward_pre_hook(recorder(i), with_kwargs=True, prepend=True) for i, layer in enumerate(layers)]
-    try:
-        base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    def output_recorder(index: int):
+        # The base run's own output is the unperturbed reference: one layer call less
+        # per layer, which is a third of the probe's cost on a real model.
+        def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
+            outputs.setdefault(index, _first(output))
+
+        return hook
 
     measured = []
     try:
+        hooks = [layer.register_forward_pre_hook(recorder(i), with_kwargs=True, prepend=True) for i, layer in enumerate(layers)]
+        hooks += [layer.register_forward_hook(output_recorder(i)) for i, layer in enumerate(layers)]
+        try:
+            base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        finally:
+            for hook in hooks:
+                hook.remove()
         for index, layer in enumerate(layers):
             args, kwargs = calls[index]
             hidden = args[0] if args else kwargs.pop("hidden_states")
             rest = args[1:]
-            reference = _first(layer(hidden, *rest, **kwargs))
+            reference = outputs[index]
             perturbed_input = hidden.clone()
             noise = torch.randn(perturbed_input[:, -1].shape, generator=generator).to(hidden)
             perturbed_input[:, -1] += noise * (hidden.float().std().to(hidden.dtype) + 1)
@@ -63,5 +85,29 @@ def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -
             scale = reference.float().abs().max() + 1.0
             measured.append(bool(earlier_change > 1e-6 * scale))
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return measured
+
+
+def check_unmasked(model: nn.Module, expected: Sequence[int], *, spec: Any) -> None:
+    """Raise E036 unless exactly the layers ``expected`` attend to later positions.
+
+    model: the decoder after unmask_layers (and adapters), as it will run.
+    expected: the layer indices the spec selects (parse_spec).
+    spec: the spec as configured, for the message.
+    """
+    measured = bidirectional_layers(model, seq_len=CHECK_SEQ_LEN)
+    found = [index for index, bidirectional in enumerate(measured) if bidirectional]
+    wanted = sorted(expected)
+    if found == wanted:
+        return
+    causal = sorted(set(wanted) - set(found))
+    extra = sorted(set(found) - set(wanted))
+    parts = []
+    if causal:
+        parts.append(f"layers {causal} stayed causal")
+    if extra:
+        parts.append(f"layers {extra} attend to the right though the spec leaves them causal")
+    detail = " (" + "; ".join(parts) + ")"
+    raise ValueError(Errors.E036.format(spec=spec, expected=wanted, measured=found, detail=detail))

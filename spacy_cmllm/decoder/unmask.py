@@ -8,8 +8,12 @@ Two things decide causality in a Hugging Face decoder layer, and both must chang
 
 So for each chosen layer we clear ``is_causal`` and install a forward pre-hook that swaps
 the layer's mask for a padding-only mask: every real token sees every real token, padding
-stays hidden. The 2-D padding mask is captured by a pre-hook on the base model. Layers that
-are not chosen are not touched at all, which keeps them bit-identical to the stock model
+stays hidden. The 2-D padding mask travels WITH each call: a pre-hook on the base model
+adds it as one more keyword, which the base model's forward hands on to every layer (its
+``**kwargs``, which the attention functions accept and ignore). No state is shared between
+calls, so gradient checkpointing, which re-runs each layer and its pre-hooks during
+backward, rebuilds the mask of that layer's own forward even after later decoder calls
+with other batch sizes and padding. Layers that are not chosen are not touched at all, which keeps them bit-identical to the stock model
 (including Mistral's sliding window). Nothing here depends on a model's forward code, so
 transformers upgrades do not silently undo it; ``probe.bidirectional_layers`` checks it.
 """
@@ -27,6 +31,10 @@ UnmaskSpec = Union[str, Sequence[int]]
 
 # Set on the base model while a handle is active: which layers it unmasked.
 _ACTIVE_ATTR = "_cmllm_unmasked_layers"
+
+# The keyword under which the base model's pre-hook passes the 2-D padding mask of the
+# current call to every decoder layer. Prefixed so it cannot clash with a real argument.
+PADDING_KWARG = "cmllm_padding_mask"
 
 
 def group_bounds(n_layers: int, n_groups: int) -> List[Tuple[int, int]]:
@@ -120,13 +128,6 @@ def padding_only_mask(
 
 
 @dataclass
-class _PaddingCapture:
-    """The 2-D padding mask of the base model's current forward call."""
-
-    mask: Optional[torch.Tensor] = None
-
-
-@dataclass
 class UnmaskHandle:
     """What unmask_layers did, so it can be inspected and undone."""
 
@@ -160,6 +161,19 @@ def _attention_mask_from_call(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
     return args[1] if len(args) > 1 else None
 
 
+def _padding_from_layer_mask(mask: Any) -> Optional[torch.Tensor]:
+    """The 2-D key padding mask read back from a layer's own 4-D mask, for a layer called
+    without going through the base model (so without PADDING_KWARG).
+
+    The diagonal is the one entry every mask kind shares: a real query always sees itself
+    (causal, sliding window) and a padded key is hidden from everyone, itself included.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[-1] != mask.shape[-2]:
+        return None
+    diagonal = mask[:, 0].diagonal(dim1=-2, dim2=-1)
+    return diagonal if mask.dtype == torch.bool else diagonal == 0
+
+
 def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
     """Remove the causal mask in the layers ``spec`` selects; padding stays masked.
 
@@ -178,23 +192,29 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
     if already:
         raise ValueError(Errors.E004.format(layers=already))
 
-    capture = _PaddingCapture()
     handle = UnmaskHandle(layers=chosen, _base=base)
 
-    def capture_padding(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+    def pass_padding(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
         # Checked per call: set_attn_implementation() may switch kernels after unmasking,
         # and a kernel we cannot steer must fail loudly rather than run causally.
         check_attention_supported(base)
         mask = _attention_mask_from_call(args, kwargs)
-        capture.mask = mask if isinstance(mask, torch.Tensor) else None
+        # Bound into this call's layer calls (and into gradient checkpointing's saved
+        # partials), never into state that a later call could overwrite.
+        kwargs[PADDING_KWARG] = mask if isinstance(mask, torch.Tensor) else None
+        return args, kwargs
 
     def swap_mask(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
         impl = check_attention_supported(base)
         hidden = args[0] if args else kwargs["hidden_states"]
         incoming = kwargs.get("attention_mask")
+        if PADDING_KWARG in kwargs:
+            padding = kwargs.pop(PADDING_KWARG)
+        else:
+            padding = _padding_from_layer_mask(incoming)
         boolean = incoming.dtype == torch.bool if isinstance(incoming, torch.Tensor) else impl == "sdpa"
         kwargs["attention_mask"] = padding_only_mask(
-            capture.mask,
+            padding,
             query_length=hidden.shape[1],
             like=incoming if isinstance(incoming, torch.Tensor) else None,
             boolean=boolean,
@@ -202,7 +222,7 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         )
         return args, kwargs
 
-    handle._hooks.append(base.register_forward_pre_hook(capture_padding, with_kwargs=True))
+    handle._hooks.append(base.register_forward_pre_hook(pass_padding, with_kwargs=True))
     for index in chosen:
         layer = layers[index]
         handle._restore.append((layer.self_attn, getattr(layer.self_attn, "is_causal", True)))

@@ -2,9 +2,14 @@
 
 A Backbone is what the Thinc model's PyTorchShim holds. It knows how to load itself from
 a base-model reference (at ``nlp.initialize``) and how to save only what training changed:
-adapter weights (safetensors), the tokenizer, the unmask spec, and a reference to the base
-(its source and a fingerprint of its weights). The base weights are embedded only on
-request, for small self-contained pipelines.
+adapter weights (safetensors), the tokenizer, what the adapters' meaning depends on (the
+unmask spec and the LoRA shape, compared with the config at load), and a fingerprint of
+the base weights (the base itself is found through the config's ``name``). The base
+weights are embedded only on request, for small self-contained pipelines.
+
+Every load, and every ``nlp.initialize``, measures the attention pattern on a short random
+sequence (probe.check_unmasked): a kernel or transformers release that silently ignores
+the unmasking fails there, not after hours of training.
 """
 
 import hashlib
@@ -22,6 +27,7 @@ from ..decoder.fingerprint import weights_fingerprint
 from ..decoder.load import DTYPES, load_decoder
 from ..decoder.layout import decoder_layers, find_base_model
 from ..decoder.lora import LoraSettings, adapter_state, add_lora, load_adapter_state
+from ..decoder.probe import check_unmasked
 from ..decoder.unmask import UnmaskSpec, parse_spec, unmask_layers
 from ..errors import Errors
 from .pieces import PieceEncoder
@@ -72,6 +78,47 @@ class BackboneSettings:
         data["lora"] = None if self.lora is None else self.lora.to_dict()
         return data
 
+    def trained_shape(self) -> Dict[str, Any]:
+        """What saved adapters are only valid with, as saved beside them and compared with
+        the config at load (check_trained_shape). The base's location, dtype, device and
+        precision may change between training and loading; LoRA dropout too."""
+        unmask = self.unmask if isinstance(self.unmask, str) else list(self.unmask)
+        return {"unmask": unmask, "lora": _lora_shape(None if self.lora is None else self.lora.to_dict())}
+
+
+def _lora_shape(lora: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    # Target order does not change the adapters; alpha 32 and 32.0 are the same scaling.
+    if lora is None:
+        return None
+    return {"r": int(lora["r"]), "alpha": float(lora["alpha"]), "target_modules": sorted(lora["target_modules"])}
+
+
+def check_trained_shape(saved: Dict[str, Any], settings: BackboneSettings, n_layers: int) -> None:
+    """Refuse a config that changes what the saved adapters were trained with.
+
+    saved: the "settings" entry of a saved backbone (trained_shape(); older files hold all
+        of BackboneSettings.to_dict(), whose extra keys are ignored).
+    settings: the settings the config asks for now.
+    n_layers: the base model's layer count, to compare resolved layers: "0011" and the
+        list of the same indices are one spec.
+    """
+    saved_layers = list(parse_spec(saved["unmask"], n_layers))
+    wanted_layers = list(parse_spec(settings.unmask, n_layers))
+    if saved_layers != wanted_layers:
+        raise ValueError(
+            Errors.E033.format(
+                saved=saved["unmask"], saved_layers=saved_layers, wanted=settings.unmask, wanted_layers=wanted_layers
+            )
+        )
+    saved_lora = _lora_shape(saved.get("lora"))
+    wanted_lora = settings.trained_shape()["lora"]
+    if saved_lora != wanted_lora:
+        if saved_lora is None or wanted_lora is None:
+            why = "adapters cannot be added to or dropped from a trained pipeline"
+        else:
+            why = "different " + ", ".join(k for k in saved_lora if saved_lora[k] != wanted_lora[k])
+        raise ValueError(Errors.E034.format(saved=saved_lora, wanted=wanted_lora, why=why))
+
 
 class Backbone(nn.Module):
     """The loaded decoder with its tokenizer and provenance."""
@@ -101,15 +148,29 @@ class Backbone(nn.Module):
     def load(cls, settings: BackboneSettings) -> "Backbone":
         """Load the base named by settings.name, unmask it and add fresh adapters."""
         base, tokenizer = _load_base(settings)
-        return cls._assemble(base, tokenizer, settings)
+        backbone = cls._assemble(base, tokenizer, settings)
+        backbone.check_attention_pattern()
+        return backbone
 
     @classmethod
-    def _assemble(cls, base: nn.Module, tokenizer: Any, settings: BackboneSettings, *, expected_fingerprint: Optional[str] = None) -> "Backbone":
+    def _assemble(
+        cls,
+        base: nn.Module,
+        tokenizer: Any,
+        settings: BackboneSettings,
+        *,
+        expected_fingerprint: Optional[str] = None,
+        trained_shape: Optional[Dict[str, Any]] = None,
+    ) -> "Backbone":
         # Layout and spec first: they explain a wrong model better than LoRA's complaints.
-        parse_spec(settings.unmask, len(decoder_layers(base)))
+        n_layers = len(decoder_layers(base))
+        parse_spec(settings.unmask, n_layers)
         fingerprint = weights_fingerprint(base)
         if expected_fingerprint is not None and fingerprint != expected_fingerprint:
             raise ValueError(Errors.E030.format(source=settings.name, found=fingerprint, expected=expected_fingerprint))
+        # After the fingerprint: on another base, "wrong base" is the better explanation.
+        if trained_shape is not None:
+            check_trained_shape(trained_shape, settings, n_layers)
         source_config = json.loads(base.config.to_json_string(use_diff=False))
         if settings.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -151,6 +212,13 @@ class Backbone(nn.Module):
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.decoder.parameters())
 
+    def check_attention_pattern(self) -> None:
+        """Measure which layers attend to later positions and raise E036 unless exactly the
+        configured ones do. One short sequence, no grad: about 0.3 s for SmolLM2-135M on
+        one CPU thread. Weights, training flags and the global RNG are left as they were."""
+        expected = parse_spec(self.settings.unmask, len(decoder_layers(self.decoder)))
+        check_unmasked(self.decoder, expected, spec=self.settings.unmask)
+
     # -- serialization -------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -158,7 +226,7 @@ class Backbone(nn.Module):
 
         msg: Dict[str, Any] = {
             "format": _FORMAT,
-            "settings": self.settings.to_dict(),
+            "settings": self.settings.trained_shape(),
             "fingerprint": self.fingerprint,
             "tokenizer": _tokenizer_files(self.tokenizer),
             "adapter": save(adapter_state(self.decoder)) if self.settings.lora is not None else None,
@@ -193,7 +261,9 @@ class Backbone(nn.Module):
             base = _base_from_embedded(msg["base"], settings)
         else:
             base, _ = _load_base(settings)
-        backbone = cls._assemble(base, tokenizer, settings, expected_fingerprint=msg["fingerprint"])
+        backbone = cls._assemble(
+            base, tokenizer, settings, expected_fingerprint=msg["fingerprint"], trained_shape=msg["settings"]
+        )
         if msg["adapter"] is not None:
             if settings.lora is None:
                 raise ValueError(Errors.E031.format(why="the pipeline has adapter weights but its config sets lora = null"))
@@ -203,6 +273,7 @@ class Backbone(nn.Module):
                 raise ValueError(Errors.E031.format(why=str(err))) from err
             load_adapter_state(backbone.decoder, state)
             backbone.decoder.to(backbone.device)
+        backbone.check_attention_pattern()
         return backbone
 
 

@@ -52,18 +52,69 @@ class CausalMaskBatch(FullTransformerBatch):
 
 
 class CausalMaskLLM(Model):
-    """The architecture's Thinc model. A subclass only so that a damaged saved file gives
-    one clear error (E031) instead of whichever decoding error thinc meets first."""
+    """The architecture's Thinc model. A subclass so that a damaged saved file gives one
+    clear error (E031) instead of whichever decoding error thinc meets first, so that a
+    config cannot silently change which hidden states the listeners were trained on, and
+    so that the decoder's weights stay fixed between a forward and its backprop."""
+
+    # spaCy's nlp.update calls the transformer's finish_update right after its forward,
+    # BEFORE the listeners call its backprop: without care the optimizer would change the
+    # weights between forward and backward. Gradient checkpointing recomputes activations
+    # in backward with the changed weights (other gradients than without checkpointing),
+    # and even without it, thinc swaps the parameters' data, which autograd then reads for
+    # part of the backward. So a finish_update that arrives while a backprop is pending is
+    # held back and runs right after that backprop.
+    _held_optimizer: Optional[Any] = None
+
+    def begin_update(self, X: List[Doc]) -> Tuple[FullTransformerBatch, Callable]:
+        output, backprop = super().begin_update(X)
+
+        def backprop_then_update(d_output: Any) -> Any:
+            d_docs = backprop(d_output)
+            optimizer, self._held_optimizer = self._held_optimizer, None
+            if optimizer is not None:
+                super(CausalMaskLLM, self).finish_update(optimizer)
+            return d_docs
+
+        return output, backprop_then_update
+
+    def finish_update(self, optimizer: Any) -> None:
+        backbone = self.shims[0]._model
+        if isinstance(backbone, Backbone) and backbone.awaiting_backprop:
+            self._held_optimizer = optimizer
+            return
+        super().finish_update(optimizer)
 
     def from_bytes(self, bytes_data: bytes) -> "CausalMaskLLM":
+        # thinc saves the attrs and overwrites the config's with the saved ones on load;
+        # keep the config's to compare.
+        wanted = self.attrs.get("hidden_layers")
         try:
-            return super().from_bytes(bytes_data)
+            loaded = super().from_bytes(bytes_data)
         except ValueError as err:
             if "[E0" in str(err):
                 raise
             raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
         except (KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
             raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+        _check_hidden_layers(list(loaded.attrs["hidden_layers"]), list(wanted), get_backbone(loaded).n_layers)
+        return loaded
+
+
+def _check_hidden_layers(saved: List[int], wanted: List[int], n_layers: int) -> None:
+    """Raise E035 if the config's hidden_layers pick other states than the trained ones.
+
+    saved, wanted: indices into (embeddings, layer 1, ..., last layer); -1 and n_layers
+        name the same state, and the order of averaged states does not matter.
+    n_layers: the decoder's layer count.
+    """
+    n_states = n_layers + 1
+
+    def resolved(indices: List[int]) -> List[int]:
+        return sorted(i % n_states if -n_states <= i < n_states else i for i in indices)
+
+    if resolved(saved) != resolved(wanted):
+        raise ValueError(Errors.E035.format(saved=saved, wanted=wanted))
 
 
 class _Placeholder(torch.nn.Module):

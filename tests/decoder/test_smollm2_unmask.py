@@ -41,3 +41,15 @@ def test_unmasked_smollm2_padding_does_not_leak(smollm2):
         alone = model.model(input_ids=batch.input_ids[1:, : int(batch.attention_mask[1].sum())]).last_hidden_state
     n = alone.shape[1]
     torch.testing.assert_close(padded[1, :n], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_load_time_check_passes_on_smollm2_with_lora(smollm2):
+    from spacy_cmllm.decoder.probe import check_unmasked
+
+    model, _ = smollm2
+    model = add_lora(copy.deepcopy(model), r=8, target_modules=["q_proj", "v_proj"])
+    unmask_layers(model, "0011")
+    model.train()
+    rng = torch.get_rng_state()
+    check_unmasked(model, range(16, 30), spec="0011")
+    assert torch.equal(torch.get_rng_state(), rng) and model.training

@@ -104,3 +104,103 @@ def test_embedded_base_is_self_contained(tmp_path, byte_level_tokenizer):
     shutil.rmtree(base)
     loaded = spacy.load(tmp_path / "nlp")
     assert_same(predictions(nlp), predictions(loaded))
+
+
+# --- the config must match what the adapters were trained with ---------------------------
+
+
+def load_with(path, **model_config):
+    return spacy.load(path, config={"components": {"transformer": {"model": model_config}}})
+
+
+def test_saved_component_holds_only_what_load_compares(saved):
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    nlp, _ = saved
+    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    assert backbone.settings.trained_shape() == {
+        "unmask": "0101",
+        "lora": {"r": 4, "alpha": 4.0, "target_modules": ["q_proj", "v_proj"]},
+    }
+
+
+@pytest.mark.parametrize("unmask", ["1111", "0011", [1]])
+def test_changed_unmask_refused_naming_both(saved, unmask):
+    _, path = saved
+    with pytest.raises(ValueError, match=r"E033.*'0101' \(layers \[1, 3\]\).*" + repr(unmask).replace("[", r"\[")):
+        load_with(path, unmask=unmask)
+
+
+def test_equivalent_unmask_spec_loads(saved):
+    nlp, path = saved
+    assert_same(predictions(nlp), predictions(load_with(path, unmask=[3, 1])))
+
+
+@pytest.mark.parametrize(
+    "lora,fragment",
+    [
+        ({"r": 8, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}, "different r"),
+        ({"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}, "different alpha"),
+        ({"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj"]}, "different target_modules"),
+        (None, "cannot be added to or dropped"),
+    ],
+)
+def test_changed_lora_shape_refused_naming_both(saved, lora, fragment):
+    _, path = saved
+    with pytest.raises(ValueError, match=r"E034.*'r': 4, 'alpha': 4\.0.*" + fragment):
+        load_with(path, lora=lora)
+
+
+def test_allowed_changes_load(saved):
+    # LoRA dropout, target order, device, precision and checkpointing do not change what
+    # the adapters mean.
+    nlp, path = saved
+    loaded = load_with(
+        path,
+        lora={"r": 4, "alpha": 4, "dropout": 0.1, "target_modules": ["v_proj", "q_proj"]},
+        device="cpu",
+        mixed_precision=False,
+        gradient_checkpointing=True,
+    )
+    assert_same(predictions(nlp), predictions(loaded))
+
+
+def test_changed_hidden_layers_refused_naming_both(saved):
+    _, path = saved
+    with pytest.raises(ValueError, match=r"E035.*hidden_layers=\[-1\].*hidden_layers=\[-2\]"):
+        load_with(path, hidden_layers=[-2])
+
+
+def test_equivalent_hidden_layers_load(saved):
+    nlp, path = saved
+    assert_same(predictions(nlp), predictions(load_with(path, hidden_layers=[4])))  # 4 layers: -1 == 4
+
+
+# --- the attention pattern is measured at initialize and at load --------------------------
+
+
+@pytest.fixture
+def layer_3_stays_causal(monkeypatch):
+    """Unmasking that silently skips layer 3 (as an unsteerable kernel would)."""
+    from spacy_cmllm.decoder.unmask import parse_spec, unmask_layers
+    from spacy_cmllm.pipeline import backbone
+
+    def broken(model, spec):
+        chosen = [i for i in parse_spec(spec, 4) if i != 3]
+        handle = unmask_layers(model, chosen)
+        handle.layers = parse_spec(spec, 4)  # and claims success
+        return handle
+
+    monkeypatch.setattr(backbone, "unmask_layers", broken)
+
+
+def test_load_measures_the_attention_pattern(saved, layer_3_stays_causal):
+    _, path = saved
+    with pytest.raises(ValueError, match=r"E036.*'0101'.*layers \[1, 3\].*layers \[1\].*\[3\] stayed causal"):
+        spacy.load(path)
+
+
+def test_initialize_measures_the_attention_pattern(model_dir, layer_3_stays_causal):
+    nlp = build_pipeline(model_dir, unmask="0011")
+    with pytest.raises(ValueError, match=r"E036.*layers \[2, 3\].*layers \[2\].*\[3\] stayed causal"):
+        nlp.initialize()
