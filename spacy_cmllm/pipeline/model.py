@@ -124,29 +124,17 @@ class _Placeholder(torch.nn.Module):
 class BackboneShim(PyTorchShim):
     """A PyTorchShim whose trainable parameters (the adapters) are stepped by their own
     torch optimizer when the architecture sets one; else by thinc's, as any PyTorchShim.
-
-    spaCy's ``Language.update`` calls a component's finish_update right after its own
-    update, before the listeners downstream have sent the decoder's gradient back; a step
-    asked for then is deferred until the backprop has run (see ``forward``), so each step
-    uses the gradient of its own batch. (``spacy train`` steps after all updates anyway.)
-    """
+    (CausalMaskLLM.finish_update makes sure a step never falls between a forward and its
+    backprop.)"""
 
     def __init__(self, *args: Any, adapter_optimizer: Optional[AdapterOptimizer] = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.adapter_optimizer = adapter_optimizer
         self.stepper: Optional[AdapterStepper] = None
-        self.step_pending = False
 
     def finish_update(self, optimizer: Any) -> None:
         if self.adapter_optimizer is None:
             return super().finish_update(optimizer)
-        if getattr(self._model, "awaiting_backprop", False):
-            self.step_pending = True
-            return
-        self.step_adapters()
-
-    def step_adapters(self) -> None:
-        self.step_pending = False
         if self.stepper is None or self.stepper.module is not self._model:
             self.stepper = AdapterStepper(self.adapter_optimizer, self._model)
         self.stepper.step()
@@ -234,8 +222,6 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
     if vectors.requires_grad:
         _check_previous_backprop(backbone)
         backbone.awaiting_backprop = True
-        # A step deferred for a batch whose backprop never came has nothing to apply.
-        model.shims[0].step_pending = False
 
     def backprop(d_output: CausalMaskBatch) -> List[Doc]:
         backbone.awaiting_backprop = False
@@ -243,9 +229,6 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         if gradients and vectors.requires_grad:
             d_vectors = torch.from_numpy(numpy.ascontiguousarray(numpy.concatenate([g[0] for g in gradients]))).to(vectors.device)
             torch.autograd.backward(vectors, grad_tensors=d_vectors)
-        shim = model.shims[0]
-        if isinstance(shim, BackboneShim) and shim.step_pending:
-            shim.step_adapters()
         return docs
 
     return output, backprop

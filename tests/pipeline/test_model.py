@@ -15,7 +15,8 @@ def model_dir(tmp_path_factory, byte_level_tokenizer):
 
 @pytest.fixture(scope="module")
 def trained(model_dir):
-    nlp = build_pipeline(model_dir)
+    # float32: the equality checks below are tighter than bf16 autocast's rounding.
+    nlp = build_pipeline(model_dir, mixed_precision=False)
     history = train(nlp, steps=80)
     return nlp, history
 
@@ -188,3 +189,41 @@ def test_warns_when_the_last_listener_skips_a_batch(model_dir):
         warnings.filterwarnings("error", message=".*W001")  # once per model, not per batch
         nlp.update(untagged, sgd=optimizer)
         nlp.update(train_examples(nlp), sgd=optimizer)
+
+
+def test_training_computes_each_piece_once_prediction_overlaps(model_dir):
+    """A spy on the decoder: in nlp.update every real position is one piece of the batch
+    (or a window's BOS) exactly once; prediction of the same docs runs overlapping windows."""
+    from spacy.training import Example
+
+    nlp = build_pipeline(model_dir, window=8, stride=4, mixed_precision=False)
+    train(nlp, steps=0)
+    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    calls = []
+    hook = backbone.decoder.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone())),
+        with_kwargs=True,
+    )
+    words = "John lives in New York and works for Google . Mary visited Paris with Acme Corp yesterday .".split()
+    sent_starts = [i in (0, 10) for i in range(len(words))]
+    doc = nlp.make_doc(" ".join(words))
+    for token, start in zip(doc, sent_starts):
+        token.is_sent_start = start
+    examples = [Example.from_dict(doc, {"words": words, "sent_starts": sent_starts})]
+    pieces = backbone.piece_encoder.encode_docs([doc])[0]
+    bos = backbone.tokenizer.bos_token_id
+    try:
+        nlp.update(examples, sgd=None)
+        trained = [ids[mask.bool()] for ids, mask in calls]
+        calls.clear()
+        nlp(" ".join(words))
+        predicted = [ids[mask.bool()] for ids, mask in calls]
+    finally:
+        hook.remove()
+    real = torch.cat(trained)
+    n_windows = int((real == bos).sum())
+    assert len(pieces.ids) > 8, "the doc must need several windows"
+    assert len(real) == len(pieces.ids) + n_windows
+    assert sorted(real[real != bos].tolist()) == sorted(pieces.ids.tolist())
+    # Prediction reads every piece from a window with context on both sides: more positions.
+    assert sum(len(ids) for ids in predicted) > len(real)
