@@ -2,7 +2,36 @@
 
 Messages are format strings; the code prefix ("[E001]") is added on attribute access so
 that a message can be searched for in the docs and in issue trackers.
+
+Every coded error is raised as a ``CodedError``: ``CmllmError`` (a ValueError) for bad
+values, settings and input, and the subclasses below where a built-in type says more
+(missing file, missing package, wrong type, unusable hardware). Catch ``CodedError`` to
+tell an explained error from a bug.
 """
+
+
+class CodedError(Exception):
+    """Base of every exception raised with a coded message from ``Errors``."""
+
+
+class CmllmError(CodedError, ValueError):
+    """A bad value, setting or input."""
+
+
+class CmllmFileNotFoundError(CodedError, FileNotFoundError):
+    """Something to load is not where it was said to be."""
+
+
+class CmllmImportError(CodedError, ImportError):
+    """An optional package is needed and missing."""
+
+
+class CmllmRuntimeError(CodedError, RuntimeError):
+    """The hardware or the state of a job cannot do what was asked."""
+
+
+class CmllmTypeError(CodedError, TypeError):
+    """An object of the wrong kind was passed."""
 
 
 class _WithCodes(type):

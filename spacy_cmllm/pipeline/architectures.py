@@ -10,7 +10,7 @@ from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 from .backbone import BackboneSettings
 from .model import build_model
 
@@ -68,11 +68,11 @@ def build_causal_mask_llm_v1(
     """
     for key, value, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(Errors.E040.format(name=key, value=value, why=f"must be an integer >= {minimum}"))
+            raise CmllmError(Errors.E040.format(name=key, value=value, why=f"must be an integer >= {minimum}"))
     if stride > window:
-        raise ValueError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
+        raise CmllmError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
     if not hidden_layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in hidden_layers):
-        raise ValueError(Errors.E040.format(name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"))
+        raise CmllmError(Errors.E040.format(name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"))
     settings = BackboneSettings.from_dict(
         {
             "name": name,

@@ -18,7 +18,7 @@ from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
-from ..errors import Errors, Warnings
+from ..errors import CmllmError, CodedError, Errors, Warnings
 from .backbone import Backbone, BackboneSettings
 from .pieces import TokenPieces
 from .windows import WindowPlan, batch_windows, pad_windows, plan_windows
@@ -53,12 +53,12 @@ class CausalMaskLLM(Model):
     def from_bytes(self, bytes_data: bytes) -> "CausalMaskLLM":
         try:
             return super().from_bytes(bytes_data)
+        except CodedError:
+            raise
         except ValueError as err:
-            if "[E0" in str(err):
-                raise
-            raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+            raise CmllmError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
         except (KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
-            raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+            raise CmllmError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
 
 
 class _Placeholder(torch.nn.Module):
@@ -100,7 +100,7 @@ def build_model(
 
 def _serialize(backbone: torch.nn.Module) -> bytes:
     if not isinstance(backbone, Backbone):
-        raise ValueError(Errors.E032)
+        raise CmllmError(Errors.E032)
     return backbone.to_bytes()
 
 
@@ -116,7 +116,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
 def get_backbone(model: Model) -> Backbone:
     backbone = model.shims[0]._model
     if not isinstance(backbone, Backbone):
-        raise ValueError(Errors.E032)
+        raise CmllmError(Errors.E032)
     if not model.has_dim("nO"):
         model.set_dim("nO", backbone.hidden_size)
     return backbone

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 
 
 @dataclass(eq=False)
@@ -53,7 +53,7 @@ def plan_windows(
     _check_int("window", window, minimum=1)
     _check_int("stride", stride, minimum=1)
     if stride > window:
-        raise ValueError(
+        raise CmllmError(
             Errors.E040.format(name="stride", value=stride, why=f"must be <= window ({window})")
         )
     if bos_id is not None:
@@ -67,7 +67,7 @@ def plan_windows(
     for i, ids in enumerate(docs):
         ids = numpy.asarray(ids)
         if ids.ndim != 1 or not (ids.size == 0 or numpy.issubdtype(ids.dtype, numpy.integer)):
-            raise ValueError(Errors.E044.format(index=i, dtype=ids.dtype, shape=ids.shape))
+            raise CmllmError(Errors.E044.format(index=i, dtype=ids.dtype, shape=ids.shape))
         n = len(ids)
         doc_lengths[i] = n
         if n == 0:
@@ -169,7 +169,7 @@ def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarra
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < minimum:
-        raise ValueError(
+        raise CmllmError(
             Errors.E040.format(name=name, value=value, why=f"must be an int >= {minimum}")
         )
 
