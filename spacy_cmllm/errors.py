@@ -117,6 +117,24 @@ class Errors(metaclass=_WithCodes):
     E020 = (
         "Invalid LoRA setting {key}={value!r}: {why}."
     )
+    E021 = (
+        "LoRA target_modules={value!r} names modules this model does not have: {missing}. "
+        "The linear modules of its decoder blocks are {available}. Name some of those, or give "
+        "target_modules = \"attention\" for the attention projections of the model's family "
+        "(q_proj, k_proj, v_proj, o_proj in Llama-like models; qkv_proj, o_proj in Phi-3)."
+    )
+    E022 = (
+        "LoRA target_modules={name!r} needs the modules {alternatives}, and this model has none "
+        "of these sets: the linear modules of its decoder blocks are {available}. Name the "
+        "modules to adapt as a list."
+    )
+    # Model families (continued)
+    E023 = (
+        "{cls} soft-caps its attention scores (attn_logit_softcapping={softcap}), which only the "
+        "'eager' attention kernel applies; with {impl!r} the scores would silently go uncapped. "
+        "Load it with attn_implementation='eager' (in a pipeline config: "
+        "attn_implementation = \"eager\")."
+    )
     # Serialization
     E030 = (
         "The base model found at {source!r} is not the one this pipeline was trained on: "
