@@ -25,6 +25,7 @@ import spacy
 from spacy.training import Example
 
 from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
+from spacy_cmllm.corpora import read_conllu
 
 ROOT = Path(__file__).parents[1]
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
@@ -34,18 +35,8 @@ PLOT = RESULTS.with_suffix(".png")
 
 def ewt_sentences(path: Path):
     """(text, words, tags) per sentence of a CoNLL-U file."""
-    sentence, words, tags = None, [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# text = "):
-            sentence = line[len("# text = "):]
-        elif line and not line.startswith("#"):
-            cols = line.split("\t")
-            if cols[0].isdigit():
-                words.append(cols[1])
-                tags.append(cols[4])
-        elif not line and words:
-            yield sentence, words, tags
-            sentence, words, tags = None, [], []
+    for sentence in read_conllu(path):
+        yield sentence.text, sentence.words, sentence.tags
 
 
 def build_pipeline(directory: Path) -> None:

@@ -31,6 +31,7 @@ from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
 import spacy_cmllm
+from spacy_cmllm.corpora import read_conll, read_conllu
 from spacy_cmllm.decoder.lora import LoraSettings, add_lora
 from spacy_cmllm.decoder.unmask import unmask_layers
 from spacy_cmllm.pipeline.model import get_backbone
@@ -47,34 +48,13 @@ def read_sentences(limit_words: int):
     """(words, tags, IOB2 entities) sentences: CoNLL-2003 test when present here, else the
     bundled EWT test. Entities matter: without them `ner` never calls the backprop that
     spacy-transformers hands to the last listener, and the decoder would not train."""
-    sentences, words, tags, ents = [], [], [], []
     if CONLL_TEST.exists():
         source = "CoNLL-2003 test"
-        for line in CONLL_TEST.read_text().splitlines():
-            parts = line.split()
-            if not parts or parts[0] == "-DOCSTART-":
-                if words:
-                    sentences.append((words, tags, ents))
-                words, tags, ents = [], [], []
-                continue
-            words.append(parts[0])
-            tags.append(parts[1])
-            ents.append(parts[3])
+        read = [s for document in read_conll(CONLL_TEST, scheme="iob2") for s in document]
     else:
         source = "EWT test (bundled)"
-        for line in EWT_TEST.read_text().splitlines():
-            if not line.strip():
-                if words:
-                    sentences.append((words, tags, ents))
-                words, tags, ents = [], [], []
-            elif not line.startswith("#"):
-                cols = line.split("\t")
-                words.append(cols[1])
-                tags.append(cols[4])
-                misc = dict(kv.split("=", 1) for kv in cols[9].split("|") if "=" in kv)
-                ents.append(misc.get("NER", "O"))
-    if words:
-        sentences.append((words, tags, ents))
+        read = list(read_conllu(EWT_TEST))
+    sentences = [(s.words, s.tags, s.ner) for s in read]
     picked, total = [], 0
     for sentence in sentences:
         if total >= limit_words:

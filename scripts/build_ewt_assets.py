@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from spacy_cmllm.corpora import Block, CorpusError, check_iob2, entity_labels, read_blocks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT / ".." / "shared" / "data"
@@ -51,18 +52,6 @@ UNER_PROVENANCE = (
     "English-EWT commit `c491d62a7a0447946ac85b11308083ea61328ece`)"
 )
 
-_COMMENT_RE = re.compile(r"^#\s*([^=]+?)\s*=\s*(.*)$")
-
-
-@dataclass
-class Block:
-    """One blank-line separated sentence block of a CoNLL-U(-like) file."""
-
-    comments: dict[str, str]
-    rows: list[list[str]]
-    line_no: int  # 1-based line number of the block's first line, for error messages
-
-
 @dataclass
 class Sentence:
     """A joined sentence: UD words and tags plus the UNER NER tag of each word."""
@@ -78,43 +67,12 @@ class Sentence:
         return [row[1] for row in self.rows]
 
 
-def read_blocks(path: Path) -> Iterator[Block]:
-    """Yield sentence blocks with their ``# key = value`` comments.
-
-    Both UD and UNER files use CoNLL-U style comments and blank-line separated
-    sentences, so one reader serves both; a missing final blank line is tolerated.
-    """
-    comments: dict[str, str] = {}
-    rows: list[list[str]] = []
-    start = 0
-    with path.open(encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\n")
-            if not line.strip():
-                if rows:
-                    yield Block(comments, rows, start)
-                comments, rows, start = {}, [], 0
-                continue
-            if not start:
-                start = line_no
-            if line.startswith("#"):
-                match = _COMMENT_RE.match(line)
-                if match:
-                    comments[match.group(1)] = match.group(2)
-            else:
-                rows.append(line.split("\t"))
-    if rows:
-        yield Block(comments, rows, start)
-
-
 def with_doc_ids(blocks: Iterable[Block], path: Path) -> Iterator[tuple[str, Block]]:
-    """Attach the current ``# newdoc id`` to every block (it is only on the first)."""
-    doc_id = None
+    """Pair every block with its document (``# newdoc id`` is only on the first)."""
     for block in blocks:
-        doc_id = block.comments.get("newdoc id", doc_id)
-        if doc_id is None:
-            raise ValueError(f"{path}:{block.line_no}: sentence before any '# newdoc id'")
-        yield doc_id, block
+        if block.doc_id is None:
+            raise CorpusError(path, block.line_no, "sentence before any '# newdoc id'")
+        yield block.doc_id, block
 
 
 def ud_words(block: Block) -> list[list[str]]:
@@ -140,8 +98,6 @@ def ud_words(block: Block) -> list[list[str]]:
     for row in block.rows:
         if not row[0].isdigit():
             continue
-        if len(row) != 10:
-            raise ValueError(f"expected 10 CoNLL-U columns, got {len(row)}: {row}")
         misc = "SpaceAfter=No" if int(row[0]) in no_space_after else "_"
         words.append(row[:8] + ["_", misc])
     return words
@@ -159,27 +115,12 @@ def read_ud(path: Path) -> dict[str, Sentence]:
 def read_uner(path: Path) -> dict[str, tuple[str, list[str], list[str]]]:
     """Read a UNER ``.iob2`` file into ``sent_id -> (doc_id, forms, IOB2 tags)``."""
     sentences = {}
-    for doc_id, block in with_doc_ids(read_blocks(path), path):
+    for doc_id, block in with_doc_ids(read_blocks(path, n_columns=None), path):
         forms = [row[1] for row in block.rows]
         tags = [row[2] for row in block.rows]
-        check_iob2(tags, f"{path}:{block.line_no}")
+        check_iob2(tags, source=path, lines=block.lines, labels=ENTITY_TYPES)
         sentences[block.comments["sent_id"]] = (doc_id, forms, tags)
     return sentences
-
-
-def check_iob2(tags: list[str], where: str) -> None:
-    """Fail loudly on a tag sequence that is not valid IOB2 over the UNER types.
-
-    The assets must be clean so that downstream readers can be strict.
-    """
-    previous = "O"
-    for i, tag in enumerate(tags):
-        prefix, _, label = tag.partition("-")
-        if tag != "O" and (prefix not in ("B", "I") or label not in ENTITY_TYPES):
-            raise ValueError(f"{where}: token {i + 1}: unknown NER tag {tag!r}")
-        if prefix == "I" and previous[2:] != label:
-            raise ValueError(f"{where}: token {i + 1}: {tag} does not continue {previous}")
-        previous = tag
 
 
 def join(ud: dict[str, Sentence], uner: dict[str, tuple[str, list[str], list[str]]]) -> tuple[list[Sentence], list[str]]:
@@ -247,11 +188,6 @@ def split_documents(sentences: list[Sentence]) -> dict[str, str]:
     return assignment
 
 
-def entities(tags: list[str]) -> list[str]:
-    """Labels of the entities in an IOB2 sequence, one per ``B-`` tag."""
-    return [tag[2:] for tag in tags if tag.startswith("B-")]
-
-
 def reconstructed_text(sentence: Sentence) -> str:
     """The sentence text as rebuilt from word forms and ``SpaceAfter=No``."""
     parts = []
@@ -294,7 +230,7 @@ class SplitStats:
             documents=len({s.doc_id for s in sentences}),
             sentences=len(sentences),
             tokens=sum(len(s.rows) for s in sentences),
-            entities=Counter(label for s in sentences for label in entities(s.ner)),
+            entities=Counter(label for s in sentences for label in entity_labels(s.ner)),
         )
 
 

@@ -6,7 +6,10 @@ shared-task files (``eng.train``, ``eng.testa``, ``eng.testb``; NER in IOB1, whe
 an entity starts with ``I-``) and a converted copy (``train.txt``, ``valid.txt``,
 ``test.txt``; IOB2). Their ``-DOCSTART-`` lines differ, and reading IOB1 as if it
 were IOB2 merges or drops entities. This script detects the layout, converts IOB1
-to IOB2 per sentence, and writes one Doc per ``-DOCSTART-`` document.
+to IOB2 per sentence, and writes one Doc per ``-DOCSTART-`` document. With
+``--train-doc-words W`` the training split is cut further, at sentence boundaries,
+into Docs of consecutive sentences of one document with at most W words each (a
+longer sentence stays whole, as its own Doc); dev and test stay whole documents.
 
 CoNLL-2003 is not openly licensed: the data is read from wherever the user keeps
 it and the DocBins are written to a local output directory. Never commit either.
@@ -17,38 +20,27 @@ information, so every token is followed by a space.
 
 Usage::
 
-    python scripts/prepare_conll03.py INPUT_DIR OUTPUT_DIR
+    python scripts/prepare_conll03.py INPUT_DIR OUTPUT_DIR [--train-doc-words W]
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
+from spacy_cmllm.corpora import CorpusError, Sentence, describe, group_sentences, read_conll, sentences_to_doc
+
 # Layout name -> (tag scheme, {output split: input file name}).
 LAYOUTS: dict[str, tuple[str, dict[str, str]]] = {
     "original": ("iob1", {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}),
     "converted": ("iob2", {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}),
 }
-DOCSTART = "-DOCSTART-"
 
-
-class ConversionError(ValueError):
-    """Bad input, reported as ``file:line: message``."""
-
-
-@dataclass
-class Sentence:
-    words: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    ner: list[str] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)  # source line of each token
+ConversionError = CorpusError  # bad input, reported as ``file:line: message``
 
 
 def detect_layout(input_dir: Path) -> tuple[str, dict[str, Path]]:
@@ -60,87 +52,19 @@ def detect_layout(input_dir: Path) -> tuple[str, dict[str, Path]]:
     if len(found) != 1:
         expected = " or ".join(", ".join(names.values()) for _, names in LAYOUTS.values())
         problem = "both layouts" if found else "neither layout"
-        raise ConversionError(f"{input_dir}: found {problem}; expected exactly one of: {expected}")
+        raise ConversionError(input_dir, None, f"found {problem}; expected exactly one of: {expected}")
     return found[0]
 
 
-def read_documents(path: Path) -> list[list[Sentence]]:
-    """Read a CoNLL-2003 file into documents of sentences.
-
-    ``-DOCSTART-`` lines (whatever their other columns) open a new document and are
-    not tokens; blank lines end sentences; a missing final newline is fine.
-    """
-    documents: list[list[Sentence]] = [[]]
-    sentence = Sentence()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            columns = raw.split()
-            if not columns or columns[0] == DOCSTART:
-                if sentence.words:
-                    documents[-1].append(sentence)
-                    sentence = Sentence()
-                if columns and documents[-1]:
-                    documents.append([])
-                continue
-            if len(columns) != 4:
-                raise ConversionError(f"{path}:{line_no}: expected 4 columns (WORD POS CHUNK NER), got {len(columns)}")
-            sentence.words.append(columns[0])
-            sentence.tags.append(columns[1])
-            sentence.ner.append(columns[3])
-            sentence.lines.append(line_no)
-    if sentence.words:
-        documents[-1].append(sentence)
-    return [doc for doc in documents if doc]
+def to_docs(vocab: Vocab, documents: list[list[Sentence]], max_words: int = 0) -> list[Doc]:
+    """One Doc per ``-DOCSTART-`` document, or with ``max_words``, per run of consecutive
+    sentences of one document holding at most that many words (a longer sentence alone)."""
+    sentences = [sentence for document in documents for sentence in document]
+    return [sentences_to_doc(vocab, group) for group in group_sentences(sentences, max_words=max_words)]
 
 
-def to_iob2(sentence: Sentence, scheme: str, path: Path) -> list[str]:
-    """Return the sentence's NER tags in IOB2.
-
-    IOB1: an ``I-X`` that does not continue an ``X`` entity starts one, so it becomes
-    ``B-X``; ``B-X`` (only used between two adjacent ``X`` entities) is kept.
-    IOB2: the tags are checked, and an ``I-X`` that does not continue an ``X`` entity
-    is an error rather than being guessed at.
-    """
-    iob2: list[str] = []
-    previous = "O"
-    for tag, line_no in zip(sentence.ner, sentence.lines):
-        prefix, _, label = tag.partition("-")
-        if tag != "O" and (prefix not in ("B", "I") or not label):
-            raise ConversionError(f"{path}:{line_no}: invalid NER tag {tag!r}")
-        continues = previous != "O" and previous[2:] == label
-        if prefix == "I" and not continues:
-            if scheme == "iob2":
-                raise ConversionError(f"{path}:{line_no}: invalid IOB2 sequence: {tag} after {previous}")
-            tag = f"B-{label}"
-        iob2.append(tag)
-        previous = tag
-    return iob2
-
-
-def document_to_doc(vocab: Vocab, sentences: list[Sentence], scheme: str, path: Path) -> Doc:
-    """Build one Doc (all tokens followed by a space) for one ``-DOCSTART-`` document."""
-    words, tags, sent_starts, ents = [], [], [], []
-    for sentence in sentences:
-        words.extend(sentence.words)
-        tags.extend(sentence.tags)
-        sent_starts.extend([True] + [False] * (len(sentence.words) - 1))
-        ents.extend(to_iob2(sentence, scheme, path))
-    return Doc(vocab, words=words, tags=tags, sent_starts=sent_starts, ents=ents)
-
-
-def convert_file(path: Path, scheme: str, vocab: Vocab) -> list[Doc]:
-    return [document_to_doc(vocab, document, scheme, path) for document in read_documents(path)]
-
-
-def describe(docs: list[Doc]) -> str:
-    """One line of counts, comparable with the published CoNLL-2003 statistics."""
-    sentences = sum(len(list(doc.sents)) for doc in docs)
-    tokens = sum(len(doc) for doc in docs)
-    labels = Counter(ent.label_ for doc in docs for ent in doc.ents)
-    return (
-        f"{len(docs)} docs, {sentences} sentences, {tokens} tokens, "
-        f"{sum(labels.values())} entities {dict(sorted(labels.items()))}"
-    )
+def convert_file(path: Path, scheme: str, vocab: Vocab, max_words: int = 0) -> list[Doc]:
+    return to_docs(vocab, read_conll(path, scheme), max_words)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -152,7 +76,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("input_dir", type=Path, help="directory holding one of the two CoNLL-2003 layouts")
     parser.add_argument("output_dir", type=Path, help="where to write train.spacy, dev.spacy, test.spacy")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--train-doc-words",
+        type=int,
+        default=0,
+        metavar="W",
+        help=(
+            "cut the TRAINING split at sentence boundaries into Docs of at most W words (consecutive "
+            "sentences of one document; a longer sentence is a Doc of its own); 0 (default) keeps whole "
+            "documents. dev and test always stay whole documents"
+        ),
+    )
+    args = parser.parse_args(argv)
+    if args.train_doc_words < 0:
+        parser.error("--train-doc-words must be 0 (whole documents) or a positive number of words")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[Doc]]:
@@ -163,10 +101,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[Doc]]:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, list[Doc]] = {}
     for split, path in files.items():
-        docs = convert_file(path, scheme, vocab)
+        documents = read_conll(path, scheme)
+        max_words = args.train_doc_words if split == "train" else 0
+        docs = to_docs(vocab, documents, max_words)
         output = args.output_dir / f"{split}.spacy"
         DocBin(docs=docs).to_disk(output)
-        print(f"{split}: {path.name} -> {output}: {describe(docs)}")
+        cut = f" (cut from {len(documents)} documents)" if max_words else ""
+        print(f"{split}: {path.name} -> {output}: {describe(docs)}{cut}")
         result[split] = docs
     return result
 

@@ -5,6 +5,7 @@ import sys
 from typing import Optional, Sequence
 
 from .cli import annotate, probe
+from .errors import CodedError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -15,10 +16,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"probe": probe.run, "annotate": annotate.run}[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
+    except CodedError as err:
         # Our errors carry their own explanation; a traceback adds nothing for a CLI user.
-        if "[E0" not in str(err):
-            raise
         print(str(err), file=sys.stderr)
         return 2
 

@@ -2,7 +2,36 @@
 
 Messages are format strings; the code prefix ("[E001]") is added on attribute access so
 that a message can be searched for in the docs and in issue trackers.
+
+Every coded error is raised as a ``CodedError``: ``CmllmError`` (a ValueError) for bad
+values, settings and input, and the subclasses below where a built-in type says more
+(missing file, missing package, wrong type, unusable hardware). Catch ``CodedError`` to
+tell an explained error from a bug.
 """
+
+
+class CodedError(Exception):
+    """Base of every exception raised with a coded message from ``Errors``."""
+
+
+class CmllmError(CodedError, ValueError):
+    """A bad value, setting or input."""
+
+
+class CmllmFileNotFoundError(CodedError, FileNotFoundError):
+    """Something to load is not where it was said to be."""
+
+
+class CmllmImportError(CodedError, ImportError):
+    """An optional package is needed and missing."""
+
+
+class CmllmRuntimeError(CodedError, RuntimeError):
+    """The hardware or the state of a job cannot do what was asked."""
+
+
+class CmllmTypeError(CodedError, TypeError):
+    """An object of the wrong kind was passed."""
 
 
 class _WithCodes(type):
@@ -87,6 +116,24 @@ class Errors(metaclass=_WithCodes):
     # LoRA
     E020 = (
         "Invalid LoRA setting {key}={value!r}: {why}."
+    )
+    E021 = (
+        "LoRA target_modules={value!r} names modules this model does not have: {missing}. "
+        "The linear modules of its decoder blocks are {available}. Name some of those, or give "
+        "target_modules = \"attention\" for the attention projections of the model's family "
+        "(q_proj, k_proj, v_proj, o_proj in Llama-like models; qkv_proj, o_proj in Phi-3)."
+    )
+    E022 = (
+        "LoRA target_modules={name!r} needs the modules {alternatives}, and this model has none "
+        "of these sets: the linear modules of its decoder blocks are {available}. Name the "
+        "modules to adapt as a list."
+    )
+    # Model families (continued)
+    E023 = (
+        "{cls} soft-caps its attention scores (attn_logit_softcapping={softcap}), which only the "
+        "'eager' attention kernel applies; with {impl!r} the scores would silently go uncapped. "
+        "Load it with attn_implementation='eager' (in a pipeline config: "
+        "attn_implementation = \"eager\")."
     )
     # Serialization
     E030 = (

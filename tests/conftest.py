@@ -11,7 +11,7 @@ from tests.tiny import tiny_decoder  # noqa: E402,F401
 
 @pytest.fixture
 def make_decoder():
-    """Factory for tiny random Llama/Mistral decoders (see tests/tiny.py)."""
+    """Factory for tiny random decoders of every supported family (see tests/tiny.py FAMILIES)."""
     return tiny_decoder
 
 # The in-process tokenizers (byte-level BPE and SentencePiece-style) serve every test package.

@@ -1,7 +1,23 @@
 """Tiny random decoders built in-process, the models of the unit tests."""
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+# Decoder families with the Llama layout, as transformers 4.52-4.53 builds them. Phi-3 fuses
+# q/k/v into qkv_proj and gate/up into gate_up_proj; Gemma-2 alternates sliding-window and
+# global layers and soft-caps attention logits (applied by the eager kernel only).
+FAMILIES = ("llama", "mistral", "qwen2", "gemma2", "phi3")
 
 
 def tiny_decoder(
@@ -14,7 +30,9 @@ def tiny_decoder(
     hidden_size: int = 64,
     seed: int = 0,
 ):
-    """A randomly initialised *ForCausalLM with the real architecture, in eval mode."""
+    """A randomly initialised *ForCausalLM of one of FAMILIES, with the real architecture,
+    in eval mode. ``sliding_window`` applies to Mistral, Qwen2 and Gemma-2 (None: off;
+    Gemma-2's default window is kept)."""
     common = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -31,8 +49,17 @@ def tiny_decoder(
         model = LlamaForCausalLM(LlamaConfig(**common))
     elif family == "mistral":
         model = MistralForCausalLM(MistralConfig(sliding_window=sliding_window, **common))
+    elif family == "qwen2":
+        window = dict(use_sliding_window=True, sliding_window=sliding_window, max_window_layers=0) if sliding_window else {}
+        model = Qwen2ForCausalLM(Qwen2Config(**window, **common))
+    elif family == "gemma2":
+        window = {"sliding_window": sliding_window} if sliding_window else {}
+        head_dim = hidden_size // common["num_attention_heads"]
+        model = Gemma2ForCausalLM(Gemma2Config(head_dim=head_dim, query_pre_attn_scalar=head_dim, **window, **common))
+    elif family == "phi3":
+        model = Phi3ForCausalLM(Phi3Config(bos_token_id=1, eos_token_id=2, **common))
     else:
-        raise ValueError(family)
+        raise ValueError(f"unknown family {family!r}: choose one of {FAMILIES}")
     return model.eval()
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from ..errors import Errors
+from ..errors import CmllmError, CmllmImportError, Errors
 
 FORMATS = ("jsonl", "parquet")
 RAW_EXCERPT = 200  # characters of a rejected line kept in the rejects file
@@ -44,13 +44,13 @@ def input_format(path: Path) -> str:
         return "jsonl"
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    raise ValueError(Errors.E050.format(path=str(path), why="expected a .jsonl or .parquet file"))
+    raise CmllmError(Errors.E050.format(path=str(path), why="expected a .jsonl or .parquet file"))
 
 
 def plan_shards(path: Path, fmt: str, shard_size: int) -> List[Shard]:
     """Cut the input into shards of `shard_size` rows (the last one may be shorter)."""
     if not path.is_file():
-        raise ValueError(Errors.E050.format(path=str(path), why="no such file"))
+        raise CmllmError(Errors.E050.format(path=str(path), why="no such file"))
     if fmt == "parquet":
         total = _parquet_file(path).metadata.num_rows
         return [Shard(i, start, min(start + shard_size, total))
@@ -153,7 +153,7 @@ def _parquet_file(path: Path):
     try:
         return pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several unrelated types for a damaged file
-        raise ValueError(Errors.E050.format(path=str(path), why=str(err))) from err
+        raise CmllmError(Errors.E050.format(path=str(path), why=str(err))) from err
 
 
 def _read_parquet_rows(path: Path, shard: Shard) -> List[Dict[str, Any]]:
@@ -176,5 +176,5 @@ def require_pyarrow(what: str):
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
-        raise ImportError(Errors.E052.format(what=what, package="pyarrow", extra="parquet")) from err
+        raise CmllmImportError(Errors.E052.format(what=what, package="pyarrow", extra="parquet")) from err
     return pq

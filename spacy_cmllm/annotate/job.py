@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import Errors
+from ..errors import CmllmError, CmllmImportError, Errors
 from .inputs import FORMATS, Row, Shard, input_format, plan_shards, read_shard
 from .outputs import ShardStore, input_identity
 
@@ -43,7 +43,7 @@ class AnnotateJob:
             ("text_field", self.text_field, bool(self.text_field), "must name a field"),
         ):
             if not ok:
-                raise ValueError(Errors.E040.format(name=name, value=value, why=why))
+                raise CmllmError(Errors.E040.format(name=name, value=value, why=why))
 
     def manifest(self) -> Dict[str, Any]:
         return {**input_identity(Path(self.input)), "input": str(self.input), "model": str(self.model),
@@ -102,7 +102,7 @@ def import_code(path: Optional[str]) -> None:
         return
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ValueError(Errors.E050.format(path=str(path), why="not an importable Python file"))
+        raise CmllmError(Errors.E050.format(path=str(path), why="not an importable Python file"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -142,7 +142,7 @@ def run_ray(
         import ray
         from ray.data import ActorPoolStrategy
     except ImportError as err:
-        raise ImportError(Errors.E052.format(what="--ray", package="ray[data]", extra="ray")) from err
+        raise CmllmImportError(Errors.E052.format(what="--ray", package="ray[data]", extra="ray")) from err
     from tqdm import tqdm
 
     store, shards, todo = prepare(job)

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
-from ..errors import Errors
+from ..errors import CmllmError, CmllmRuntimeError, Errors
 from .inputs import Shard, require_pyarrow
 
 MANIFEST = "_manifest.json"
@@ -45,16 +45,16 @@ class ShardStore:
         """Create the directory, or check that it holds this same job before resuming."""
         path = self.directory / MANIFEST
         if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(Errors.E040.format(name="OUTPUT", value=str(self.directory),
+            raise CmllmError(Errors.E040.format(name="OUTPUT", value=str(self.directory),
                                                 why="exists and is not a directory"))
         if not path.exists() and self.directory.exists() and any(self.directory.iterdir()):
-            raise ValueError(Errors.E040.format(name="OUTPUT", value=str(self.directory),
+            raise CmllmError(Errors.E040.format(name="OUTPUT", value=str(self.directory),
                                                 why="is a directory with other files in it; give a new or empty one"))
         if path.exists():
             found = json.loads(path.read_text())
             for name in JOB_FIELDS:
                 if found.get(name) != manifest.get(name):
-                    raise ValueError(Errors.E051.format(path=str(self.directory), field=name,
+                    raise CmllmError(Errors.E051.format(path=str(self.directory), field=name,
                                                         found=found.get(name), expected=manifest.get(name)))
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ class ShardStore:
         receipt = {"shard": index, "rows": shard.stop - shard.start,
                    "written": len(records), "rejected": len(rejects)}
         if receipt["written"] + receipt["rejected"] != receipt["rows"]:
-            raise RuntimeError(Errors.E053.format(total=receipt["rows"], accounted=receipt["written"] + receipt["rejected"],
+            raise CmllmRuntimeError(Errors.E053.format(total=receipt["rows"], accounted=receipt["written"] + receipt["rejected"],
                                                   written=receipt["written"], rejected=receipt["rejected"], missing=[index]))
         _write_atomically(self.receipt_path(index), json.dumps(receipt).encode("utf-8"))
         return receipt
@@ -105,7 +105,7 @@ class ShardStore:
             rejected += receipt["rejected"]
         total = sum(shard.stop - shard.start for shard in shards)
         if missing or written + rejected != total:
-            raise RuntimeError(Errors.E053.format(total=total, accounted=written + rejected, written=written,
+            raise CmllmRuntimeError(Errors.E053.format(total=total, accounted=written + rejected, written=written,
                                                   rejected=rejected, missing=missing[:10]))
         return written, rejected
 

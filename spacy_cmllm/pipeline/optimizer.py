@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -51,7 +51,7 @@ class AdapterOptimizer:
 
     def __post_init__(self) -> None:
         def invalid(name: str, why: str) -> ValueError:
-            return ValueError(Errors.E045.format(name=name, value=getattr(self, name), why=why))
+            return CmllmError(Errors.E045.format(name=name, value=getattr(self, name), why=why))
 
         for name in ("learn_rate", "min_rate", "eps", "weight_decay", "grad_clip", "warmup"):
             value = getattr(self, name)

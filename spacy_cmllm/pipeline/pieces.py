@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy
 from tokenizers import Tokenizer
 
-from ..errors import Errors
+from ..errors import CmllmError, CmllmTypeError, Errors
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
@@ -88,9 +88,9 @@ class PieceEncoder:
             backend = tokenizer.backend_tokenizer
             unk_id = tokenizer.unk_token_id
         else:
-            raise TypeError(Errors.E018.format(cls=type(tokenizer).__name__))
+            raise CmllmTypeError(Errors.E018.format(cls=type(tokenizer).__name__))
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(
+            raise CmllmError(
                 Errors.E040.format(name="cache_size", value=cache_size, why="must be an int >= 0")
             )
         # A copy, so that the caller's tokenizer keeps its settings while ours ignore
@@ -128,7 +128,7 @@ class PieceEncoder:
         RETURNS (TokenPieces): the pieces, with one length per token.
         """
         if len(words) != len(space_before):
-            raise ValueError(Errors.E042.format(n_words=len(words), n_spaces=len(space_before)))
+            raise CmllmError(Errors.E042.format(n_words=len(words), n_spaces=len(space_before)))
         keys = [(bool(space), word) for space, word in zip(space_before, words)]
         return self._encode_key_lists([keys])[0]
 
@@ -166,7 +166,7 @@ class PieceEncoder:
             for key, ids in fresh.items():
                 if not ids:
                     if self._empty_ids is None:
-                        raise ValueError(Errors.E043.format(text=key[1]))
+                        raise CmllmError(Errors.E043.format(text=key[1]))
                     ids = self._empty_ids
                 table[key] = ids
                 self._remember(key, ids)

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
-from ..errors import Errors
+from ..errors import CmllmError, Errors
 
 
 @dataclass(eq=False)
@@ -54,7 +54,7 @@ def plan_windows(
     _check_int("window", window, minimum=1)
     _check_int("stride", stride, minimum=1)
     if stride > window:
-        raise ValueError(
+        raise CmllmError(
             Errors.E040.format(name="stride", value=stride, why=f"must be <= window ({window})")
         )
     if bos_id is not None:
@@ -263,13 +263,13 @@ def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarra
 def _check_ids(index: int, ids: object) -> numpy.ndarray:
     ids = numpy.asarray(ids)
     if ids.ndim != 1 or not (ids.size == 0 or numpy.issubdtype(ids.dtype, numpy.integer)):
-        raise ValueError(Errors.E044.format(index=index, dtype=ids.dtype, shape=ids.shape))
+        raise CmllmError(Errors.E044.format(index=index, dtype=ids.dtype, shape=ids.shape))
     return ids
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < minimum:
-        raise ValueError(
+        raise CmllmError(
             Errors.E040.format(name=name, value=value, why=f"must be an int >= {minimum}")
         )
 

@@ -4,6 +4,7 @@ import pytest
 
 from spacy_cmllm.annotate.inputs import input_format, plan_shards, read_shard
 from tests.annotate.conftest import make_rows
+from tests.requirements import require
 
 BAD = (1, 4, 5, 6, 7, 8, 9, 12)
 REASONS = ["invalid UTF-8", "invalid JSON", "not a JSON object", "missing text field", "is null",
@@ -53,8 +54,8 @@ def test_text_field_and_keep_fields(tmp_path):
 
 
 def test_parquet_shards_across_row_groups(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
     path = tmp_path / "in.parquet"
     texts = [f"Text number {i} ." if i != 5 else None for i in range(17)]
     pq.write_table(pa.table({"id": list(range(17)), "text": texts}), path, row_group_size=4)

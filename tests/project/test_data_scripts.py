@@ -16,6 +16,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.corpora.samples import CONLL03_IOB1_TRAIN, CONLL03_IOB2_TRAIN, EWT_ASSET, SMALL_DOC
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
 ASSETS = REPO_ROOT / "assets" / "ewt"
@@ -253,42 +255,11 @@ def test_split_documents_is_about_70_15_15_per_genre() -> None:
 def test_build_rejects_invalid_uner_iob(ewt_data_dir: Path, tmp_path: Path) -> None:
     path = ewt_data_dir / "uner_english_ewt" / "en_ewt-ud-dev.iob2"
     path.write_text(UNER_DEV.replace("2\tSmith\tI-PER", "2\tSmith\tI-ORG"), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"en_ewt-ud-dev.iob2:\d+: token 2: I-ORG does not continue B-PER"):
+    with pytest.raises(ValueError, match=r"en_ewt-ud-dev.iob2:14: invalid IOB2 sequence: I-ORG after B-PER"):
         build.main(["--data-dir", str(ewt_data_dir), "--out-dir", str(tmp_path / "out")])
 
 
 # --------------------------------------------------------------------------- convert_ewt
-
-EWT_ASSET = """\
-# newdoc id = doc-1
-# sent_id = doc-1-0001
-# text = I don't like New York.
-1	I	I	PRON	PRP	_	4	nsubj	_	NER=O
-2	do	do	AUX	VBP	_	4	aux	_	NER=O|SpaceAfter=No
-3	n't	not	PART	RB	_	4	advmod	_	NER=O
-4	like	like	VERB	VB	_	0	root	_	NER=O
-5	New	New	PROPN	NNP	_	6	compound	_	NER=B-LOC
-6	York	York	PROPN	NNP	_	4	obj	_	NER=I-LOC|SpaceAfter=No
-7	.	.	PUNCT	.	_	4	punct	_	NER=O
-
-# sent_id = doc-1-0002
-# text = Ann met Bob.
-1	Ann	Ann	PROPN	NNP	_	2	nsubj	_	NER=B-PER
-2	met	meet	VERB	VBD	_	0	root	_	NER=O
-3	Bob	Bob	PROPN	NNP	_	2	obj	_	NER=B-PER|SpaceAfter=No
-4	.	.	PUNCT	.	_	2	punct	_	NER=O
-
-# sent_id = doc-1-0003
-# text = Hi
-1	Hi	hi	INTJ	UH	_	0	root	_	NER=O
-
-# newdoc id = doc-2
-# sent_id = doc-2-0001
-# text = IBM rocks
-1	IBM	IBM	PROPN	NNP	_	2	nsubj	_	NER=B-ORG
-2	rocks	rock	VERB	VBZ	_	0	root	_	NER=O
-"""
-
 
 def test_convert_ewt_builds_one_doc_per_document(tmp_path: Path) -> None:
     source = tmp_path / "in.conllu"
@@ -322,85 +293,8 @@ def test_convert_ewt_groups_n_sentences_within_a_document(tmp_path: Path) -> Non
     assert [d.text for d in docs] == ["I don't like New York. Ann met Bob. ", "Hi ", "IBM rocks "]
 
 
-@pytest.mark.parametrize(
-    "old, new, message",
-    [
-        ("NER=B-PER\n2\tmet", "NER=I-PER\n2\tmet", r"in.conllu:14: invalid IOB2 sequence: I-PER after O"),
-        ("NER=I-LOC|", "NER=I-PER|", r"in.conllu:9: invalid IOB2 sequence: I-PER after B-LOC"),
-        ("NER=B-ORG", "NER=X-ORG", r"in.conllu:26: invalid NER tag 'X-ORG'"),
-        ("\tNER=B-PER\n2\tmet", "\t_\n2\tmet", r"in.conllu:14: no NER= tag"),
-    ],
-)
-def test_convert_ewt_reports_file_and_line_of_bad_tags(tmp_path: Path, old: str, new: str, message: str) -> None:
-    assert EWT_ASSET.count(old) == 1
-    source = tmp_path / "in.conllu"
-    source.write_text(EWT_ASSET.replace(old, new), encoding="utf-8")
-    with pytest.raises(convert.ConversionError, match=message):
-        convert.convert(source)
-
-
-def test_convert_ewt_rejects_multiword_token_lines(tmp_path: Path) -> None:
-    source = tmp_path / "in.conllu"
-    source.write_text(EWT_ASSET.replace("2\tdo\t", "2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n2\tdo\t"), encoding="utf-8")
-    with pytest.raises(convert.ConversionError, match=r"in.conllu:5: ID '2-3'"):
-        convert.convert(source)
-
 
 # --------------------------------------------------------------------------- prepare_conll03
-
-CONLL03_IOB1_TRAIN = """\
--DOCSTART- -X- O O
-
-EU NNP I-NP I-ORG
-rejects VBZ I-VP O
-German JJ I-NP I-MISC
-call NN I-NP O
-. . O O
-
-Peter NNP I-NP I-PER
-Blackburn NNP I-NP I-PER
-
--DOCSTART- -X- O O
-
-Ann NNP I-NP I-PER
-Bob NNP I-NP B-PER
-Smith NNP I-NP I-PER
-in IN I-PP O
-New NNP I-NP I-LOC
-York NNP I-NP I-LOC
-Acme NNP I-NP I-ORG
-( ( O O
-foo NN|SYM I-NP O
-
-
-"""
-
-# The same data in the converted layout: IOB2 tags, other DOCSTART line, no final newline.
-CONLL03_IOB2_TRAIN = """\
--DOCSTART- -X- -X- O
-
-EU NNP B-NP B-ORG
-rejects VBZ B-VP O
-German JJ B-NP B-MISC
-call NN B-NP O
-. . O O
-
-Peter NNP B-NP B-PER
-Blackburn NNP I-NP I-PER
-
--DOCSTART- -X- -X- O
-
-Ann NNP B-NP B-PER
-Bob NNP B-NP B-PER
-Smith NNP I-NP I-PER
-in IN B-PP O
-New NNP B-NP B-LOC
-York NNP I-NP I-LOC
-Acme NNP B-NP B-ORG
-( ( O O
-foo NN|SYM B-NP O"""
-
-SMALL_DOC = "-DOCSTART- -X- O O\n\nParis NNP I-NP I-LOC\n\n"
 
 
 def write_layout(directory: Path, files: dict[str, str]) -> Path:
@@ -455,26 +349,41 @@ def test_prepare_conll03_layout_detection_and_strict_iob2(tmp_path: Path) -> Non
         conll03.main([str(tmp_path / "conv"), str(tmp_path / "out")])
 
 
-def test_iob1_to_iob2_conversion() -> None:
-    sentence = conll03.Sentence(
-        words=list("abcdefg"), tags=["X"] * 7, ner=["I-PER", "I-PER", "B-PER", "I-LOC", "O", "I-ORG", "B-ORG"],
-        lines=list(range(7)),
+def conll03_doc(*sentences: str) -> str:
+    """A -DOCSTART- document in the converted layout; each sentence is a string of words, all O."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for sentence in sentences:
+        lines += [f"{word} NN B-NP O" for word in sentence.split()] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def test_prepare_conll03_cuts_training_documents_at_sentence_boundaries(tmp_path: Path, capsys) -> None:
+    train = (
+        conll03_doc("a b", "c d", "e f g", "h")  # 2 + 2 <= 4, then 3 (+1 <= 4)
+        + conll03_doc("one two three four five six", "x")  # longer than 4: a Doc of its own
+        + conll03_doc("p q")  # never joined with the previous document's last sentence
     )
-    assert conll03.to_iob2(sentence, "iob1", Path("f")) == ["B-PER", "I-PER", "B-PER", "B-LOC", "O", "B-ORG", "B-ORG"]
+    dev = conll03_doc("a", "b", "c", "d", "e")
+    write_layout(tmp_path / "conv", {"train.txt": train, "valid.txt": dev, "test.txt": dev})
+    result = conll03.main([str(tmp_path / "conv"), str(tmp_path / "out"), "--train-doc-words", "4"])
+    printed = capsys.readouterr().out
+    docs = result["train"]
+    assert [[s.text for s in doc.sents] for doc in docs] == [
+        ["a b", "c d"], ["e f g", "h"], ["one two three four five six"], ["x"], ["p q"],
+    ]
+    assert all(doc[0].is_sent_start for doc in docs)
+    assert "train: train.txt -> " in printed and "5 docs, 7 sentences, 17 tokens" in printed
+    assert "(cut from 3 documents)" in printed
+    # dev and test stay whole documents, however long.
+    assert [len(result["dev"]), len(list(result["dev"][0].sents))] == [1, 5]
+    assert [len(result["test"]), len(list(result["test"][0].sents))] == [1, 5]
+    assert "dev: valid.txt -> " in printed and "1 docs, 5 sentences" in printed
 
-
-@pytest.mark.skipif(not (SHARED_DATA / "conll2003" / "iob1_original").is_dir(), reason="CoNLL-2003 not available")
-def test_prepare_conll03_on_the_real_dev_file() -> None:
-    """Published CoNLL-2003 dev (testa) statistics: 216 docs, 3,250 sentences, 51,362 tokens."""
-    import spacy
-
-    vocab = spacy.blank("en").vocab
-    docs = conll03.convert_file(SHARED_DATA / "conll2003" / "iob1_original" / "eng.testa", "iob1", vocab)
-    assert len(docs) == 216
-    assert sum(len(list(d.sents)) for d in docs) == 3250
-    assert sum(len(d) for d in docs) == 51362
-    labels = Counter(e.label_ for d in docs for e in d.ents)
-    assert labels == {"LOC": 1837, "PER": 1842, "ORG": 1341, "MISC": 922}
+    whole = conll03.main([str(tmp_path / "conv"), str(tmp_path / "whole")])
+    assert len(whole["train"]) == 3
+    assert [t.text for d in whole["train"] for t in d] == [t.text for d in docs for t in d]
+    with pytest.raises(SystemExit):
+        conll03.main([str(tmp_path / "conv"), str(tmp_path / "bad"), "--train-doc-words", "-1"])
 
 
 # --------------------------------------------------------------------------- committed assets

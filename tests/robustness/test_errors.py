@@ -21,3 +21,20 @@ def test_quantization_without_cuda(tmp_path, byte_level_tokenizer):
     nlp = build_pipeline(save_tiny_decoder(tmp_path / "t", byte_level_tokenizer, n_layers=2), unmask="01", quantization="4bit")
     with pytest.raises((ValueError, RuntimeError, ImportError), match="E012"):
         train(nlp, steps=0)
+
+
+def test_every_coded_error_is_raised_as_a_coded_error_type():
+    """The CLI and the loader recognise spacy-cmllm's errors by type (CodedError), so no
+    coded message may be raised through a bare built-in exception type."""
+    import re
+    from pathlib import Path
+
+    import spacy_cmllm
+
+    bare = re.compile(r"\b(ValueError|FileNotFoundError|OSError|ImportError|RuntimeError|TypeError|KeyError)\(\s*Errors\.")
+    found = [
+        f"{path.name}: {match.group(0)}"
+        for path in Path(spacy_cmllm.__file__).parent.rglob("*.py")
+        for match in bare.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found

@@ -1,0 +1,64 @@
+"""CoNLL-2003-style column files: ``WORD POS CHUNK NER`` per line, blank lines between
+sentences, ``-DOCSTART-`` lines between documents.
+
+The text has no spacing information, so every word is followed by a space. The NER
+column is returned in IOB2: ``scheme="iob1"`` converts it (the original shared-task
+files ``eng.train``/``eng.testa``/``eng.testb``), ``scheme="iob2"`` checks it (the
+converted ``train.txt``/``valid.txt``/``test.txt``). Reading IOB1 as IOB2 would merge
+or drop entities.
+"""
+
+from pathlib import Path
+from typing import List, Union
+
+from .iob2 import check_iob2, iob1_to_iob2
+from .sentences import CorpusError, Sentence
+
+DOCSTART = "-DOCSTART-"
+SCHEMES = ("iob1", "iob2")
+COLUMNS = ("WORD", "POS", "CHUNK", "NER")
+
+
+def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Sentence]]:
+    """The documents of a CoNLL-2003 file, each a list of sentences (``words``, ``tags`` =
+    the POS column, ``ner`` in IOB2, ``doc_id`` = the document's position in the file).
+
+    ``-DOCSTART-`` lines (whatever their other columns) open a new document and are not
+    words; blank lines end sentences; a missing final newline is fine; a file without
+    ``-DOCSTART-`` is one document.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}: choose one of {SCHEMES}")
+    path = Path(path)
+    documents: List[List[Sentence]] = [[]]
+    sentence = Sentence(tags=[])
+
+    def close_sentence() -> None:
+        nonlocal sentence
+        if sentence.words:
+            if scheme == "iob1":
+                sentence.ner = iob1_to_iob2(sentence.ner, source=path, lines=sentence.lines)
+            else:
+                check_iob2(sentence.ner, source=path, lines=sentence.lines)
+            sentence.doc_id = str(len(documents) - 1)
+            documents[-1].append(sentence)
+        sentence = Sentence(tags=[])
+
+    with path.open(encoding="utf-8") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            columns = raw.split()
+            if not columns or columns[0] == DOCSTART:
+                close_sentence()
+                if columns and documents[-1]:
+                    documents.append([])
+                continue
+            if len(columns) != len(COLUMNS):
+                raise CorpusError(
+                    path, line_no, f"expected {len(COLUMNS)} columns ({' '.join(COLUMNS)}), got {len(columns)}"
+                )
+            sentence.words.append(columns[0])
+            sentence.tags.append(columns[1])
+            sentence.ner.append(columns[3])
+            sentence.lines.append(line_no)
+    close_sentence()
+    return [document for document in documents if document]

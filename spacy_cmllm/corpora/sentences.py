@@ -1,0 +1,100 @@
+"""The sentence every reader yields, and how sentences become spaCy Docs."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
+
+
+class CorpusError(ValueError):
+    """Bad input, reported as ``file:line: message`` (or ``file: message``)."""
+
+    def __init__(self, source: Union[str, Path], line: Optional[int], message: str) -> None:
+        self.source = str(source)
+        self.line = line
+        self.message = message
+        where = self.source if line is None else f"{self.source}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class Sentence:
+    """One annotated sentence, whatever file format it came from.
+
+    ``ner`` is IOB2 once a reader returns it. ``tags`` are fine-grained tags (PTB POS,
+    CoNLL-U XPOS), ``pos`` coarse UPOS tags, ``spaces`` whether a space follows each word
+    (None: every word is followed by one). ``lines`` holds the source line of each word.
+    """
+
+    words: List[str] = field(default_factory=list)
+    ner: List[str] = field(default_factory=list)
+    tags: Optional[List[str]] = None
+    pos: Optional[List[str]] = None
+    spaces: Optional[List[bool]] = None
+    doc_id: Optional[str] = None
+    sent_id: Optional[str] = None
+    text: Optional[str] = None
+    lines: List[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def group_sentences(
+    sentences: Iterable[Sentence],
+    *,
+    max_sentences: Optional[int] = None,
+    max_words: Optional[int] = None,
+) -> Iterator[List[Sentence]]:
+    """Consecutive sentences of one document (same ``doc_id``) per group, cut further into
+    groups of at most ``max_sentences`` sentences and at most ``max_words`` words. Cuts fall
+    only between sentences: a sentence longer than ``max_words`` is a group of its own.
+    None or 0 means no limit."""
+    group: List[Sentence] = []
+    n_words = 0
+    for sentence in sentences:
+        if group and (
+            sentence.doc_id != group[-1].doc_id
+            or (max_sentences and len(group) >= max_sentences)
+            or (max_words and n_words + len(sentence) > max_words)
+        ):
+            yield group
+            group, n_words = [], 0
+        group.append(sentence)
+        n_words += len(sentence)
+    if group:
+        yield group
+
+
+def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
+    """One Doc of ``sentences``: words, spacing, tags, UPOS, sentence starts and entities
+    (from IOB2). Annotation layers missing from any sentence are left unset."""
+    from spacy.tokens import Doc
+
+    words: List[str] = []
+    spaces: List[bool] = []
+    sent_starts: List[bool] = []
+    ents: List[str] = []
+    for sentence in sentences:
+        words.extend(sentence.words)
+        spaces.extend(sentence.spaces if sentence.spaces is not None else [True] * len(sentence))
+        sent_starts.extend([True] + [False] * (len(sentence) - 1))
+        ents.extend(sentence.ner)
+    layers = {}
+    for name in ("tags", "pos"):
+        if all(getattr(s, name) is not None for s in sentences):
+            layers[name] = [value for s in sentences for value in getattr(s, name)]
+    return Doc(
+        vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=ents or None, **layers
+    )
+
+
+def describe(docs) -> str:
+    """One line of counts: docs, sentences, tokens and entities per label."""
+    sentences = sum(len(list(doc.sents)) for doc in docs)
+    tokens = sum(len(doc) for doc in docs)
+    labels = Counter(ent.label_ for doc in docs for ent in doc.ents)
+    return (
+        f"{len(docs)} docs, {sentences} sentences, {tokens} tokens, "
+        f"{sum(labels.values())} entities {dict(sorted(labels.items()))}"
+    )
