@@ -47,8 +47,26 @@ def test_config_resolves_like_debug_config(path, tiny_dir):
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
     arch = filled["components"]["transformer"]["model"]
-    assert arch["@architectures"] == "spacy-cmllm.CausalMaskLLM.v1"
+    assert arch["@architectures"] in ("spacy-cmllm.CausalMaskLLM.v1", "spacy-cmllm.CausalMaskLLM.v2")
     assert set(arch["unmask"]) <= {"0", "1"}
+
+
+@pytest.mark.parametrize("name", ["default", "default-parser"])
+def test_cpu_recipe_configs(name):
+    """The CPU recipe: adapters and heads learn at their own rates and schedules, the
+    adapters' warm-up is a real share of the budget, clipping is global, ~1,000 words a step."""
+    config = load_config(Path(__file__).parents[2] / "configs" / f"{name}.cfg", interpolate=True)
+    arch = config["components"]["transformer"]["model"]
+    assert arch["@architectures"] == "spacy-cmllm.CausalMaskLLM.v2"
+    adapters = arch["adapter_optimizer"]
+    heads = config["training"]["optimizer"]
+    assert adapters["total_steps"] == config["training"]["max_steps"]
+    assert 0.05 <= adapters["warmup"] < 1 and adapters["schedule"] in ("cosine", "linear")
+    assert adapters["grad_clip"] == 1.0
+    assert adapters["learn_rate"] != heads["learn_rate"]["initial_rate"]
+    assert heads["learn_rate"]["warmup_steps"] >= 0.05 * config["training"]["max_steps"]
+    assert config["training"]["batcher"]["size"]["rate"] >= 500
+    assert config["components"]["ner"]["factory"] == ("bio_tagger" if name == "default" else "ner")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
