@@ -269,24 +269,25 @@ def summarise(rows: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
-        groups.setdefault((row["model"], row["unmask"]) + budget, []).append(row)
+        groups.setdefault((row["model"], row.get("head") or "parser", row["unmask"]) + budget, []).append(row)
 
     def stats(values: list[float]) -> dict:
         return {"mean": round(statistics.mean(values), 2),
                 "std": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
 
     configs = []
-    for (model, unmask, *budget), members in sorted(groups.items()):
-        entry = {"model": model, "unmask": unmask, "max_steps": int(budget[0]), "batch_words": int(budget[1]),
+    for (model, head, unmask, *budget), members in sorted(groups.items()):
+        entry = {"model": model, "head": head, "unmask": unmask, "max_steps": int(budget[0]), "batch_words": int(budget[1]),
                  "dev_docs": int(budget[2]), "test_docs": int(budget[3]),
                  "seeds": sorted(int(r["seed"]) for r in members),
-                 "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1)}
+                 "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
+                 "cpu": sorted({r.get("cpu") or "" for r in members} - {""})}
         for metric in ("dev_f1", "test_f1", "tag_acc"):
             values = [float(r[metric]) for r in members if r[metric] != ""]
             entry[metric] = stats(values)
             entry[metric + "_values"] = values
         for reference in ("0000", "1111"):
-            ref = {r["seed"]: float(r["test_f1"]) for r in groups.get(("smollm2", reference, *budget), [])}
+            ref = {r["seed"]: float(r["test_f1"]) for r in groups.get(("smollm2", head, reference, *budget), [])}
             diffs = [float(r["test_f1"]) - ref[r["seed"]] for r in members
                      if model == "smollm2" and unmask != reference and r["seed"] in ref]
             if diffs:
@@ -296,10 +297,15 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def order_key(entry: dict) -> tuple:
-    spec = entry["unmask"]
+    spec, head = entry["unmask"], entry.get("head", "parser")
     if entry["model"] != "smollm2":
-        return (2, spec)
-    return (0, PAPER_ORDER.index(spec), spec) if spec in PAPER_ORDER else (1, spec)
+        return (2, head, spec)
+    return (0, head, PAPER_ORDER.index(spec), spec) if spec in PAPER_ORDER else (1, head, spec)
+
+
+def label(entry: dict) -> str:
+    """A bar's name: the unmask spec, and the NER head when the summary has several."""
+    return entry["unmask"] if entry.get("head", "parser") == "parser" else f"{entry['unmask']}\n{entry['head']}"
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -315,7 +321,7 @@ def plot(summary: dict, path: Path) -> None:
     budgets = [e["max_steps"] for e in decoders]
     main_budget = max(set(budgets), key=budgets.count) if budgets else None
     bars = [e for e in decoders if e["max_steps"] == main_budget]
-    position = {e["unmask"]: i for i, e in enumerate(bars)}
+    position = {(e["head"], e["unmask"]): i for i, e in enumerate(bars)}
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for ax, metric in zip(axes, ("dev_f1", "test_f1")):
         xs = list(range(len(bars)))
@@ -325,10 +331,10 @@ def plot(summary: dict, path: Path) -> None:
         for x, e in zip(xs, bars):
             ax.scatter([x] * len(e[metric + "_values"]), e[metric + "_values"], color="black", s=8, zorder=3)
         for e in decoders:
-            if e["max_steps"] != main_budget and e["unmask"] in position:
-                ax.scatter([position[e["unmask"]]], [e[metric]["mean"]], marker="D", color="#dd8452", zorder=4,
+            if e["max_steps"] != main_budget and (e["head"], e["unmask"]) in position:
+                ax.scatter([position[(e["head"], e["unmask"])]], [e[metric]["mean"]], marker="D", color="#dd8452", zorder=4,
                            label=f"SmolLM2 {e['unmask']}, {e['max_steps']} steps")
-        ax.set_xticks(xs, [e["unmask"] for e in bars], rotation=45)
+        ax.set_xticks(xs, [label(e) for e in bars], rotation=45)
         for style, e in zip(("--", ":", "-.", (0, (5, 1)), (0, (1, 3))), [e for e in entries if e["model"] != "smollm2"]):
             ax.axhline(e[metric]["mean"], linestyle=style, color="#c44e52",
                        label=f"{e['unmask']}, {e['max_steps']} steps")
@@ -337,8 +343,9 @@ def plot(summary: dict, path: Path) -> None:
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("F1")
     words = bars[0]["batch_words"] if bars else None
-    fig.suptitle(f"LoRA on CoNLL-2003 (first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored); "
-                 f"batches of {words} words")
+    scored = "full dev/test scored" if bars and bars[0]["test_docs"] == 0 else \
+        f"first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored"
+    fig.suptitle(f"LoRA on CoNLL-2003 ({scored}); {main_budget} steps x {words} words")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -348,14 +355,14 @@ def report(args: argparse.Namespace) -> int:
     if not rows:
         raise SystemExit(f"{args.csv}: no finished runs yet; run `scripts/sweep.py run` first")
     summary = summarise(rows)
-    print(f"{'model':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
+    print(f"{'model':10} {'head':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
           f"{'vs 0000':>14} {'vs 1111':>14}")
     for e in sorted(summary["configs"], key=order_key):
         cells = [f"{e[m]['mean']:6.2f} ± {e[m]['std'] if e[m]['std'] is not None else '-':>4}"
                  for m in ("dev_f1", "test_f1", "tag_acc")]
         paired = [f"{e[k]['mean']:+6.2f} ({e[k]['wins']}/{e[k]['n']})" if k in e else "" for k in
                   ("test_f1_vs_0000", "test_f1_vs_1111")]
-        print(f"{e['model']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
+        print(f"{e['model']:10} {e['head']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
               f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14}")
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
