@@ -22,6 +22,8 @@ import torch
 from thinc.api import NumpyOps, Ops, get_array_module, torch2xp, xp2torch
 from thinc.types import ArrayXd
 
+from ..errors import CmllmRuntimeError, Errors
+
 _HOST_OPS = NumpyOps()
 
 
@@ -47,6 +49,9 @@ def to_heads(tensor: torch.Tensor, ops: Ops) -> ArrayXd:
         # copy over the bus is what the heads need anyway.
         tensor = tensor.float()
     device = heads_device(ops)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "a CPU-only build" if torch.version.cuda is None else "it sees no GPU"
+        raise CmllmRuntimeError(Errors.E070.format(device=device.index, torch_version=torch.__version__, why=why))
     tensor = tensor.to(device).contiguous()
     # torch2xp shares a CUDA tensor with cupy through DLPack; with NumpyOps it is .numpy().
     return torch2xp(tensor, ops=_HOST_OPS if device.type == "cpu" else ops)

@@ -66,6 +66,12 @@ def test_to_heads_moves_the_whole_batch_once_to_the_heads_device(monkeypatch):
     assert passed_ops is ops
 
 
+def test_cupy_heads_without_cuda_in_torch_is_explained(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"E070.*cupy on CUDA device 1.*without --gpu-id"):
+        to_heads(torch.zeros(2, 3), FakeCupyOps(1))
+
+
 def test_gradients_to_torch_is_the_old_numpy_path_bit_for_bit():
     rng = numpy.random.default_rng(0)
     gradients = [rng.standard_normal((n, 8)).astype("float32") for n in (3, 1, 5)]
