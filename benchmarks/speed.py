@@ -208,7 +208,7 @@ def main(argv=None) -> dict:
     optimizer = Adam(0.0)  # timing only: a zero rate keeps every step identical
     got = {}
     lora = next(p for n, p in backbone.decoder.named_parameters() if "lora_" in n)
-    hook = lora.register_hook(lambda grad: got.setdefault("grad", True))
+    hook = lora.register_hook(lambda grad: got.update(grad=True))
     nlp.update(train_docs, sgd=optimizer)  # warm-up
     hook.remove()
     assert got, "nlp.update did not reach the decoder's adapters"
