@@ -167,33 +167,47 @@ def init_ray(args: argparse.Namespace) -> Dict[str, Any]:
     total = ray.cluster_resources()
     gpus = 1 if total.get("GPU", 0) >= 1 and args.gpus_per_trial != 0 else 0
     cpus = args.cpus_per_trial or (int(total.get("CPU", 1)) if not args.address else 4)
-    concurrent = args.concurrent or (1 if not args.address else max(1, int(total.get("GPU", 0)) or int(total.get("CPU", 1) // cpus)))
+    if args.concurrent:  # at most N at a time: each trial holds 1/N of the CPUs
+        cpus = max(1, min(cpus, int(total.get("CPU", 1)) // args.concurrent))
+    concurrent = max(1, int(total.get("CPU", 1)) // cpus)
+    if gpus:
+        concurrent = min(concurrent, int(total.get("GPU", 0)))
     print(f"ray: {dict(total)}; each trial {cpus} CPU(s), {gpus} GPU(s); {concurrent} at a time", flush=True)
     return {"cpu": cpus, "gpu": gpus, "concurrent": concurrent}
 
 
-class StopAfter:
-    """--stop-after N: after N trials finish in this invocation, interrupt the experiment
-    the way Ctrl+C does (Tune's SIGUSR1 handler): state is saved and the next run resumes."""
+LIMIT, DONE, FIRED = "SPACY_CMLLM_STUDY_STOP_AFTER", "SPACY_CMLLM_STUDY_DONE", "SPACY_CMLLM_STUDY_STOPPED"
 
-    def __init__(self, n: int) -> None:
-        from ray.tune import Callback
 
-        outer = self
+def stop_after_callback(n: int) -> Any:
+    """--stop-after N: once N trials have finished in this invocation, interrupt the
+    experiment the way Ctrl+C does (Tune's SIGUSR1 handler): its state is saved and the
+    next run resumes. Tune acts on the signal at its next step, so a trial under way may
+    finish too. The callback keeps no state of its own (the count and the limit are in this
+    process's environment): Tune saves callbacks with the experiment and a restored one
+    must obey the new invocation's limit."""
+    from ray.tune import Callback
 
-        class _Callback(Callback):
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                outer.done += 1
-                if outer.n and outer.done >= outer.n and not outer.fired:
-                    outer.fired = True
-                    os.kill(os.getpid(), signal.SIGUSR1)
+    os.environ.update({LIMIT: str(n), DONE: "0", FIRED: ""})
 
-        self.n, self.done, self.fired = n, 0, False
-        self.callback = _Callback()
+    class StopAfter(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            done = int(os.environ.get(DONE, "0")) + 1
+            os.environ[DONE] = str(done)
+            limit = int(os.environ.get(LIMIT, "0") or 0)
+            if limit and done >= limit and not os.environ.get(FIRED):
+                os.environ[FIRED] = "1"
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    return StopAfter()
+
+
+def stopped() -> bool:
+    return bool(os.environ.get(FIRED))
 
 
 def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources: Dict[str, Any],
-        storage: Path, scheduler: Any, stopper: StopAfter) -> Any:
+        storage: Path, scheduler: Any, callback: Any) -> Any:
     """Run (or resume) one Tune experiment whose trials are `runs`; returns its ResultGrid."""
     from ray import tune
 
@@ -208,9 +222,11 @@ def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources:
         tuner = tune.Tuner(
             trainable,
             param_space={"run": tune.grid_search(runs), "setup": setup},
-            tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=resources["concurrent"],
-                                        reuse_actors=False),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[stopper.callback],
+            # No max_concurrent_trials: with it, Tune creates trials one at a time and a
+            # restored experiment loses those not created yet. Concurrency is bounded by
+            # resources instead (locally each trial holds every CPU: one at a time).
+            tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=False),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[callback],
                                       failure_config=tune.FailureConfig(max_failures=0), verbose=1),
         )
     return tuner.fit()
@@ -224,6 +240,8 @@ def outcomes(grid: Any, setup: Dict[str, Any]) -> List[Dict[str, Any]]:
 
     result = []
     for trial in grid:
+        if not trial.config:  # never started
+            continue
         run = trial.config["run"]
         record = read_trial(setup, run)
         status = "finished" if record is not None else "error" if trial.error is not None else "pruned"
@@ -303,14 +321,14 @@ def run_study(args: argparse.Namespace) -> int:
           f"{rungs(budget['grace'], budget['rounds'], args.reduction_factor)}", flush=True)
     resources = init_ray(args)
     storage = work / "tune"
-    stopper = StopAfter(args.stop_after)
+    stopper = stop_after_callback(args.stop_after)
     csv_path, counts_path = Path(args.csv), Path(args.counts)
 
     # 1. Screening, pruned by ASHA (the anchors never).
     scheduler = AnchoredASHA(max_t=budget["rounds"], grace_period=budget["grace"],
                              reduction_factor=args.reduction_factor, state_file=storage / "screen-rungs.json")
     grid = fit("screen", runs_for(specs, [screen_seed], "screen"), setup, resources, storage, scheduler, stopper)
-    if stopper.fired:
+    if stopped():
         return interrupted(stopper)
     screened = outcomes(grid, setup)
     finalists = select_finalists(screened, args.finalists)
@@ -331,7 +349,7 @@ def run_study(args: argparse.Namespace) -> int:
     finals: List[Dict[str, Any]] = []
     if final_runs:
         grid = fit("final", final_runs, setup, resources, storage, None, stopper)
-        if stopper.fired:
+        if stopped():
             return interrupted(stopper)
         finals = outcomes(grid, setup)
 
@@ -362,8 +380,8 @@ def run_study(args: argparse.Namespace) -> int:
     return 0
 
 
-def interrupted(stopper: StopAfter) -> int:
-    print(f"study interrupted after {stopper.done} finished trial(s) (--stop-after {stopper.n}); "
+def interrupted(stopper: Any) -> int:
+    print(f"study interrupted after {os.environ.get(DONE)} finished trial(s) (--stop-after {os.environ.get(LIMIT)}); "
           "run the same command again to resume", flush=True)
     return 0
 
@@ -522,7 +540,7 @@ def main(argv: List[str]) -> int:
     run.add_argument("--cpus", type=int, default=0, help="CPUs of the local Ray (default: all)")
     run.add_argument("--cpus-per-trial", type=int, default=0, help="default: all local CPUs; 4 on a cluster")
     run.add_argument("--gpus-per-trial", type=int, default=None, help="0 keeps trials off GPUs; default: 1 where the cluster has GPUs")
-    run.add_argument("--concurrent", type=int, default=0, help="trials at a time (default: 1 locally, one per GPU on a cluster)")
+    run.add_argument("--concurrent", type=int, default=0, help="trials at a time (default: 1 locally, as CPUs and GPUs allow on a cluster)")
     run.add_argument("--stop-after", type=int, default=0, help="stop (resumably) after N trials finish in this invocation")
     run.add_argument("--work", default="training/study", help="trial pipelines and Tune's state (keep it to resume)")
     run.add_argument("--csv", default=f"{results}.csv")

@@ -52,17 +52,18 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     run(project, "prepare-conll03", *variables)
     # Interrupted (resumably) once the first trial has finished.
     first = run(project, "study-run", *variables, "--vars.study_stop_after", "1")
-    assert "study interrupted after 1 finished trial" in first.stdout, first.stdout[-3000:]
+    assert "study interrupted after" in first.stdout, first.stdout[-3000:]
     runs = project / "training" / "study" / "runs"
+    # Tune acts on the interruption at its next step: one or two screening trials finished.
     done = sorted(p.parent.name for p in runs.glob("*/trial.json"))
-    assert done == ["screen-smollm2-0000-s0"]
-    record = (runs / done[0] / "trial.json").read_text()
+    assert done[0] == "screen-smollm2-0000-s0" and 1 <= len(done) <= 2
+    records = {name: (runs / name / "trial.json").read_text() for name in done}
     assert not (project / "benchmarks" / "results" / "conll03_study.csv").exists()
 
     again = run(project, "study", *variables)
     assert "screen: resuming" in again.stdout
-    # The finished trial was not trained again.
-    assert (runs / done[0] / "trial.json").read_text() == record
+    # The finished trials were not trained again.
+    assert {name: (runs / name / "trial.json").read_text() for name in done} == records
     results = project / "benchmarks" / "results"
     with (results / "conll03_study.csv").open() as f:
         rows = list(csv.DictReader(f))
