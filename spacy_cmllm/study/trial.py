@@ -90,7 +90,7 @@ def train_trial(params: Dict[str, Any]) -> None:
     # A trial that was interrupted is trained again from the start.
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    use_gpu = 0 if _assigned_gpus() else -1
+    use_gpu = _spacy_gpu()
     config = Path(setup.get("configs", ROOT / "configs")) / CONFIGS[run["model"]]
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     start = time.perf_counter()
@@ -101,10 +101,22 @@ def train_trial(params: Dict[str, Any]) -> None:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "train_seconds": round(time.perf_counter() - start, 1),
         "cpu_capability": cpu_capability(),
-        "device": device_name(use_gpu),
+        "device": device_name(0 if _assigned_gpus() else -1),
         "model_dir": str(out / "training" / ("model-last" if run["model"] == "smollm2" else "model-best")),
     }
     (out / TRIAL_FILE).write_text(json.dumps(record, indent=1))
+
+
+def _spacy_gpu() -> int:
+    """spaCy's use_gpu for a trial: 0 where Ray gave it a GPU and cupy is installed (the
+    heads on the GPU too); else -1. The decoder goes to CUDA by itself (device=null)."""
+    if not _assigned_gpus():
+        return -1
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return -1
+    return 0
 
 
 def _assigned_gpus() -> List[int]:
@@ -174,4 +186,4 @@ def score_remote(model_dir: str, corpus: str, cpus: int, gpus: int) -> Dict[str,
 
 
 def _score_task(model_dir: str, corpus: str) -> Dict[str, Any]:
-    return score_run(model_dir, corpus, use_gpu=0 if _assigned_gpus() else -1)
+    return score_run(model_dir, corpus, use_gpu=_spacy_gpu())
