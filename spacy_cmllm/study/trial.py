@@ -123,7 +123,8 @@ def _assigned_gpus() -> List[int]:
     try:
         import ray
 
-        return list(ray.get_gpu_ids())
+        # get_gpu_ids() would start a Ray of its own outside a trial.
+        return list(ray.get_gpu_ids()) if ray.is_initialized() else []
     except Exception:  # not inside Ray
         return []
 
