@@ -141,7 +141,9 @@ def main(argv=None) -> dict:
     vocab = nlp.vocab
     docs = [Doc(vocab, words=w, tags=t, ents=e) for w, t, e in sentences]
     examples = [Example(Doc(vocab, words=[t.text for t in d]), d) for d in docs]
-    nlp.initialize(lambda: examples[:200])
+    positions_source, positions_examples = position_examples(vocab, args.position_docs)
+    # Initialized on both texts, so that every gold label of either is known to the heads.
+    nlp.initialize(lambda: examples[:200] + positions_examples)
     trf = nlp.get_pipe("transformer")
     model = trf.model
     backbone = get_backbone(model)
@@ -247,7 +249,7 @@ def main(argv=None) -> dict:
     train_n = int(sum(len(p.ids) for p in train_pieces))
     print(f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True)
 
-    positions = training_positions(nlp, backbone, args.position_docs)
+    positions = training_positions(nlp, backbone, positions_source, positions_examples)
     print(f"training positions per real piece: {positions['per_piece_training']:.3f} "
           f"(overlapping prediction windows: {positions['per_piece_overlapping']:.3f})", flush=True)
 
@@ -307,28 +309,25 @@ def main(argv=None) -> dict:
     return result
 
 
-def training_positions(nlp, backbone, n_documents: int) -> dict:
-    """Decoder positions per real piece in nlp.update, counted by a spy on the decoder.
-
-    Documents: the first n CoNLL-2003 training documents (EWT test sentences where CoNLL is
-    absent), cut at sentences into Docs of <= 150 words, batched by ~1,000 words as
-    `spacy train` with the recipe does."""
+def position_examples(vocab, n_documents: int):
+    """Training examples for the positions count: the first n CoNLL-2003 training documents
+    (EWT test sentences where CoNLL is absent), cut at sentences into Docs of <= 150 words,
+    as `prepare_conll03.py --train-doc-words 150` makes them."""
     if CONLL_TRAIN.exists():
         source = f"CoNLL-2003 train, first {n_documents} documents"
         sentences = [s for document in read_conll(CONLL_TRAIN, scheme="iob2")[:n_documents] for s in document]
     else:
         source = "EWT test (bundled)"
         sentences = list(read_conllu(EWT_TEST))
-    vocab = nlp.vocab
     docs = [sentences_to_doc(vocab, group) for group in group_sentences(sentences, max_words=150)]
-    # Tags the tagger was not initialized with count as missing (spaCy's tagger refuses
-    # unknown gold labels); the count of decoder positions does not depend on them.
-    known = set(nlp.get_pipe("tagger").labels)
-    for doc in docs:
-        for token in doc:
-            if token.tag_ not in known:
-                token.tag_ = ""
     examples = [Example(Doc(vocab, words=[t.text for t in d], sent_starts=[t.is_sent_start for t in d]), d) for d in docs]
+    return source, examples
+
+
+def training_positions(nlp, backbone, source: str, examples) -> dict:
+    """Decoder positions per real piece in nlp.update, counted by a spy on the decoder, in
+    batches of ~1,000 words as `spacy train` with the recipe makes them."""
+    docs = [eg.reference for eg in examples]
     batches, batch, words = [], [], 0
     for eg in examples:
         batch.append(eg)
