@@ -101,4 +101,4 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
     again = subprocess.run(command[:5] + ["sweep-run"] + command[6:], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "4 already in" in again.stdout and "0 to do" in again.stdout
-    assert len((results / "conll03_sweep.csv").read_text().splitlines()) == 5
+    assert len((results / "conll03_recipe.csv").read_text().splitlines()) == 5
