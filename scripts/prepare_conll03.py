@@ -15,7 +15,10 @@ CoNLL-2003 is not openly licensed: the data is read from wherever the user keeps
 it and the DocBins are written to a local output directory. Never commit either.
 
 Each line is ``WORD POS CHUNK NER``; ``token.tag_`` is the PTB POS column, sentence
-starts are set, and ``doc.ents`` comes from the NER column. The text has no spacing
+starts are set, ``doc.ents`` comes from the NER column and ``doc.spans["chunks"]`` from
+the CHUNK column (IOB1 in the original layout, IOB2 in the converted one: converted or
+checked exactly like the NER column), for a second ``bio_tagger`` with
+``spans_key = "chunks"``. The text has no spacing
 information, so every token is followed by a space.
 
 Usage::

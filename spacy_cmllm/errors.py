@@ -232,6 +232,14 @@ class Errors(metaclass=_WithCodes):
         "in [initialize.components.{name}.labels]."
     )
     E065 = "Invalid label {label!r} for component {name!r}: a label is a non-empty string."
+    # Devices
+    E070 = (
+        "The pipeline's heads compute with cupy on CUDA device {device} (spacy train "
+        "--gpu-id, or spacy.require_gpu), but torch {torch_version} cannot use CUDA ({why}), "
+        "so the decoder's output cannot reach them. Install a CUDA build of torch, or run "
+        "without --gpu-id: the decoder uses CUDA by itself wherever torch sees a GPU "
+        "(device = null), and the heads then stay on the CPU."
+    )
     # Packed windows and int8 prediction
     E075 = (
         "Packed windows need an attention kernel that takes a per-document 4-D mask, but "

@@ -2,10 +2,11 @@
 sentences, ``-DOCSTART-`` lines between documents.
 
 The text has no spacing information, so every word is followed by a space. The NER
-column is returned in IOB2: ``scheme="iob1"`` converts it (the original shared-task
-files ``eng.train``/``eng.testa``/``eng.testb``), ``scheme="iob2"`` checks it (the
+and CHUNK columns are returned in IOB2: ``scheme="iob1"`` converts both (the original
+shared-task files ``eng.train``/``eng.testa``/``eng.testb`` tag chunks IOB1-style too:
+``B-`` only between two adjacent chunks of one type), ``scheme="iob2"`` checks both (the
 converted ``train.txt``/``valid.txt``/``test.txt``). Reading IOB1 as IOB2 would merge
-or drop entities.
+or drop entities and chunks.
 """
 
 from pathlib import Path
@@ -21,7 +22,8 @@ COLUMNS = ("WORD", "POS", "CHUNK", "NER")
 
 def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Sentence]]:
     """The documents of a CoNLL-2003 file, each a list of sentences (``words``, ``tags`` =
-    the POS column, ``ner`` in IOB2, ``doc_id`` = the document's position in the file).
+    the POS column, ``ner`` and ``chunks`` in IOB2, ``doc_id`` = the document's position
+    in the file).
 
     ``-DOCSTART-`` lines (whatever their other columns) open a new document and are not
     words; blank lines end sentences; a missing final newline is fine; a file without
@@ -31,18 +33,20 @@ def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Senten
         raise ValueError(f"unknown tag scheme {scheme!r}: choose one of {SCHEMES}")
     path = Path(path)
     documents: List[List[Sentence]] = [[]]
-    sentence = Sentence(tags=[])
+    sentence = Sentence(tags=[], chunks=[])
 
     def close_sentence() -> None:
         nonlocal sentence
         if sentence.words:
             if scheme == "iob1":
                 sentence.ner = iob1_to_iob2(sentence.ner, source=path, lines=sentence.lines)
+                sentence.chunks = iob1_to_iob2(sentence.chunks, source=path, lines=sentence.lines, what="chunk")
             else:
                 check_iob2(sentence.ner, source=path, lines=sentence.lines)
+                check_iob2(sentence.chunks, source=path, lines=sentence.lines, what="chunk")
             sentence.doc_id = str(len(documents) - 1)
             documents[-1].append(sentence)
-        sentence = Sentence(tags=[])
+        sentence = Sentence(tags=[], chunks=[])
 
     with path.open(encoding="utf-8") as handle:
         for line_no, raw in enumerate(handle, start=1):
@@ -58,6 +62,7 @@ def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Senten
                 )
             sentence.words.append(columns[0])
             sentence.tags.append(columns[1])
+            sentence.chunks.append(columns[2])
             sentence.ner.append(columns[3])
             sentence.lines.append(line_no)
     close_sentence()

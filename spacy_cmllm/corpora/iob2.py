@@ -1,4 +1,4 @@
-"""IOB2 entity tags: checking, and conversion from IOB1.
+"""IOB2 span tags (entities, chunks): checking, and conversion from IOB1.
 
 IOB2: every entity starts with ``B-X``; ``I-X`` continues an ``X`` entity. IOB1 (the
 original CoNLL-2003 files): an entity starts with ``I-X``, and ``B-X`` is used only to
@@ -12,14 +12,14 @@ from typing import Collection, List, Optional, Sequence, Tuple, Union
 from .sentences import CorpusError
 
 
-def _split(tag: str, labels: Optional[Collection[str]]) -> Optional[Tuple[str, str]]:
+def _split(tag: str, labels: Optional[Collection[str]], what: str = "NER") -> Optional[Tuple[str, str]]:
     """(prefix, label) of a well-formed tag, None for O; raises ValueError otherwise."""
     if tag == "O":
         return None
     prefix, _, label = tag.partition("-")
     if prefix not in ("B", "I") or not label or (labels is not None and label not in labels):
         expected = "O, B-X or I-X" + (f" with X in {', '.join(labels)}" if labels is not None else "")
-        raise ValueError(f"invalid NER tag {tag!r} (expected {expected})")
+        raise ValueError(f"invalid {what} tag {tag!r} (expected {expected})")
     return prefix, label
 
 
@@ -33,6 +33,7 @@ def check_iob2(
     source: Union[str, Path] = "<tags>",
     lines: Optional[Sequence[int]] = None,
     labels: Optional[Collection[str]] = None,
+    what: str = "NER",
 ) -> None:
     """Raise CorpusError on a tag that is not O/B-X/I-X (X in ``labels`` if given) or an
     ``I-X`` that does not continue an ``X`` entity. Never repairs: seqeval would silently
@@ -40,7 +41,7 @@ def check_iob2(
     previous = "O"
     for i, tag in enumerate(tags):
         try:
-            parts = _split(tag, labels)
+            parts = _split(tag, labels, what)
         except ValueError as err:
             raise CorpusError(source, _line(lines, i), str(err)) from None
         if parts is not None and parts[0] == "I" and previous[2:] != parts[1]:
@@ -58,6 +59,7 @@ def iob1_to_iob2(
     source: Union[str, Path] = "<tags>",
     lines: Optional[Sequence[int]] = None,
     labels: Optional[Collection[str]] = None,
+    what: str = "NER",
 ) -> List[str]:
     """IOB1 tags as IOB2: an ``I-X`` that does not continue an ``X`` entity becomes ``B-X``;
     ``B-X`` is kept. Malformed tags raise CorpusError."""
@@ -65,7 +67,7 @@ def iob1_to_iob2(
     previous = "O"
     for i, tag in enumerate(tags):
         try:
-            parts = _split(tag, labels)
+            parts = _split(tag, labels, what)
         except ValueError as err:
             raise CorpusError(source, _line(lines, i), str(err)) from None
         if parts is not None and parts[0] == "I" and previous[2:] != parts[1]:

@@ -21,13 +21,15 @@ class CorpusError(ValueError):
 class Sentence:
     """One annotated sentence, whatever file format it came from.
 
-    ``ner`` is IOB2 once a reader returns it. ``tags`` are fine-grained tags (PTB POS,
+    ``ner`` (and ``chunks``, syntactic chunks where the format has them) are IOB2 once a
+    reader returns them. ``tags`` are fine-grained tags (PTB POS,
     CoNLL-U XPOS), ``pos`` coarse UPOS tags, ``spaces`` whether a space follows each word
     (None: every word is followed by one). ``lines`` holds the source line of each word.
     """
 
     words: List[str] = field(default_factory=list)
     ner: List[str] = field(default_factory=list)
+    chunks: Optional[List[str]] = None
     tags: Optional[List[str]] = None
     pos: Optional[List[str]] = None
     spaces: Optional[List[bool]] = None
@@ -66,10 +68,14 @@ def group_sentences(
         yield group
 
 
+CHUNKS_KEY = "chunks"
+
+
 def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
-    """One Doc of ``sentences``: words, spacing, tags, UPOS, sentence starts and entities
-    (from IOB2). Annotation layers missing from any sentence are left unset."""
-    from spacy.tokens import Doc
+    """One Doc of ``sentences``: words, spacing, tags, UPOS, sentence starts, entities and,
+    where every sentence has them, chunks as ``doc.spans["chunks"]`` (all from IOB2).
+    Annotation layers missing from any sentence are left unset."""
+    from spacy.tokens import Doc, Span
 
     words: List[str] = []
     spaces: List[bool] = []
@@ -84,9 +90,24 @@ def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
     for name in ("tags", "pos"):
         if all(getattr(s, name) is not None for s in sentences):
             layers[name] = [value for s in sentences for value in getattr(s, name)]
-    return Doc(
+    doc = Doc(
         vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=ents or None, **layers
     )
+    if sentences and all(s.chunks is not None for s in sentences):
+        chunks = [tag for s in sentences for tag in s.chunks]
+        doc.spans[CHUNKS_KEY] = [Span(doc, start, end, label=label) for start, end, label in iob2_spans(chunks)]
+    return doc
+
+
+def iob2_spans(tags: Sequence[str]) -> List[tuple]:
+    """(start, end, label) of each span of a valid IOB2 sequence."""
+    spans: List[list] = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-") or (tag.startswith("I-") and not (spans and spans[-1][1] == i and spans[-1][2] == tag[2:])):
+            spans.append([i, i + 1, tag[2:]])
+        elif tag.startswith("I-"):
+            spans[-1][1] = i + 1
+    return [tuple(span) for span in spans]
 
 
 def describe(docs) -> str:
@@ -94,7 +115,9 @@ def describe(docs) -> str:
     sentences = sum(len(list(doc.sents)) for doc in docs)
     tokens = sum(len(doc) for doc in docs)
     labels = Counter(ent.label_ for doc in docs for ent in doc.ents)
+    chunks = sum(len(doc.spans[CHUNKS_KEY]) for doc in docs if CHUNKS_KEY in doc.spans)
     return (
         f"{len(docs)} docs, {sentences} sentences, {tokens} tokens, "
         f"{sum(labels.values())} entities {dict(sorted(labels.items()))}"
+        + (f", {chunks} chunks" if chunks else "")
     )

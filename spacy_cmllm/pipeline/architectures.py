@@ -301,3 +301,18 @@ def make_bio_tagger(
     if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
         raise CmllmError(Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string"))
     return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+
+
+@registry.loggers("spacy-cmllm.TuneLogger.v1")
+def make_tune_logger_v1(console: bool = True, progress_bar: bool = False):
+    """A training logger that reports every dev evaluation to Ray Tune (ray.tune.report):
+    the numeric scores (ents_f, spans_chunks_f, tag_acc, ...), spaCy's weighted `score`,
+    step, epoch, words, seconds, and `eval_round` (evaluations after the first), the clock
+    of the study's successive-halving scheduler. Use inside a Tune trial only.
+
+    console (bool): also print spaCy's console table.
+    progress_bar (bool): the console logger's progress bar.
+    """
+    from ..study.logger import tune_logger
+
+    return tune_logger(console=console, progress_bar=progress_bar)

@@ -105,7 +105,7 @@ def check_trained_shape(saved: Dict[str, Any], settings: BackboneSettings, n_lay
     saved_layers = list(parse_spec(saved["unmask"], n_layers))
     wanted_layers = list(parse_spec(settings.unmask, n_layers))
     if saved_layers != wanted_layers:
-        raise ValueError(
+        raise CmllmError(
             Errors.E033.format(
                 saved=saved["unmask"], saved_layers=saved_layers, wanted=settings.unmask, wanted_layers=wanted_layers
             )

@@ -24,6 +24,7 @@ from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
 from .packing import pack_rows, pad_packed
+from .transfer import gradients_to_torch, to_heads
 from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
@@ -245,7 +246,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         backbone.awaiting_backprop = False
         gradients = d_output.doc_gradients or []
         if gradients and vectors.requires_grad:
-            d_vectors = torch.from_numpy(numpy.ascontiguousarray(numpy.concatenate([g[0] for g in gradients]))).to(vectors.device)
+            d_vectors = gradients_to_torch([g[0] for g in gradients], like=vectors)
             torch.autograd.backward(vectors, grad_tensors=d_vectors)
         return docs
 
@@ -373,8 +374,8 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def _to_batch(model: Model, docs: List[Doc], pieces: List[TokenPieces], vectors: torch.Tensor, tokenizer: Any) -> CausalMaskBatch:
-    array = vectors.detach().cpu().numpy()
-    xp = model.ops.xp
+    # One transfer for the batch (none where heads and decoder share a device); per-doc views.
+    array = to_heads(vectors, model.ops)
     doc_data: List[TransformerData] = []
     start = 0
     for doc, doc_pieces in zip(docs, pieces):
@@ -382,7 +383,7 @@ def _to_batch(model: Model, docs: List[Doc], pieces: List[TokenPieces], vectors:
         if n == 0:
             doc_data.append(TransformerData.empty())
             continue
-        hidden = xp.asarray(array[start : start + n])[None]
+        hidden = array[start : start + n][None]
         start += n
         wordpieces = WordpieceBatch(
             strings=[tokenizer.convert_ids_to_tokens(doc_pieces.ids.tolist())],

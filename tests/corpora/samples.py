@@ -64,7 +64,7 @@ CONLL03_IOB2_TRAIN = """\
 EU NNP B-NP B-ORG
 rejects VBZ B-VP O
 German JJ B-NP B-MISC
-call NN B-NP O
+call NN I-NP O
 . . O O
 
 Peter NNP B-NP B-PER
@@ -73,12 +73,12 @@ Blackburn NNP I-NP I-PER
 -DOCSTART- -X- -X- O
 
 Ann NNP B-NP B-PER
-Bob NNP B-NP B-PER
+Bob NNP I-NP B-PER
 Smith NNP I-NP I-PER
 in IN B-PP O
 New NNP B-NP B-LOC
 York NNP I-NP I-LOC
-Acme NNP B-NP B-ORG
+Acme NNP I-NP B-ORG
 ( ( O O
 foo NN|SYM B-NP O"""
 

@@ -67,3 +67,22 @@ def test_the_real_dev_file_has_the_published_counts() -> None:
     assert [len(documents), len(sentences), sum(len(s) for s in sentences)] == [216, 3250, 51362]
     labels = Counter(tag[2:] for s in sentences for tag in s.ner if tag.startswith("B-"))
     assert labels == {"LOC": 1837, "PER": 1842, "ORG": 1341, "MISC": 922}
+
+
+def test_chunk_column_is_iob2_in_both_layouts(tmp_path: Path) -> None:
+    iob1 = read_conll(write(tmp_path, CONLL03_IOB1_TRAIN, "a"), scheme="iob1")
+    iob2 = read_conll(write(tmp_path, CONLL03_IOB2_TRAIN, "b"), scheme="iob2")
+    assert [s.chunks for d in iob1 for s in d] == [s.chunks for d in iob2 for s in d]
+    # IOB1: "I-NP I-NP" is one chunk; B- only between two adjacent chunks of one type.
+    assert iob1[0][0].chunks == ["B-NP", "B-VP", "B-NP", "I-NP", "O"]
+    doc = sentences_to_doc(spacy.blank("en").vocab, iob1[1])
+    assert [(s.text, s.label_) for s in doc.spans["chunks"]] == [
+        ("Ann Bob Smith", "NP"), ("in", "PP"), ("New York Acme", "NP"), ("foo", "NP")]
+    assert [(e.text, e.label_) for e in doc.ents][1] == ("Bob Smith", "PER")  # NER is independent
+
+
+def test_bad_chunk_tags_are_located(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"f.txt:2: invalid IOB2 sequence: I-VP after B-NP"):
+        read_conll(write(tmp_path, "A NN B-NP O\nB NN I-VP O\n"), scheme="iob2")
+    with pytest.raises(CorpusError, match=r"f.txt:1: invalid chunk tag 'NP'"):
+        read_conll(write(tmp_path, "A NN NP O\n"), scheme="iob1")

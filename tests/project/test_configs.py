@@ -13,7 +13,9 @@ from tests.requirements import require
 ALL_CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
 # The sweep's baselines (scripts/sweep.py) have no decoder; every other config has.
 BASELINES = [p for p in ALL_CONFIGS if p.stem in ("spacy-cnn", "minilm")]
-CONFIGS = [p for p in ALL_CONFIGS if p not in BASELINES]
+# The study's multi-task config (adds a chunker) is checked on its own below.
+STUDY = [p for p in ALL_CONFIGS if p.stem == "study"]
+CONFIGS = [p for p in ALL_CONFIGS if p not in BASELINES and p not in STUDY]
 
 
 def test_configs_exist():
@@ -25,6 +27,22 @@ def test_configs_exist():
 def tiny_dir(tmp_path_factory, byte_level_tokenizer):
     # 4 layers, so that every group string of the shipped configs fits.
     return save_tiny_decoder(tmp_path_factory.mktemp("tiny"), byte_level_tokenizer, n_layers=4)
+
+
+def test_study_config_is_the_recipe_with_a_chunker(tiny_dir):
+    path = Path(__file__).parents[2] / "configs" / "study.cfg"
+    config = load_config(path, overrides={"components.transformer.model.name": tiny_dir,
+                                          "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1"})
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names == ["transformer", "tagger", "chunker", "ner"]
+    assert nlp.get_pipe("chunker").spans_key == "chunks" and nlp.get_pipe("ner").spans_key is None
+    filled = nlp.config.interpolate()
+    registry.resolve(filled["training"], schema=ConfigSchemaTraining)
+    assert filled["training"]["score_weights"]["ents_f"] == 1.0
+    default = load_config(Path(__file__).parents[2] / "configs" / "default.cfg", interpolate=True)
+    for key in ("learn_rate", "warmup", "schedule", "weight_decay", "grad_clip"):
+        assert (filled["components"]["transformer"]["model"]["adapter_optimizer"][key]
+                == default["components"]["transformer"]["model"]["adapter_optimizer"][key])
 
 
 def cpu_overrides(tiny_dir):

@@ -316,6 +316,9 @@ def check_conll03_train(docs) -> None:
     ]
     assert [t.tag_ for t in second][-2:] == ["(", "NN|SYM"]
     assert [t.ent_iob_ for t in second] == ["B", "B", "I", "O", "B", "I", "B", "O", "O"]
+    # Chunks (column 3) as IOB2 spans in doc.spans["chunks"], IOB1 converted like NER.
+    assert [(s.text, s.label_) for s in first.spans["chunks"]] == [
+        ("EU", "NP"), ("rejects", "VP"), ("German call", "NP"), ("Peter Blackburn", "NP")]
 
 
 def test_prepare_conll03_reads_iob1_original_layout(tmp_path: Path, capsys) -> None:

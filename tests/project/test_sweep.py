@@ -80,20 +80,23 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
         "--vars.base_model", tiny, "--vars.conll03_dir", str(CONLL03),
         "--vars.sweep_unmask", "0000,0011", "--vars.sweep_seeds", "0",
         "--vars.sweep_steps", "2", "--vars.sweep_dev_docs", "2", "--vars.sweep_test_docs", "2",
+        "--vars.sweep_baselines", "spacy-cnn,minilm", "--vars.sweep_heads", "bio_tagger",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = project / "benchmarks" / "results"
-    with (results / "conll03_sweep.csv").open() as f:
+    with (results / "conll03_recipe.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [(r["model"], r["unmask"]) for r in rows] == [
-        ("spacy-cnn", "spacy-cnn"), ("minilm", "minilm"), ("smollm2", "0000"), ("smollm2", "0011")]
+    assert [(r["model"], r["head"], r["unmask"]) for r in rows] == [
+        ("spacy-cnn", "parser", "spacy-cnn"), ("minilm", "parser", "minilm"),
+        ("smollm2", "bio_tagger", "0000"), ("smollm2", "bio_tagger", "0011")]
     for row in rows:
         assert 0 <= float(row["test_f1"]) <= 100 and 0 < float(row["tag_acc"]) <= 100
         assert int(row["test_tokens"]) > 0 and float(row["train_seconds"]) > 0
-    summary = json.loads((results / "conll03_sweep_summary.json").read_text())
+        assert row["cpu"] in ("AVX2", "AVX512", "AVX512-BF16", "AMX")
+    summary = json.loads((results / "conll03_recipe_summary.json").read_text())
     assert len(summary["configs"]) == 4
-    assert (results / "conll03_sweep.png").stat().st_size > 10_000
+    assert (results / "conll03_recipe.png").stat().st_size > 10_000
     # Resuming: every run is in the CSV, so nothing is trained again.
     again = subprocess.run(command[:5] + ["sweep-run"] + command[6:], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -1,0 +1,61 @@
+"""A spaCy training logger that reports every evaluation to Ray Tune.
+
+spaCy's training loop evaluates on the dev corpus every ``eval_frequency`` steps (and once
+after the first step) and hands the scores to the logger. This logger passes them on with
+``ray.tune.report`` so that a Tune scheduler can prune on them, and optionally prints them
+through spaCy's console logger. ``eval_round`` counts the evaluations after the first
+(round k is the evaluation at step k x eval_frequency): the scheduler's time axis.
+"""
+
+from typing import IO, Any, Callable, Dict, Optional, Tuple
+
+# What every report holds besides the dev scores.
+PROGRESS_KEYS = ("step", "epoch", "words", "seconds")
+
+
+def flatten_scores(scores: Optional[Dict[str, Any]]) -> Dict[str, float]:
+    """The numeric dev scores (spaCy's fractions); per-type dicts and None are left out."""
+    return {
+        key: float(value)
+        for key, value in (scores or {}).items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def tune_logger(console: bool = True, progress_bar: bool = False, report: Optional[Callable] = None):
+    """Build the logger's setup function (see spacy-cmllm.TuneLogger.v1).
+
+    console (bool): also print spaCy's console table.
+    progress_bar (bool): the console logger's progress bar.
+    report (Optional[Callable]): where results go; None = ray.tune.report (tests pass a list's append).
+    """
+
+    def setup(nlp, stdout: IO, stderr: IO) -> Tuple[Callable[[Optional[Dict[str, Any]]], None], Callable[[], None]]:
+        send = report
+        if send is None:
+            from ray import tune
+
+            send = tune.report
+        if console:
+            from spacy.training.loggers import console_logger
+
+            console_step, console_finalize = console_logger(progress_bar=progress_bar)(nlp, stdout, stderr)
+        else:
+            console_step, console_finalize = (lambda info: None), (lambda: None)
+        evaluations = 0
+
+        def log_step(info: Optional[Dict[str, Any]]) -> None:
+            nonlocal evaluations
+            console_step(info)
+            if info is None or info.get("score") is None:
+                return
+            metrics = flatten_scores(info.get("other_scores"))
+            metrics["score"] = float(info["score"])
+            metrics.update({key: info[key] for key in PROGRESS_KEYS if key in info})
+            metrics["eval_round"] = evaluations
+            evaluations += 1
+            send(metrics)
+
+        return log_step, console_finalize
+
+    return setup

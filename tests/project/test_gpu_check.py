@@ -1,0 +1,144 @@
+"""benchmarks/gpu_check.py on a CPU: everything up to where CUDA is needed, and the same
+stages end to end on a tiny decoder (--cpu-dry-run)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.tokens import DocBin
+
+from tests.corpora.samples import CONLL03_IOB2_TRAIN
+
+ROOT = Path(__file__).parents[2]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+spec = importlib.util.spec_from_file_location("gpu_check_script", SCRIPT)
+gpu_check = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_check)
+
+
+def env_without_gpu():
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture
+def conll_dir(tmp_path):
+    """A CoNLL-2003 directory in the converted layout (IOB2), a few documents per split."""
+    directory = tmp_path / "conll"
+    directory.mkdir()
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (directory / name).write_text("\n\n".join([CONLL03_IOB2_TRAIN] * 3) + "\n", encoding="utf-8")
+    return directory
+
+
+def test_without_a_gpu_it_stops_at_once_with_exit_2(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], capture_output=True, text=True, env=env_without_gpu(), timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_check needs a CUDA GPU: "), done.stderr
+    assert not out.exists()
+
+
+def test_cuda_missing_says_why(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert "CPU-only build" in gpu_check.cuda_missing()
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu_check.cuda_missing().endswith("(CUDA 12.4) sees no GPU (CUDA_VISIBLE_DEVICES='')")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert gpu_check.cuda_missing() is None
+
+
+def test_arguments():
+    args = gpu_check.parse_args([])
+    assert (args.steps, args.min_f1, args.device, args.only) == (100, 0.30, "cuda", gpu_check.STAGES)
+    assert args.budget <= 480 and sum(gpu_check.STAGE_LIMITS.values()) <= 480
+    dry = gpu_check.parse_args(["--cpu-dry-run", "--only", "speed,load_bf16"])
+    assert (dry.steps, dry.min_f1, dry.device, dry.only) == (2, 0.0, "cpu", ["load_bf16", "speed"])
+    for bad in (["--only", "nope"], ["--steps", "0"], ["--budget", "0"]):
+        with pytest.raises(SystemExit):
+            gpu_check.parse_args(bad)
+
+
+def test_prepares_conll_as_the_recipe_trains(tmp_path, conll_dir):
+    info = gpu_check.prepare_corpus(tmp_path / "corpus", conll_dir)
+    assert info["source"] == f"CoNLL-2003 ({conll_dir})"
+    assert info["train_docs"] == 6 and info["dev_docs"] == 6 and info["dev_words"] == 48
+    docs = list(DocBin().from_disk(tmp_path / "corpus" / "train.spacy").get_docs(spacy.blank("en").vocab))
+    assert len(docs) == 6 and all(len(doc) <= 150 and doc.ents for doc in docs)
+    # A directory given explicitly must hold CoNLL-2003: no silent fallback.
+    with pytest.raises(gpu_check.load_script("prepare_conll03").ConversionError):
+        gpu_check.prepare_corpus(tmp_path / "other", tmp_path)
+
+
+def test_falls_back_to_the_bundled_ewt(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "CONLL_DIRS", [tmp_path / "nowhere"])
+    info = gpu_check.prepare_corpus(tmp_path / "corpus")
+    assert info["source"] == "EWT (bundled)" and info["train_words"] > 30000
+    assert all((tmp_path / "corpus" / f"{split}.spacy").exists() for split in ("train", "dev", "test"))
+
+
+def test_recipe_overrides_fit_the_default_config(tmp_path, monkeypatch):
+    args = gpu_check.parse_args(["--steps", "100"])
+    args.source = gpu_check.SOURCE
+    overrides = gpu_check.recipe_overrides(args, tmp_path)
+    config = spacy.util.load_config(gpu_check.CONFIG, overrides=overrides, interpolate=True)
+    model = config["components"]["transformer"]["model"]
+    assert (model["device"], model["dtype"], model["mixed_precision"]) == ("cuda", "bfloat16", True)
+    assert config["training"]["max_steps"] == 100 and model["adapter_optimizer"]["total_steps"] == 100
+    assert config["components"]["ner"]["factory"] == "bio_tagger"
+    assert gpu_check.heads_gpu_id("cpu") == -1
+    monkeypatch.setattr(gpu_check.importlib.util, "find_spec", lambda name: object() if name == "cupy" else None)
+    assert gpu_check.heads_gpu_id("cuda") == 0
+
+
+def test_report_from_fake_results(tmp_path, monkeypatch):
+    results = {
+        "load_bf16": {"ok": True, "summary": "fine"},
+        "load_4bit": {"ok": False, "error": "[E012] quantization='4bit' needs ..."},
+        "train": {"ok": True, "dev_seqeval_f1": 0.8},
+        "speed": {"ok": None, "skipped": "not here"},
+    }
+    monkeypatch.setattr(gpu_check, "run_stage", lambda stage, args, source, work, limit: {**results[stage], "seconds": 1.0, "limit_seconds": limit})
+    monkeypatch.setattr(gpu_check, "make_tiny_model", lambda path: "tiny")
+    out = tmp_path / "results" / "gpu_check.json"
+    assert gpu_check.main(["--cpu-dry-run", "--out", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["passed"] is False and report["failed"] == ["load_4bit"]
+    assert report["mode"] == "cpu-dry-run" and report["environment"]["torch"] == torch.__version__
+    assert report["checks"]["train"]["dev_seqeval_f1"] == 0.8
+    assert report["checks"]["load_bf16"]["limit_seconds"] == gpu_check.STAGE_LIMITS["load_bf16"]
+    results["load_4bit"] = {"ok": True}
+    assert gpu_check.main(["--cpu-dry-run", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["passed"] is True
+
+
+def test_a_stage_past_its_limit_is_killed_and_reported(tmp_path):
+    args = gpu_check.parse_args(["--cpu-dry-run"])
+    check = gpu_check.run_stage("train", args, "nowhere", tmp_path, limit=0.5)
+    assert check["ok"] is False and "killed at its time limit" in check["error"]
+
+
+def test_cpu_dry_run_runs_every_stage(tmp_path, conll_dir):
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--cpu-dry-run", "--conll-dir", str(conll_dir), "--out", str(out), "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, env=env_without_gpu(), timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    checks = report["checks"]
+    assert report["passed"] and list(checks) == gpu_check.STAGES
+    assert checks["load_bf16"]["ok"] and checks["load_bf16"]["measured_layers"] == [2, 3] == checks["load_bf16"]["expected_layers"]
+    assert checks["load_4bit"]["skipped"] and "E012" in checks["load_4bit"]["error"]
+    train = checks["train"]
+    assert train["ok"] and train["steps"] == 2 and train["heads_ops"] == "NumpyOps" and train["hidden_arrays"] == "numpy"
+    assert train["dev_docs_scored"] == 6 and 0 <= train["dev_seqeval_f1"] <= 1
+    assert checks["speed"]["ok"] and set(checks["speed"]["ratios"]) == {"inference_vs_raw_hf", "unmasked_vs_causal", "training_vs_plain_peft"}
+    assert all(check["seconds"] <= check["limit_seconds"] for check in checks.values())
