@@ -306,9 +306,9 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
     pad_id = _pad_id(backbone.tokenizer)
     with torch.set_grad_enabled(grad), autocast:
-        # Packed rows are nearly full, except the last of a run: it gets a call of its own
-        # rather than being padded to a full row.
-        max_padding = TRAIN_MAX_PADDING if (is_train or pack) else None
+        # Packed rows end evenly (pack_rows balances them), so prediction keeps them in as
+        # few calls as max_batch_pieces allows: every call re-reads all the weights.
+        max_padding = TRAIN_MAX_PADDING if is_train else None
         for batch in batch_windows(fills, max_pieces=model.attrs["max_batch_pieces"], max_padding=max_padding):
             batch_rows = [rows[r] for r in batch]
             segments = None

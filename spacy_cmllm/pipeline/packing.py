@@ -16,12 +16,16 @@ import numpy
 from ..errors import CmllmError, Errors
 
 
-def pack_rows(lengths: Sequence[int], *, capacity: int) -> List[List[int]]:
+def pack_rows(lengths: Sequence[int], *, capacity: int, balance: bool = True) -> List[List[int]]:
     """Group windows into rows of at most ``capacity`` positions (best fit, longest first).
 
     lengths (Sequence[int]): the length of each window (BOS included). A window longer than
         the capacity gets a row of its own.
     capacity (int): the most positions a row holds.
+    balance (bool): with the number of rows that ``capacity`` needs, make the rows as short
+        as that number allows (the smallest row width, from an even split up, with which
+        best fit needs no more rows), so that rows end evenly rather than leaving one
+        partly filled row that would pad a whole call, or need a call of its own.
     RETURNS (List[List[int]]): window indices per row, each index exactly once. Inside a row
         windows keep the order in which they were placed. Empty windows are left out (they
         have nothing to compute).
@@ -29,6 +33,20 @@ def pack_rows(lengths: Sequence[int], *, capacity: int) -> List[List[int]]:
     if isinstance(capacity, bool) or not isinstance(capacity, (int, numpy.integer)) or capacity < 1:
         raise CmllmError(Errors.E079.format(name="capacity", value=capacity, why="must be an int >= 1"))
     lengths = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
+    rows = _best_fit(lengths, int(capacity))
+    if not balance or len(rows) < 2:
+        return rows
+    n_rows = len(rows)
+    width = max(int(lengths.max()), -(-int(lengths[lengths > 0].sum()) // n_rows))
+    while width < capacity:
+        trial = _best_fit(lengths, width)
+        if len(trial) <= n_rows:
+            return trial
+        width += max(1, width // 50)
+    return rows
+
+
+def _best_fit(lengths: numpy.ndarray, capacity: int) -> List[List[int]]:
     order = numpy.argsort(-lengths, kind="stable")
     rows: List[List[int]] = []
     # by_space[s]: the rows with exactly s positions free (s < capacity).

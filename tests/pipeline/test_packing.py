@@ -40,6 +40,16 @@ def test_pack_rows_fills_rows_of_short_windows():
     assert padding_waste(lengths, one_per_row) > 0.03
 
 
+def test_pack_rows_balances_a_few_short_windows():
+    """11 sentences fill one and a bit rows of 257: two even rows instead, one call, no
+    padding to speak of."""
+    lengths = [46, 31, 26, 23, 21, 21, 19, 19, 16, 16, 13, 40, 12]
+    rows = pack_rows(lengths, capacity=257)
+    assert len(rows) == len(pack_rows(lengths, capacity=257, balance=False)) == 2
+    fills = [sum(lengths[i] for i in row) for row in rows]
+    assert padding_waste(fills, batch_windows(fills, max_pieces=4096)) < 0.05
+
+
 def test_pad_packed_lays_out_segments():
     windows = [numpy.array([7, 1, 2]), numpy.array([7, 3]), numpy.array([7, 4, 5, 6])]
     batch = pad_packed(windows, [[2, 1], [0]], pad_id=0)
