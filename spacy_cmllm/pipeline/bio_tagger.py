@@ -197,18 +197,21 @@ class BIOTagger(TrainablePipe):
         return losses
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
-        """Cross-entropy over the IOB2 classes, averaged over the tokens whose gold class is
+        """Cross-entropy over the IOB2 classes, summed over the tokens whose gold class is
         known; tokens without annotation contribute neither loss nor gradient.
+
+        Summed, not averaged, as spaCy's tagger and parser do: the heads share the decoder,
+        and a mean would shrink this head's gradient into the adapters by the number of
+        tokens in the batch, next to the tagger's, so the decoder would hardly learn NER.
 
         examples (Iterable[Example]): the batch.
         scores (List[Floats2d]): the model's class probabilities per doc.
-        RETURNS (Tuple[float, List[Floats2d]]): the mean loss and the gradient with respect
+        RETURNS (Tuple[float, List[Floats2d]]): the summed loss and the gradient with respect
             to the softmax's input (Softmax_v2's backprop expects exactly this).
         """
         ops = self.model.ops
         xp = ops.xp
         truths = [self.gold_class_ids(eg) for eg in examples]
-        n_known = max(sum(int((t != MISSING).sum()) for t in truths), 1)
         loss = 0.0
         grads = []
         for probs, truth in zip(scores, truths):
@@ -218,9 +221,9 @@ class BIOTagger(TrainablePipe):
             d_probs = probs.copy()
             d_probs[rows, cols] -= 1.0
             d_probs *= known[:, None]
-            grads.append(d_probs / n_known)
+            grads.append(d_probs)
             loss -= float((xp.log(xp.maximum(probs[rows, cols], _MIN_PROB)) * known).sum())
-        return loss / n_known, grads
+        return loss, grads
 
     def gold_class_ids(self, example: Example) -> numpy.ndarray:
         """The gold IOB2 class of each predicted token, MISSING where unknown.

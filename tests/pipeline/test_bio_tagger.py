@@ -249,8 +249,13 @@ def test_missing_annotation_is_masked():
     probs = tagger.model.predict([partial.predicted])
     loss, (grad,) = tagger.get_loss([partial], probs)
     assert not grad[[1, 3, 4]].any() and grad[[0, 2]].any()
-    # Mean over the two known tokens; zero weights give each of the 5 classes 1/5.
-    assert loss == pytest.approx(numpy.log(5), rel=1e-5)
+    # Summed over the two known tokens (as spaCy's tagger does, so that this head's gradient
+    # into a shared decoder is not shrunk by the batch size); zero weights give each of the
+    # 5 classes 1/5, and each known token's gradient is probs - one-hot.
+    assert loss == pytest.approx(2 * numpy.log(5), rel=1e-5)
+    expected = numpy.full(5, 0.2, dtype="float32")
+    expected[3] -= 1.0
+    numpy.testing.assert_allclose(grad[0], expected, rtol=1e-5)
 
 
 def test_gold_is_projected_through_the_alignment():
