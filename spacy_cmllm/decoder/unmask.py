@@ -14,7 +14,12 @@ adds it as one more keyword, which the base model's forward hands on to every la
 calls, so gradient checkpointing, which re-runs each layer and its pre-hooks during
 backward, rebuilds the mask of that layer's own forward even after later decoder calls
 with other batch sizes and padding. Layers that are not chosen are not touched at all, which keeps them bit-identical to the stock model
-(including Mistral's sliding window). Nothing here depends on a model's forward code, so
+(including Mistral's sliding window).
+
+Packed rows (decoder/packing.py) send per-position segment ids with the call instead
+(``cmllm_segments``); an unmasked layer then sees a block-diagonal FULL mask: every real
+token sees every real token of its own segment and nothing else. A 4-D mask without
+segment ids is refused (E078): the unmasked layers could not tell its documents apart. Nothing here depends on a model's forward code, so
 transformers upgrades do not silently undo it; ``probe.bidirectional_layers`` checks it.
 """
 
@@ -26,6 +31,7 @@ from torch import nn
 
 from ..errors import CmllmError, Errors
 from .layout import check_attention_supported, decoder_layers, find_base_model
+from .packing import SEGMENTS_KWARG, block_mask, check_segments
 
 UnmaskSpec = Union[str, Sequence[int]]
 
@@ -199,6 +205,10 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         # and a kernel we cannot steer must fail loudly rather than run causally.
         check_attention_supported(base)
         mask = _attention_mask_from_call(args, kwargs)
+        if kwargs.get(SEGMENTS_KWARG) is not None:
+            check_segments(kwargs[SEGMENTS_KWARG])
+        elif isinstance(mask, dict) or (isinstance(mask, torch.Tensor) and mask.dim() == 4):
+            raise CmllmError(Errors.E078.format(why=f"a prepared attention mask reached a model with unmasked layers without {SEGMENTS_KWARG!r}; build the call with spacy_cmllm.decoder.packing.packed_inputs"))
         # Bound into this call's layer calls (and into gradient checkpointing's saved
         # partials), never into state that a later call could overwrite.
         kwargs[PADDING_KWARG] = mask if isinstance(mask, torch.Tensor) else None
@@ -208,6 +218,13 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         impl = check_attention_supported(base)
         hidden = args[0] if args else kwargs["hidden_states"]
         incoming = kwargs.get("attention_mask")
+        segments = kwargs.pop(SEGMENTS_KWARG, None)
+        if segments is not None:
+            # Packed rows: each segment sees all of itself and nothing else.
+            kwargs.pop(PADDING_KWARG, None)
+            boolean = incoming.dtype == torch.bool if isinstance(incoming, torch.Tensor) else impl == "sdpa"
+            kwargs["attention_mask"] = block_mask(segments, causal=False, boolean=boolean, dtype=hidden.dtype)
+            return args, kwargs
         if PADDING_KWARG in kwargs:
             padding = kwargs.pop(PADDING_KWARG)
         else:

@@ -79,6 +79,40 @@ def build_causal_mask_llm_v2(
     embed_base: bool = False,
     adapter_optimizer: Optional[AdapterOptimizer] = None,
 ) -> Model[List[Doc], FullTransformerBatch]:
+    """As v3 with pack = false (every window its own row) and int8 = false."""
+    return build_causal_mask_llm_v3(
+        name=name, unmask=unmask, dtype=dtype, quantization=quantization,
+        attn_implementation=attn_implementation, lora=lora, window=window, stride=stride,
+        hidden_layers=hidden_layers, add_bos=add_bos, max_batch_pieces=max_batch_pieces,
+        mixed_precision=mixed_precision, device=device,
+        gradient_checkpointing=gradient_checkpointing, embed_base=embed_base,
+        adapter_optimizer=adapter_optimizer, pack=False, int8=False,
+    )
+
+
+@registry.architectures("spacy-cmllm.CausalMaskLLM.v3")
+def build_causal_mask_llm_v3(
+    *,
+    name: str,
+    # int is accepted only to explain E005: a CLI override turns "0011" into 11.
+    unmask: Union[str, List[int], int] = "0000",
+    dtype: str = "float32",
+    quantization: Optional[str] = None,
+    attn_implementation: str = "sdpa",
+    lora: Optional[Dict[str, Any]] = DEFAULT_LORA,
+    window: int = 128,
+    stride: int = 96,
+    hidden_layers: List[int] = [-1],
+    add_bos: bool = True,
+    max_batch_pieces: int = 4096,
+    mixed_precision: Optional[bool] = None,
+    device: Optional[str] = None,
+    gradient_checkpointing: bool = False,
+    embed_base: bool = False,
+    adapter_optimizer: Optional[AdapterOptimizer] = None,
+    pack: bool = True,
+    int8: bool = False,
+) -> Model[List[Doc], FullTransformerBatch]:
     """A partly unmasked, LoRA-adapted decoder as the model of spacy-transformers'
     ``transformer`` component; ``TransformerListener.v1`` layers read its output.
 
@@ -107,7 +141,20 @@ def build_causal_mask_llm_v2(
     adapter_optimizer (Optional[AdapterOptimizer]): the adapters' own optimizer
         (spacy-cmllm.AdapterOptimizer.v1: AdamW, warm-up + decay, global clipping); the
         heads keep [training.optimizer]. null: the adapters use [training.optimizer] too.
+    pack (bool): let several short windows share one row of a decoder call, each attending
+        only to itself (its own BOS sink, positions restarting at 0): the same vectors as
+        alone, without padding every row to the longest doc. In prediction and training.
+        Needs attn_implementation "sdpa" or "eager" (E075).
+    int8 (bool): predict with a copy of the decoder whose adapters are merged and whose
+        block linear layers run in int8 (per-channel weights, per-token activations, an
+        exact int8 matrix product; CPU only, no autocast).
+        Prediction only: nlp.update stops with E076. Can be switched at spacy.load.
     """
+    for key, value in (("pack", pack), ("int8", int8)):
+        if not isinstance(value, bool):
+            raise CmllmError(Errors.E079.format(name=key, value=value, why="must be true or false"))
+    if int8 and quantization is not None:
+        raise CmllmError(Errors.E077.format(why=f"quantization={quantization!r} already quantizes the base"))
     for key, value, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise CmllmError(Errors.E040.format(name=key, value=value, why=f"must be an integer >= {minimum}"))
@@ -137,6 +184,8 @@ def build_causal_mask_llm_v2(
         max_batch_pieces=max_batch_pieces,
         mixed_precision=mixed_precision,
         adapter_optimizer=adapter_optimizer,
+        pack=pack,
+        int8=int8,
     )
 
 

@@ -135,12 +135,35 @@ class Backbone(nn.Module):
         self.awaiting_backprop = False
         self.warned_no_backprop = False
         self._piece_encoder: Optional[PieceEncoder] = None
+        # Not a submodule: never saved, never trained, never moved with the backbone.
+        object.__setattr__(self, "_int8_decoder", None)
 
     @property
     def piece_encoder(self) -> PieceEncoder:
         if self._piece_encoder is None:
             self._piece_encoder = PieceEncoder(self.tokenizer)
         return self._piece_encoder
+
+    def int8_decoder(self) -> nn.Module:
+        """A merged int8 copy of the decoder for CPU prediction, built on first use (E077
+        where it cannot be built) and checked with the unmask probe (per-token scales keep
+        every position independent of later ones, so the probe measures it as it does
+        the float decoder)."""
+        if self._int8_decoder is None:
+            from ..decoder.quantize import int8_copy
+
+            def rehook(handle: Any) -> None:
+                self.unmask_handle = handle
+
+            quantized = int8_copy(self.decoder, unmask=self.settings.unmask, handle=self.unmask_handle, rehook=rehook)
+            expected = parse_spec(self.settings.unmask, len(decoder_layers(quantized)))
+            check_unmasked(quantized, expected, spec=self.settings.unmask)
+            object.__setattr__(self, "_int8_decoder", quantized)
+        return self._int8_decoder
+
+    def drop_int8_decoder(self) -> None:
+        """Forget the int8 copy (the adapters are about to change)."""
+        object.__setattr__(self, "_int8_decoder", None)
 
     # -- construction --------------------------------------------------------------------
 

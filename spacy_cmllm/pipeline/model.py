@@ -18,16 +18,21 @@ from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
+from ..decoder.packing import check_packing_supported, packed_inputs
 from ..errors import CmllmError, CodedError, Errors, Warnings
 from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
+from .packing import pack_rows, pad_packed
 from .transfer import gradients_to_torch, to_heads
 from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
 # padded position would cost a forward and a backward pass.
 TRAIN_MAX_PADDING = 0.03
+
+# Attrs that say how the decoder runs, not what it learned (the config's value wins at load).
+RUN_SETTINGS = ("pack", "int8")
 
 
 @dataclass
@@ -90,6 +95,9 @@ class CausalMaskLLM(Model):
         # thinc saves the attrs and overwrites the config's with the saved ones on load;
         # keep the config's to compare.
         wanted = self.attrs.get("hidden_layers")
+        # How to run the decoder, not what it learned: the config's values win over the
+        # saved ones, so `spacy.load(..., config=...)` can switch them.
+        run_settings = {key: self.attrs.get(key, False) for key in RUN_SETTINGS}
         try:
             loaded = super().from_bytes(bytes_data)
         except CodedError:
@@ -99,6 +107,7 @@ class CausalMaskLLM(Model):
         except (KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
             raise CmllmError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
         _check_hidden_layers(list(loaded.attrs["hidden_layers"]), list(wanted), get_backbone(loaded).n_layers)
+        loaded.attrs.update(run_settings)
         return loaded
 
 
@@ -151,6 +160,8 @@ def build_model(
     max_batch_pieces: int,
     mixed_precision: Optional[bool],
     adapter_optimizer: Optional[AdapterOptimizer] = None,
+    pack: bool = False,
+    int8: bool = False,
 ) -> Model[List[Doc], FullTransformerBatch]:
     shim = BackboneShim(
         _Placeholder(),
@@ -172,6 +183,8 @@ def build_model(
             "add_bos": add_bos,
             "max_batch_pieces": max_batch_pieces,
             "mixed_precision": mixed_precision,
+            "pack": pack,
+            "int8": int8,
         },
     )
 
@@ -202,6 +215,11 @@ def get_backbone(model: Model) -> Backbone:
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
     backbone = get_backbone(model)
+    if is_train and model.attrs.get("int8", False):
+        raise CmllmError(Errors.E076.format(name="transformer"))
+    if is_train:
+        # The adapters are about to change: a merged int8 copy would be stale.
+        backbone.drop_int8_decoder()
     tokenizer = backbone.tokenizer
     pieces = backbone.piece_encoder.encode_docs(docs)
     bos_id = tokenizer.bos_token_id if model.attrs["add_bos"] else None
@@ -256,33 +274,66 @@ def _check_previous_backprop(backbone: Backbone) -> None:
 
 
 def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: bool) -> torch.Tensor:
-    """Run all windows in length-sorted batches; return one float32 vector per piece, docs
-    concatenated in order (the plan's gather order)."""
+    """Run all windows in batches of rows; return one float32 vector per piece, docs
+    concatenated in order (the plan's gather order).
+
+    Unpacked, every window is a row of its own and rows of similar length share a call.
+    Packed (attrs["pack"]), rows of up to window + BOS positions hold several windows, each
+    attending only to itself (its own positions, BOS sink first, restart at 0)."""
     device = backbone.device
     width = backbone.hidden_size
     n_pieces = len(plan.gather_window)
     if n_pieces == 0:
         return torch.zeros((0, width), dtype=torch.float32, device=device)
+    int8 = bool(model.attrs.get("int8", False)) and not is_train
+    decoder = backbone.int8_decoder() if int8 else backbone.decoder
     lengths = [len(w) for w in plan.windows]
-    # Where each window's rows land in the flat (sum of batch rows x positions) buffer.
-    rows_start = numpy.zeros(len(plan.windows), dtype=numpy.int64)
+    pack = bool(model.attrs.get("pack", False))
+    if pack:
+        check_packing_supported(decoder)
+        capacity = model.attrs["window"] + (1 if model.attrs["add_bos"] else 0)
+        rows = pack_rows(lengths, capacity=capacity)
+    else:
+        rows = [[i] for i in range(len(lengths))]
+    fills = [sum(lengths[i] for i in row) for row in rows]
+    # Where each window's first position lands in the flat (sum of batch rows x positions) buffer.
+    window_start = numpy.zeros(len(plan.windows), dtype=numpy.int64)
     flat_parts: List[torch.Tensor] = []
     offset = 0
     grad = is_train and backbone.trainable()
-    enabled = use_bf16_autocast(model.attrs["mixed_precision"], device)
+    # int8 kernels take float32 activations: no autocast around them.
+    enabled = use_bf16_autocast(model.attrs["mixed_precision"], device) and not int8
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    pad_id = _pad_id(backbone.tokenizer)
     with torch.set_grad_enabled(grad), autocast:
+        # Packed rows end evenly (pack_rows balances them), so prediction keeps them in as
+        # few calls as max_batch_pieces allows: every call re-reads all the weights.
         max_padding = TRAIN_MAX_PADDING if is_train else None
-        for batch in batch_windows(lengths, max_pieces=model.attrs["max_batch_pieces"], max_padding=max_padding):
-            ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=_pad_id(backbone.tokenizer))
-            hidden = _hidden(model, backbone, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+        for batch in batch_windows(fills, max_pieces=model.attrs["max_batch_pieces"], max_padding=max_padding):
+            batch_rows = [rows[r] for r in batch]
+            segments = None
+            if any(len(row) > 1 for row in batch_rows):
+                packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id)
+                ids = packed.input_ids
+                segments = torch.from_numpy(packed.segments).to(device)
+            else:
+                # One window per row: the plain padded call computes the same.
+                ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id)
+            ids_t = torch.from_numpy(ids).to(device)
+            if segments is None:
+                hidden = _hidden(model, decoder, ids_t, torch.from_numpy(mask).to(device))
+            else:
+                hidden = _hidden(model, decoder, ids_t, None, segments=segments)
             longest = hidden.shape[1]
-            for row, window_index in enumerate(batch):
-                rows_start[window_index] = offset + row * longest
+            for r, row in enumerate(batch_rows):
+                column = 0
+                for window_index in row:
+                    window_start[window_index] = offset + r * longest + column
+                    column += lengths[window_index]
             flat_parts.append(hidden.reshape(-1, width))
             offset += hidden.shape[0] * longest
         flat = flat_parts[0] if len(flat_parts) == 1 else torch.cat(flat_parts)
-        index = torch.from_numpy(rows_start[plan.gather_window] + plan.gather_position).to(device)
+        index = torch.from_numpy(window_start[plan.gather_window] + plan.gather_position).to(device)
         vectors = flat.index_select(0, index).float()
     return vectors
 
@@ -302,11 +353,15 @@ def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
     return False
 
 
-def _hidden(model: Model, backbone: Backbone, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _hidden(
+    model: Model, decoder: torch.nn.Module, ids: torch.Tensor, mask: Optional[torch.Tensor], *, segments: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     layers = model.attrs["hidden_layers"]
-    base_output = backbone.decoder(
-        input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=layers != [-1]
-    )
+    if segments is None:
+        call = {"attention_mask": mask}
+    else:
+        call = packed_inputs(decoder, segments)
+    base_output = decoder(input_ids=ids, use_cache=False, output_hidden_states=layers != [-1], **call)
     if layers == [-1]:
         return base_output.last_hidden_state
     states = base_output.hidden_states

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from spacy_cmllm.decoder.lora import add_lora
+from spacy_cmllm.decoder.probe import bidirectional_layers
+from spacy_cmllm.decoder.quantize import Int8Linear, int8_copy
+from spacy_cmllm.decoder.unmask import unmask_layers
+
+
+def test_int8_linear_close_to_float_and_per_token():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    q = Int8Linear(linear)
+    x = torch.randn(2, 5, 64)
+    want, got = linear(x), q(x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    # A token's output does not depend on the other tokens of the call.
+    torch.testing.assert_close(q(x[:1, 2:3]), got[:1, 2:3], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("spec", ["0000", "0011"])
+def test_int8_copy_merges_adapters_and_keeps_the_original(make_decoder, spec):
+    model = make_decoder("llama", n_layers=4)
+    handle = unmask_layers(model, spec)
+    model = add_lora(model, r=4, alpha=8.0, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)  # adapters that change the output
+    handles = {}
+    copy = int8_copy(model, unmask=spec, handle=handle, rehook=lambda h: handles.setdefault("new", h))
+    ids = torch.randint(1, 128, (2, 9))
+    with torch.no_grad():
+        want = model(input_ids=ids, use_cache=False).logits
+        got = copy(input_ids=ids, use_cache=False).logits
+    assert not any(isinstance(m, torch.nn.Linear) for m in copy.model.layers.modules())
+    cosine = torch.nn.functional.cosine_similarity(want, got, dim=-1)
+    assert cosine.min() > 0.99
+    # The original still has its adapters, is float, and is unmasked as before.
+    assert any("lora_" in n for n, _ in model.named_parameters())
+    expected = [i in handle.layers for i in range(4)] if spec != "0000" else [False] * 4
+    assert bidirectional_layers(model) == expected
+    assert bidirectional_layers(copy) == expected
+    if spec != "0000":
+        assert handles["new"].layers == handle.layers
+
+
+def test_int8_copy_refuses_other_devices(make_decoder):
+    model = make_decoder("llama", n_layers=2).to("meta")
+    with pytest.raises(ValueError, match="E077"):
+        int8_copy(model, unmask="00")
