@@ -77,11 +77,7 @@ def plan_windows(
         gather_window.append(len(windows) + best)
         gather_position.append(numpy.arange(n) - starts[best] + offset)
         for start in starts:
-            piece_ids = numpy.empty(offset + length, dtype=numpy.int64)
-            if bos_id is not None:
-                piece_ids[0] = bos_id
-            piece_ids[offset:] = ids[start : start + window]
-            windows.append(piece_ids)
+            windows.append(_window(ids[start : start + window], bos_id))
             doc_index.append(i)
     return WindowPlan(
         windows=windows,
@@ -128,10 +124,7 @@ def plan_training_windows(
         starts = None if sentence_starts is None else sentence_starts[i]
         cuts = _consecutive_cuts(n, window=window, sentence_starts=starts)
         for start, end in zip(cuts[:-1], cuts[1:]):
-            piece_ids = numpy.empty(offset + end - start, dtype=numpy.int64)
-            if bos_id is not None:
-                piece_ids[0] = bos_id
-            piece_ids[offset:] = ids[start:end]
+            piece_ids = _window(ids[start:end], bos_id)
             gather_window.append(numpy.full(end - start, len(windows), dtype=numpy.int64))
             gather_position.append(numpy.arange(end - start, dtype=numpy.int64) + offset)
             windows.append(piece_ids)
@@ -258,6 +251,15 @@ def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarra
     left = numpy.maximum(right - 1, 0)
     take_left = numpy.abs(positions2 - centres2[left]) <= numpy.abs(positions2 - centres2[right])
     return numpy.where(take_left, left, right)
+
+
+def _window(pieces: numpy.ndarray, bos_id: Optional[int]) -> numpy.ndarray:
+    """One window's int64 piece ids: the BOS (if any), then `pieces`."""
+    window = numpy.empty(len(pieces) + (bos_id is not None), dtype=numpy.int64)
+    if bos_id is not None:
+        window[0] = bos_id
+    window[len(window) - len(pieces) :] = pieces
+    return window
 
 
 def _check_ids(index: int, ids: object) -> numpy.ndarray:
