@@ -309,43 +309,42 @@ def label(entry: dict) -> str:
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Bars: decoder configurations at the sweep's main budget (mean ± std over seeds, seeds as
-    dots). Diamonds: decoder runs at other budgets. Lines: baselines, each at its budget."""
+    """Bars: one per decoder configuration and budget (mean ± std over seeds, seeds as dots);
+    lines: baselines, each at its budget."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     entries = sorted(summary["configs"], key=order_key)
-    decoders = [e for e in entries if e["model"] == "smollm2"]
-    budgets = [e["max_steps"] for e in decoders]
-    main_budget = max(set(budgets), key=budgets.count) if budgets else None
-    bars = [e for e in decoders if e["max_steps"] == main_budget]
-    position = {(e["head"], e["unmask"]): i for i, e in enumerate(bars)}
+    bars = sorted((e for e in entries if e["model"] == "smollm2"), key=lambda e: (order_key(e), -e["max_steps"]))
+    several = len({(e["max_steps"], e["batch_words"]) for e in bars}) > 1
+    # Zoom on the scores (both panels share the axis): bars from 0 would hide a point or two.
+    shown = [v for e in entries for metric in ("dev_f1", "test_f1") for v in e[metric + "_values"]]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for ax, metric in zip(axes, ("dev_f1", "test_f1")):
         xs = list(range(len(bars)))
         ax.bar(xs, [e[metric]["mean"] for e in bars], yerr=[e[metric]["std"] or 0 for e in bars],
                color=["#999999" if e["unmask"] == "0000" else "#3b75af" for e in bars], capsize=3,
-               label=f"SmolLM2-135M, {main_budget} steps")
+               label="SmolLM2-135M")
         for x, e in zip(xs, bars):
             ax.scatter([x] * len(e[metric + "_values"]), e[metric + "_values"], color="black", s=8, zorder=3)
-        for e in decoders:
-            if e["max_steps"] != main_budget and (e["head"], e["unmask"]) in position:
-                ax.scatter([position[(e["head"], e["unmask"])]], [e[metric]["mean"]], marker="D", color="#dd8452", zorder=4,
-                           label=f"SmolLM2 {e['unmask']}, {e['max_steps']} steps")
-        ax.set_xticks(xs, [label(e) for e in bars], rotation=45)
+        names = [label(e) + (f"\n{e['max_steps']}x{e['batch_words']}" if several else "") for e in bars]
+        ax.set_xticks(xs, names, rotation=45)
         for style, e in zip(("--", ":", "-.", (0, (5, 1)), (0, (1, 3))), [e for e in entries if e["model"] != "smollm2"]):
             ax.axhline(e[metric]["mean"], linestyle=style, color="#c44e52",
                        label=f"{e['unmask']}, {e['max_steps']} steps")
         ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds")
         ax.set_xlabel("unmasked groups (leftmost = input side); grey = causal")
         ax.legend(fontsize=7, loc="lower right")
+    if shown:
+        axes[0].set_ylim(max(0.0, min(shown) - 5.0), min(100.0, max(shown) + 3.0))
     axes[0].set_ylabel("F1")
-    words = bars[0]["batch_words"] if bars else None
     scored = "full dev/test scored" if bars and bars[0]["test_docs"] == 0 else \
         f"first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored"
-    fig.suptitle(f"LoRA on CoNLL-2003 ({scored}); {main_budget} steps x {words} words")
+    budget = "steps x words per batch under each bar" if several else \
+        (f"{bars[0]['max_steps']} steps x {bars[0]['batch_words']} words" if bars else "")
+    fig.suptitle(f"LoRA on CoNLL-2003 ({scored}); {budget}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
