@@ -88,9 +88,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, self.in_features).float()
-        # The quantize and rescale steps are memory-bound passes over the activations:
-        # max-abs without an abs() copy, and the rest in place where the values allow.
-        scale = torch.linalg.vector_norm(flat, ord=float("inf"), dim=1, keepdim=True).clamp_(min=1e-12).div_(127.0)
+        # The quantize and rescale steps are memory-bound passes over the activations, done
+        # in place where the values allow. abs().amax() rather than an inf-norm: the same
+        # values, and on CPUs the norm's reduction is over ten times slower than the copy.
+        scale = flat.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(127.0)
         quantized = torch.div(flat, scale).round_().clamp_(-127, 127).to(torch.int8)
         out = torch._int_mm(quantized, self.weight_t).mul(scale).mul_(self.weight_scale)
         if self.bias is not None:
