@@ -1,4 +1,5 @@
-"""Documents/s of `annotate` locally vs on a local Ray instance, in one run on the same input.
+"""Documents/s of `annotate` locally vs on a local Ray instance, in one run on the same input,
+and locally with packed windows (the shipped default) vs one window per row (`pack = false`).
 
 The pipeline is the default config's (SmolLM2-135M backbone + tagger + ner), initialized on a
 few bundled EWT sentences and saved: its speed does not depend on how well it was trained.
@@ -26,6 +27,7 @@ from spacy.training import Example
 
 from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
 from spacy_cmllm.corpora import read_conllu
+from spacy_cmllm.pipeline.model import use_bf16_autocast
 
 ROOT = Path(__file__).parents[1]
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
@@ -57,9 +59,9 @@ def plot(report: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    modes = ["local", "ray"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(modes, [report[m]["docs_per_s"] for m in modes], color=["#999999", "#3b75af"])
+    modes = [m for m in ("local_unpacked", "local", "ray") if m in report]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(modes, [report[m]["docs_per_s"] for m in modes], color=["#cccccc", "#999999", "#3b75af"][-len(modes):])
     for i, m in enumerate(modes):
         ax.text(i, report[m]["docs_per_s"], f"{report[m]['docs_per_s']:.2f}\n{report[m]['setup']}",
                 ha="center", va="bottom", fontsize=7)
@@ -86,16 +88,23 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
     try:
         build_pipeline(work / "pipeline")
+        # The same weights with one window per row: the packing's share of the speed.
+        shutil.copytree(work / "pipeline", work / "pipeline-unpacked")
+        config = work / "pipeline-unpacked" / "config.cfg"
+        text = config.read_text()
+        assert "pack = true" in text
+        config.write_text(text.replace("pack = true", "pack = false"))
         texts = [text for text, _, _ in ewt_sentences(EWT_TEST)][: args.docs]
         with (work / "in.jsonl").open("w", encoding="utf-8") as f:
             for i, text in enumerate(texts):
                 f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
         results = {}
-        for mode in ("local", "ray"):
-            job = AnnotateJob(str(work / "in.jsonl"), str(work / mode), str(work / "pipeline"),
+        for mode in ("local_unpacked", "local", "ray"):
+            pipeline = work / ("pipeline-unpacked" if mode == "local_unpacked" else "pipeline")
+            job = AnnotateJob(str(work / "in.jsonl"), str(work / mode), str(pipeline),
                               shard_size=args.shard_size, batch_size=32)
             start = time.perf_counter()
-            if mode == "local":
+            if mode.startswith("local"):
                 summary = run_local(job)
             else:
                 summary = run_ray(job, num_actors=args.actors, cpus_per_actor=max(1, os.cpu_count() // args.actors))
@@ -107,16 +116,23 @@ def main() -> int:
             return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
         identical = files(work / "local") == files(work / "ray")
+        # Whether packing changed any label (bf16 rounds a little differently per batch shape).
+        same_labels = files(work / "local") == files(work / "local_unpacked")
         report = {
             "command": "python " + " ".join(sys.argv),
             "input": f"bundled EWT test, {len(texts)} sentences as documents",
-            "pipeline": "configs/default.cfg (SmolLM2-135M, unmask 0011, LoRA) + tagger + ner, fp32 CPU",
+            "pipeline": "configs/default.cfg (SmolLM2-135M, unmask 0011, LoRA, packed windows) + tagger + ner, CPU, "
+                        + ("bf16 autocast (native bf16)" if use_bf16_autocast(None, torch.device("cpu")) else "float32"),
+            "local_unpacked": {**results["local_unpacked"], "setup": f"one process, pack = false, torch threads {torch.get_num_threads()}"},
             "local": {**results["local"], "setup": f"one process, torch threads {torch.get_num_threads()}"},
             "ray": {**results["ray"], "setup": f"local Ray instance, {args.actors} actors x "
                                                f"{max(1, os.cpu_count() // args.actors)} CPU"},
             "ray_vs_local_docs_per_s": round(results["ray"]["docs_per_s"] / results["local"]["docs_per_s"], 2),
+            "packed_vs_unpacked_docs_per_s": round(results["local"]["docs_per_s"] / results["local_unpacked"]["docs_per_s"], 2),
             "outputs_identical": identical,
+            "packed_outputs_identical_to_unpacked": same_labels,
             "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                         "python": platform.python_version()},
             "versions": {"spacy-cmllm": version("spacy-cmllm"), "spacy": spacy.__version__, "torch": torch.__version__, "ray": ray.__version__},
         }

@@ -553,15 +553,18 @@ def precision_table(nlp, model, backbone, sentences, repeats: int, device, cnn_n
 
 
 def read_tweets(path: Path, limit: int):
-    """The words of each tweet of a two-column CoNLL file (word, tag; blank line between tweets)."""
+    """The words of each tweet of a two-column CoNLL file (word TAB tag; an empty line between
+    tweets). The few tokens that are only whitespace are dropped: a Doc cannot hold them."""
     tweets, words = [], []
     for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if not line.strip():
+        if not line:
             if words:
                 tweets.append(words)
                 words = []
             continue
-        words.append(line.split("\t")[0].split(" ")[0])
+        word = line.split("\t")[0].strip()
+        if word:
+            words.append(word)
     return tweets[:limit]
 
 

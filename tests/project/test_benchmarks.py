@@ -66,7 +66,11 @@ def test_int8_scores_compares_float_and_int8_on_the_same_docs(tiny_dir, tmp_path
     int8_scores = load_script("int8_scores")
     assert int8_scores.main([str(tmp_path / "model"), str(tmp_path / "test.spacy"), "--name", "tiny", "--out", str(out)]) == 0
     entry = json.loads(out.read_text())["tiny"]
-    assert entry["float"]["words"] == entry["int8"]["words"] == sum(len(w) for w, _, _ in TRAIN_DATA)
-    assert entry["ner_f1_change"] == pytest.approx(entry["int8"]["ner_f1"] - entry["float"]["ner_f1"], abs=0.011)
+    modes = entry["modes"]
+    assert {"fp32", "int8"} <= set(modes) and entry["default_float"] in modes
+    assert {row["words"] for row in modes.values()} == {sum(len(w) for w, _, _ in TRAIN_DATA)}
+    default = modes[entry["default_float"]]
+    assert entry["ner_f1_change"] == pytest.approx(modes["int8"]["ner_f1"] - default["ner_f1"], abs=0.011)
+    assert entry["ner_f1_change_vs_fp32"] == pytest.approx(modes["int8"]["ner_f1"] - modes["fp32"]["ner_f1"], abs=0.011)
     assert out.with_suffix(".png").stat().st_size > 0
     assert spacy.load(tmp_path / "model").get_pipe("transformer").model.attrs["int8"] is False
