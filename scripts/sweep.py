@@ -263,9 +263,23 @@ def run_sweep(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- summary and plot
 
 
+def t_interval(diffs: list[float], level: float = 0.95) -> list[float] | None:
+    """Student-t interval of the mean of per-seed paired differences (None below 2 seeds):
+    with three seeds it is wide, which is the point — it says when seeds cannot separate two
+    configurations."""
+    if len(diffs) < 2:
+        return None
+    from scipy import stats as scipy_stats
+
+    mean = statistics.mean(diffs)
+    half = scipy_stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return [round(mean - half, 2), round(mean + half, 2)]
+
+
 def summarise(rows: list[dict]) -> dict:
     """Mean ± std per (model, unmask, budget), and per-seed paired differences of each decoder
-    configuration against "0000" (causal) and "1111" (fully unmasked) under the same budget."""
+    configuration against "0000" (causal) and "1111" (fully unmasked) under the same budget,
+    for test F1, dev F1 and tag accuracy, with a 95 % t-interval of their mean."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
@@ -286,12 +300,12 @@ def summarise(rows: list[dict]) -> dict:
             values = [float(r[metric]) for r in members if r[metric] != ""]
             entry[metric] = stats(values)
             entry[metric + "_values"] = values
-        for reference in ("0000", "1111"):
-            ref = {r["seed"]: float(r["test_f1"]) for r in groups.get(("smollm2", head, reference, *budget), [])}
-            diffs = [float(r["test_f1"]) - ref[r["seed"]] for r in members
-                     if model == "smollm2" and unmask != reference and r["seed"] in ref]
+        for reference, metric in itertools.product(("0000", "1111"), ("test_f1", "dev_f1", "tag_acc")):
+            ref = {r["seed"]: float(r[metric]) for r in groups.get(("smollm2", head, reference, *budget), []) if r[metric] != ""}
+            diffs = [float(r[metric]) - ref[r["seed"]] for r in members
+                     if model == "smollm2" and unmask != reference and r["seed"] in ref and r[metric] != ""]
             if diffs:
-                entry[f"test_f1_vs_{reference}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs)}
+                entry[f"{metric}_vs_{reference}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs), "ci95": t_interval(diffs)}
         configs.append(entry)
     return {"configs": configs}
 

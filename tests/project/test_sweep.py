@@ -53,7 +53,10 @@ def test_summary_pairs_seeds_against_0000_and_1111():
     configs = {e["unmask"]: e for e in sweep.summarise(rows)["configs"]}
     assert configs["0011"]["test_f1"] == {"mean": 54.0, "std": 1.0, "n": 3}
     # Per seed: 53-50, 55-52, 54-54 -> +3, +3, 0: two wins of three.
-    assert configs["0011"]["test_f1_vs_0000"] == {"mean": 2.0, "std": 1.73, "n": 3, "wins": 2}
+    # 95 % t-interval by hand: 2.0 -/+ t(0.975, 2 df) 4.3027 x 1.7321 / sqrt(3) = 2.0 -/+ 4.3027.
+    assert configs["0011"]["test_f1_vs_0000"] == {"mean": 2.0, "std": 1.73, "n": 3, "wins": 2, "ci95": [-2.3, 6.3]}
+    assert configs["0011"]["dev_f1_vs_0000"]["mean"] == 2.0
+    assert configs["0011"]["tag_acc_vs_0000"] == {"mean": 0.0, "std": 0.0, "n": 3, "wins": 0, "ci95": [0.0, 0.0]}
     assert configs["0011"]["test_f1_vs_1111"]["mean"] == pytest.approx((2 + 5 - 1) / 3, abs=0.01)
     assert "test_f1_vs_0000" not in configs["0000"] and "test_f1_vs_0000" not in configs["spacy-cnn"]
 
