@@ -7,7 +7,7 @@ oneDNN and MKL are limited to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
 MKL_ENABLE_INSTRUCTIONS) and bf16 autocast is off (`--vars.mixed_precision false`), which
 is what the shipped config does by itself on such a CPU.
 
-    python benchmarks/workflow_time.py [--isa avx2] [--out benchmarks/results/workflow_time.json]
+    python benchmarks/workflow_time.py [--isa avx2] [--out benchmarks/results/workflow_time_<isa>.json]
 
 Writes the JSON and a PNG of the step times beside it.
 """
@@ -60,8 +60,10 @@ def plot(report: dict, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--isa", choices=["native", "avx2"], default="native")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "workflow_time.json")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / f"workflow_time_{args.isa}.json"
     env = dict(os.environ)
     extra = []
     if args.isa == "avx2":
