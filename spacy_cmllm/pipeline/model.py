@@ -340,14 +340,17 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
 
 def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
     """None means: where the hardware computes bf16 natively. On a CPU without AVX512-BF16
-    or AMX, bf16 autocast is several times SLOWER than float32, so it stays off there."""
+    or AMX, bf16 autocast is several times SLOWER than float32, so it stays off there; also
+    where PyTorch's kernels are held below AVX512 (ATEN_CPU_CAPABILITY), as they then cannot
+    use those instructions."""
     if setting is not None:
         return bool(setting)
     try:
         if device.type == "cuda":
             return bool(torch.cuda.is_bf16_supported())
         if device.type == "cpu":
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+            hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+            return bool(hardware) and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     except (AttributeError, RuntimeError):
         pass
     return False

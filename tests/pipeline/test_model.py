@@ -113,6 +113,23 @@ def test_mixed_precision_autocast(model_dir):
     assert all(numpy.isfinite(h["ner"]) for h in history)
 
 
+@pytest.mark.parametrize(
+    "native,capability,expected",
+    [(True, "AVX512", True), (True, "AVX2", False), (False, "AVX512", False), (False, "AVX2", False)],
+)
+def test_bf16_autocast_by_default_only_where_the_cpu_kernels_have_it(monkeypatch, native, capability, expected):
+    """null = bf16 where the CPU computes it natively AND PyTorch's kernels may use AVX512
+    (ATEN_CPU_CAPABILITY=avx2 holds them below it: bf16 would then be slower than float32)."""
+    from spacy_cmllm.pipeline.model import use_bf16_autocast
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    cpu = torch.device("cpu")
+    assert use_bf16_autocast(None, cpu) is expected
+    assert use_bf16_autocast(True, cpu) is True and use_bf16_autocast(False, cpu) is False
+
+
 def test_frozen_decoder_without_lora(model_dir):
     nlp = build_pipeline(model_dir, lora=None)
     history = train(nlp, steps=10)
