@@ -15,6 +15,7 @@ redraws int8_scores.png.
 """
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # Set to emulate an older CPU: kernels held below what the hardware has.
+            "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
             "threads": torch.get_num_threads(),
         },
         "versions": {"torch": torch.__version__, "spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__},

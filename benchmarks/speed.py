@@ -43,6 +43,7 @@ bf16 autocast as the pipeline (mixed_precision = null: on where the hardware has
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -348,6 +349,8 @@ def main(argv=None) -> dict:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # Set to emulate an older CPU: kernels held below what the hardware has.
+            "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(),
             "device": str(device),
