@@ -13,9 +13,16 @@ padding) of its batch, and packed or batched documents would no longer compute w
 compute alone. With per-token scales each token's result is independent of its neighbours.
 Embeddings, norms and attention stay float32; the causal mask is removed in the same layers
 as in the original.
+
+On CPUs without VNNI (AVX2 only), oneDNN's int8 product multiplies pairs into 16-bit sums
+that saturate: with weights in the full int8 range ``torch._int_mm`` is then NOT exact (off by
+up to 1e5 on extreme inputs). Weights of at most 63 in magnitude keep every pair sum inside 16
+bits, so the copy measures once per process whether the product is exact at 127, and uses
+7-bit weight levels where it is not, or refuses (E077) where neither is exact.
 """
 
 import copy
+from functools import lru_cache
 from typing import Callable, Optional
 
 import torch
@@ -64,21 +71,55 @@ def int8_copy(
         clone = clone.merge_and_unload()
     clone = clone.float().eval().requires_grad_(False)
     base = find_base_model(clone)
-    replace_linears(base.layers)
+    replace_linears(base.layers, weight_levels=exact_weight_levels())
     unmask_layers(clone, spec)
     return clone
 
 
-class Int8Linear(nn.Module):
-    """y = x W^T + b with W int8 per output channel and x int8 per token (dynamic)."""
+WEIGHT_LEVEL_CHOICES = (127, 63)
 
-    def __init__(self, linear: nn.Linear):
+
+@lru_cache(maxsize=None)
+def exact_weight_levels() -> int:
+    """The largest weight magnitude (127 or 63) for which this process's ``torch._int_mm``
+    computes int8 x int8 products exactly, tried on the extreme inputs where 16-bit pair
+    sums saturate. Kernel choice depends on the CPU and on ONEDNN_MAX_CPU_ISA, both fixed
+    for a process."""
+    for levels in WEIGHT_LEVEL_CHOICES:
+        if _int_mm_exact(levels):
+            return levels
+    raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights"))
+
+
+def _int_mm_exact(weight_levels: int) -> bool:
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randint(-127, 128, (32, 256), dtype=torch.int8, generator=generator)]
+    weights = [torch.randint(-weight_levels, weight_levels + 1, (256, 32), dtype=torch.int8, generator=generator)]
+    for sign in (1, -1):
+        inputs.append(torch.full((32, 256), 127 * sign, dtype=torch.int8))
+        weights.append(torch.full((256, 32), weight_levels * sign, dtype=torch.int8))
+    for x in inputs:
+        for w in weights:
+            # float64 holds these integer sums exactly.
+            if not torch.equal(torch._int_mm(x, w).double(), x.double() @ w.double()):
+                return False
+    return True
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T + b with W int8 per output channel and x int8 per token (dynamic).
+
+    weight_levels: the largest weight magnitude, 127 where the CPU's int8 product is exact
+    over the full range, 63 where it is exact only below (see exact_weight_levels)."""
+
+    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127):
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / float(weight_levels)
+        quantized = torch.round(weight / scale[:, None]).clamp(-weight_levels, weight_levels).to(torch.int8)
         self.in_features = linear.in_features
         self.out_features = linear.out_features
+        self.weight_levels = weight_levels
         # (in, out), as torch._int_mm wants its second operand.
         self.register_buffer("weight_t", quantized.t().contiguous())
         self.register_buffer("weight_scale", scale)
@@ -99,16 +140,17 @@ class Int8Linear(nn.Module):
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights, per-token activations"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
+                f"(levels ±{self.weight_levels}), per-token activations")
 
 
-def replace_linears(module: nn.Module) -> int:
+def replace_linears(module: nn.Module, *, weight_levels: int = 127) -> int:
     """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, Int8Linear(child, weight_levels=weight_levels))
             count += 1
         else:
-            count += replace_linears(child)
+            count += replace_linears(child, weight_levels=weight_levels)
     return count

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +54,35 @@ def test_int8_copy_refuses_other_devices(make_decoder):
     model = make_decoder("llama", n_layers=2).to("meta")
     with pytest.raises(ValueError, match="E077"):
         int8_copy(model, unmask="00")
+
+
+EXACTNESS_SCRIPT = r"""
+import torch
+from spacy_cmllm.decoder.quantize import Int8Linear, _int_mm_exact, exact_weight_levels
+
+levels = exact_weight_levels()
+torch.manual_seed(0)
+linear = torch.nn.Linear(512, 256)
+q = Int8Linear(linear, weight_levels=levels)
+x = torch.randn(64, 512) * 4
+x[:, :8] *= 50  # outlier channels, as LLM activations have
+# The same quantization, with the product in float64 (exact for these integers).
+scale = x.abs().amax(dim=1, keepdim=True) / 127.0
+codes = torch.round(x / scale).clamp(-127, 127)
+exact = (codes.double() @ q.weight_t.double()) * scale.double() * q.weight_scale.double() + linear.bias.double()
+got = q(x).double()
+print(levels, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().max()))
+"""
+
+
+@pytest.mark.parametrize("isa", ["native", "AVX2"])
+def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
+    """oneDNN's AVX2 int8 kernel (no VNNI) sums pairs of products in 16 bits, which saturate
+    with full-range weights: there the copy must fall back to 7-bit weight levels."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    if isa == "AVX2":
+        env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
+    out = subprocess.run([sys.executable, "-c", EXACTNESS_SCRIPT], env=env, capture_output=True, text=True, check=True).stdout.split()
+    levels, full_range_exact, error = int(out[0]), out[1] == "True", float(out[2])
+    assert levels == (127 if full_range_exact else 63)
+    assert error < 1e-6
