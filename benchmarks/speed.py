@@ -34,7 +34,7 @@ plus the peak RSS.
 Results go to benchmarks/results/speed.json and speed.png.
 
     python benchmarks/speed.py [--words 3000] [--repeats 3] [--device cuda] [--trained model-best]
-                               [--cnn trained-cnn] [--tweets 2001]
+                               [--cnn trained-cnn] [--tweets 2000]
 
 On a GPU (--device cuda, the default where torch sees one, as the pipeline's device = null)
 every timing waits for the GPU to finish, and the raw and plain loops run under the same
@@ -155,7 +155,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--trained", type=Path, default=None, help="a trained pipeline: its scores float vs int8")
     parser.add_argument("--cnn", type=Path, default=None,
                         help="a trained spaCy CNN pipeline to time (default: configs/spacy-cnn.cfg initialized here; its speed does not depend on its weights)")
-    parser.add_argument("--tweets", type=int, default=2001, help="Broad Twitter Corpus test tweets to time (0 = skip)")
+    parser.add_argument("--tweets", type=int, default=2000, help="Broad Twitter Corpus test tweets to time (its test split has 2,000; 0 = skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--device", type=torch.device, default=None,
                         help="where the decoder runs: cpu, cuda, cuda:1 (default: CUDA when torch sees one, as the pipeline)")
