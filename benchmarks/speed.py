@@ -61,7 +61,7 @@ import spacy_cmllm
 from spacy_cmllm.corpora import read_conllu
 from spacy_cmllm.decoder.lora import LoraSettings, add_lora
 from spacy_cmllm.decoder.unmask import unmask_layers
-from spacy_cmllm.pipeline.model import get_backbone
+from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
 from spacy_cmllm.decoder.packing import SEGMENTS_KWARG
 from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING, use_bf16_autocast
@@ -531,7 +531,7 @@ def precision_table(nlp, model, backbone, sentences, repeats: int, device, cnn_n
             model.attrs["int8"] = int8
             docs = [Doc(vocab, words=w) for w, _, _ in sentences]
             trf.predict(docs)  # builds the int8 copy where asked, outside the timing
-            decoder = backbone.int8_decoder() if int8 else backbone.decoder
+            decoder = int8_decoder(model) if int8 else backbone.decoder
             calls = record_decoder_calls(decoder, lambda: trf.predict(docs))
 
             def raw(decoder=decoder, calls=calls, bf16=bf16):

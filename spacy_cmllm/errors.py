@@ -263,7 +263,12 @@ class Errors(metaclass=_WithCodes):
         "(0 = padding, 1, 2, ... one run of consecutive positions per document)."
     )
     E079 = (
-        "Invalid packing setting {name}={value!r}: {why}."
+        "Invalid run setting {name}={value!r}: {why}."
+    )
+    E080 = (
+        "int8 smoothing failed: {why}. Before quantizing, the int8 copy moves activation "
+        "outliers into the weights (SmoothQuant); set int8_smoothing = 0 in the "
+        "CausalMaskLLM.v3 config to quantize without it."
     )
 
 

@@ -12,7 +12,9 @@ whole call by one number, so a token's output would depend on the other document
 padding) of its batch, and packed or batched documents would no longer compute what they
 compute alone. With per-token scales each token's result is independent of its neighbours.
 Embeddings, norms and attention stay float32; the causal mask is removed in the same layers
-as in the original.
+as in the original. Before quantizing, activation outlier channels are moved into the
+weights (decoder/smoothing.py), and layers that read one and the same input (q/k/v_proj,
+gate/up_proj) quantize it once between them.
 
 On CPUs without VNNI (AVX2 only), oneDNN's int8 product multiplies pairs into 16-bit sums
 that saturate: with weights in the full int8 range ``torch._int_mm`` is then NOT exact (off by
@@ -23,13 +25,14 @@ bits, so the copy measures once per process whether the product is exact at 127,
 
 import copy
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ..errors import CmllmError, Errors
 from .layout import find_base_model
+from .smoothing import DEFAULT_ALPHA, smooth_for_int8
 from .unmask import UnmaskHandle, UnmaskSpec, unmask_layers
 
 
@@ -39,6 +42,8 @@ def int8_copy(
     unmask: UnmaskSpec,
     handle: Optional[UnmaskHandle] = None,
     rehook: Optional[Callable[[UnmaskHandle], None]] = None,
+    calibration: Sequence[torch.Tensor] = (),
+    smoothing: float = DEFAULT_ALPHA,
 ) -> nn.Module:
     """A merged, int8-quantized, unmasked copy of ``decoder`` for prediction on a CPU.
 
@@ -47,6 +52,10 @@ def int8_copy(
     handle: the original's unmask handle: its hooks are taken off while copying (a deep
         copy would carry hooks bound to the original) and put back; ``rehook`` receives
         the original's new handle.
+    calibration: windows of token ids, each (1, n), on which to measure activation ranges
+        for smoothing (decoder/smoothing.py); none: quantized without smoothing.
+    smoothing: SmoothQuant's alpha, the share of each channel's range moved into the
+        weights; 0 turns smoothing off.
     RETURNS: the copy, in eval mode, without gradients.
     """
     device = next(decoder.parameters()).device
@@ -70,9 +79,11 @@ def int8_copy(
     if callable(getattr(clone, "merge_and_unload", None)):
         clone = clone.merge_and_unload()
     clone = clone.float().eval().requires_grad_(False)
-    base = find_base_model(clone)
-    replace_linears(base.layers, weight_levels=exact_weight_levels())
+    # Unmasked before calibrating: smoothing must see the activations prediction sees.
     unmask_layers(clone, spec)
+    if calibration and smoothing > 0:
+        smooth_for_int8(clone, [ids.to(device) for ids in calibration], alpha=smoothing)
+    replace_linears(find_base_model(clone).layers, weight_levels=exact_weight_levels())
     return clone
 
 
@@ -106,13 +117,48 @@ def _int_mm_exact(weight_levels: int) -> bool:
     return True
 
 
+def quantize_per_token(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes of a (tokens, features) float32 matrix, one scale per token (row).
+
+    Memory-bound passes over the activations, so as few as the values allow: aminmax reads
+    once without a temporary, and no clamp is needed since |x| / (max|x| / 127) <= 127."""
+    low, high = x.aminmax(dim=1, keepdim=True)
+    scale = torch.maximum(high, low.neg_()).clamp_(min=1e-12).div_(127.0)
+    return torch.div(x, scale).round_().to(torch.int8), scale
+
+
+class SharedTokenCodes:
+    """The per-token codes of ONE input, shared by the int8 layers that read that same
+    tensor (q/k/v_proj; gate/up_proj): quantized once instead of once per layer.
+
+    A hit needs the very tensor object of the last call, unmodified since (its version
+    counter), so any other call just quantizes afresh; the entry is dropped after the last
+    reader, and read and replaced whole, so interleaved callers cost a recomputation, never
+    a wrong result."""
+
+    def __init__(self, readers: int):
+        self.readers = readers
+        self._entry: Optional[Tuple[torch.Tensor, int, Tuple[torch.Tensor, torch.Tensor], int]] = None
+
+    def __call__(self, x: torch.Tensor, flat: Callable[[], torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        entry = self._entry
+        if entry is not None and entry[0] is x and entry[1] == x._version:
+            left = entry[3] - 1
+            self._entry = (x, entry[1], entry[2], left) if left > 0 else None
+            return entry[2]
+        codes = quantize_per_token(flat())
+        self._entry = (x, x._version, codes, self.readers - 1) if self.readers > 1 else None
+        return codes
+
+
 class Int8Linear(nn.Module):
     """y = x W^T + b with W int8 per output channel and x int8 per token (dynamic).
 
     weight_levels: the largest weight magnitude, 127 where the CPU's int8 product is exact
-    over the full range, 63 where it is exact only below (see exact_weight_levels)."""
+    over the full range, 63 where it is exact only below (see exact_weight_levels).
+    shared: the input's codes, where other layers read the same input."""
 
-    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127):
+    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, shared: Optional[SharedTokenCodes] = None):
         super().__init__()
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / float(weight_levels)
@@ -120,6 +166,7 @@ class Int8Linear(nn.Module):
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.weight_levels = weight_levels
+        self.shared = shared
         # (in, out), as torch._int_mm wants its second operand.
         self.register_buffer("weight_t", quantized.t().contiguous())
         self.register_buffer("weight_scale", scale)
@@ -128,28 +175,39 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        flat = x.reshape(-1, self.in_features).float()
-        # The quantize and rescale steps are memory-bound passes over the activations, done
-        # in place where the values allow. abs().amax() rather than an inf-norm: the same
-        # values, and on CPUs the norm's reduction is over ten times slower than the copy.
-        scale = flat.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(127.0)
-        quantized = torch.div(flat, scale).round_().clamp_(-127, 127).to(torch.int8)
-        out = torch._int_mm(quantized, self.weight_t).mul(scale).mul_(self.weight_scale)
+
+        def flat() -> torch.Tensor:
+            return x.reshape(-1, self.in_features).float()
+
+        codes, scale = self.shared(x, flat) if self.shared is not None else quantize_per_token(flat())
+        out = torch._int_mm(codes, self.weight_t).mul(scale)
         if self.bias is not None:
-            out.add_(self.bias)
+            out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
+        else:
+            out.mul_(self.weight_scale)
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
-                f"(levels ±{self.weight_levels}), per-token activations")
+                f"(levels ±{self.weight_levels}), per-token activations" + (", shared input codes" if self.shared else ""))
+
+
+# Sibling layers that a Llama-layout block calls on one and the same tensor.
+SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
 def replace_linears(module: nn.Module, *, weight_levels: int = 127) -> int:
     """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
+    shared = {}
+    for names in SHARED_INPUTS:
+        siblings = [getattr(module, name, None) for name in names]
+        if all(isinstance(s, nn.Linear) for s in siblings) and len({s.in_features for s in siblings}) == 1:
+            codes = SharedTokenCodes(len(names))
+            shared.update((name, codes) for name in names)
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, weight_levels=weight_levels))
+            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, shared=shared.get(name)))
             count += 1
         else:
             count += replace_linears(child, weight_levels=weight_levels)

@@ -12,6 +12,7 @@ from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, Errors
 from .backbone import BackboneSettings
 from .bio_tagger import DEFAULT_MODEL, BIOTagger, build_bio_tagger_model
@@ -112,6 +113,7 @@ def build_causal_mask_llm_v3(
     adapter_optimizer: Optional[AdapterOptimizer] = None,
     pack: bool = True,
     int8: bool = False,
+    int8_smoothing: float = DEFAULT_ALPHA,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A partly unmasked, LoRA-adapted decoder as the model of spacy-transformers'
     ``transformer`` component; ``TransformerListener.v1`` layers read its output.
@@ -149,10 +151,15 @@ def build_causal_mask_llm_v3(
         block linear layers run in int8 (per-channel weights, per-token activations, an
         exact int8 matrix product; CPU only, no autocast).
         Prediction only: nlp.update stops with E076. Can be switched at spacy.load.
+    int8_smoothing (float): SmoothQuant's alpha for the int8 copy: the share of each
+        activation channel's range moved into the weights, measured on a fixed
+        calibration text (0 = plain int8). Can be switched at spacy.load.
     """
     for key, value in (("pack", pack), ("int8", int8)):
         if not isinstance(value, bool):
             raise CmllmError(Errors.E079.format(name=key, value=value, why="must be true or false"))
+    if isinstance(int8_smoothing, bool) or not isinstance(int8_smoothing, (int, float)) or not 0 <= int8_smoothing <= 1:
+        raise CmllmError(Errors.E079.format(name="int8_smoothing", value=int8_smoothing, why="must be a number from 0 to 1"))
     if int8 and quantization is not None:
         raise CmllmError(Errors.E077.format(why=f"quantization={quantization!r} already quantizes the base"))
     for key, value, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
@@ -186,6 +193,7 @@ def build_causal_mask_llm_v3(
         adapter_optimizer=adapter_optimizer,
         pack=pack,
         int8=int8,
+        int8_smoothing=float(int8_smoothing),
     )
 
 

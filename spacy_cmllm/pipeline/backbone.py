@@ -144,22 +144,35 @@ class Backbone(nn.Module):
             self._piece_encoder = PieceEncoder(self.tokenizer)
         return self._piece_encoder
 
-    def int8_decoder(self) -> nn.Module:
+    def int8_decoder(self, *, smoothing: float, bos_id: Optional[int], window: int) -> nn.Module:
         """A merged int8 copy of the decoder for CPU prediction, built on first use (E077
         where it cannot be built) and checked with the unmask probe (per-token scales keep
         every position independent of later ones, so the probe measures it as it does
-        the float decoder)."""
-        if self._int8_decoder is None:
+        the float decoder).
+
+        smoothing: SmoothQuant's alpha (decoder/smoothing.py), 0 for none. Its calibration
+            windows are laid out as prediction's: at most ``window`` pieces, after the
+            ``bos_id`` sink where windows have one (the sink's activations are the largest
+            of all)."""
+        key = (float(smoothing), bos_id, window)
+        if self._int8_decoder is None or self._int8_decoder[0] != key:
             from ..decoder.quantize import int8_copy
+            from ..decoder.smoothing import CALIBRATION_TEXTS
 
             def rehook(handle: Any) -> None:
                 self.unmask_handle = handle
 
-            quantized = int8_copy(self.decoder, unmask=self.settings.unmask, handle=self.unmask_handle, rehook=rehook)
+            head = [bos_id] if bos_id is not None else []
+            encoded = self.tokenizer(list(CALIBRATION_TEXTS), add_special_tokens=False)["input_ids"]
+            calibration = [torch.tensor([head + list(ids[:window])], dtype=torch.long) for ids in encoded if ids]
+            quantized = int8_copy(
+                self.decoder, unmask=self.settings.unmask, handle=self.unmask_handle, rehook=rehook,
+                calibration=calibration, smoothing=smoothing,
+            )
             expected = parse_spec(self.settings.unmask, len(decoder_layers(quantized)))
             check_unmasked(quantized, expected, spec=self.settings.unmask)
-            object.__setattr__(self, "_int8_decoder", quantized)
-        return self._int8_decoder
+            object.__setattr__(self, "_int8_decoder", (key, quantized))
+        return self._int8_decoder[1]
 
     def drop_int8_decoder(self) -> None:
         """Forget the int8 copy (the adapters are about to change)."""

@@ -19,6 +19,7 @@ from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
 from ..decoder.packing import check_packing_supported, packed_inputs
+from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, CodedError, Errors, Warnings
 from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
@@ -32,7 +33,7 @@ from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windo
 TRAIN_MAX_PADDING = 0.03
 
 # Attrs that say how the decoder runs, not what it learned (the config's value wins at load).
-RUN_SETTINGS = ("pack", "int8")
+RUN_SETTINGS = {"pack": False, "int8": False, "int8_smoothing": DEFAULT_ALPHA}
 
 
 @dataclass
@@ -97,7 +98,7 @@ class CausalMaskLLM(Model):
         wanted = self.attrs.get("hidden_layers")
         # How to run the decoder, not what it learned: the config's values win over the
         # saved ones, so `spacy.load(..., config=...)` can switch them.
-        run_settings = {key: self.attrs.get(key, False) for key in RUN_SETTINGS}
+        run_settings = {key: self.attrs.get(key, default) for key, default in RUN_SETTINGS.items()}
         try:
             loaded = super().from_bytes(bytes_data)
         except CodedError:
@@ -162,6 +163,7 @@ def build_model(
     adapter_optimizer: Optional[AdapterOptimizer] = None,
     pack: bool = False,
     int8: bool = False,
+    int8_smoothing: float = DEFAULT_ALPHA,
 ) -> Model[List[Doc], FullTransformerBatch]:
     shim = BackboneShim(
         _Placeholder(),
@@ -185,6 +187,7 @@ def build_model(
             "mixed_precision": mixed_precision,
             "pack": pack,
             "int8": int8,
+            "int8_smoothing": int8_smoothing,
         },
     )
 
@@ -202,6 +205,14 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
         shim._model = Backbone.load(BackboneSettings.from_dict(model.attrs["settings"]))
     model.set_dim("nO", get_backbone(model).hidden_size, force=True)
     return model
+
+
+def int8_decoder(model: Model) -> torch.nn.Module:
+    """The int8 copy of the decoder that ``model`` predicts with when attrs["int8"] is set."""
+    backbone = get_backbone(model)
+    bos_id = backbone.tokenizer.bos_token_id if model.attrs["add_bos"] else None
+    smoothing = model.attrs.get("int8_smoothing", DEFAULT_ALPHA)
+    return backbone.int8_decoder(smoothing=smoothing, bos_id=bos_id, window=model.attrs["window"])
 
 
 def get_backbone(model: Model) -> Backbone:
@@ -286,7 +297,7 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     if n_pieces == 0:
         return torch.zeros((0, width), dtype=torch.float32, device=device)
     int8 = bool(model.attrs.get("int8", False)) and not is_train
-    decoder = backbone.int8_decoder() if int8 else backbone.decoder
+    decoder = int8_decoder(model) if int8 else backbone.decoder
     lengths = [len(w) for w in plan.windows]
     pack = bool(model.attrs.get("pack", False))
     if pack:

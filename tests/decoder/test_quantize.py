@@ -86,3 +86,33 @@ def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
     levels, full_range_exact, error = int(out[0]), out[1] == "True", float(out[2])
     assert levels == (127 if full_range_exact else 63)
     assert error < 1e-6
+
+
+def test_shared_codes_quantize_a_block_input_once_and_never_serve_stale(make_decoder, monkeypatch):
+    from spacy_cmllm.decoder import quantize
+
+    model = make_decoder("llama", n_layers=2)
+    unshared = int8_copy(model, unmask="00")
+    for module in unshared.modules():
+        if isinstance(module, Int8Linear):
+            module.shared = None
+    shared = int8_copy(model, unmask="00")
+    calls = []
+    real = quantize.quantize_per_token
+    monkeypatch.setattr(quantize, "quantize_per_token", lambda x: calls.append(x.shape) or real(x))
+    ids = torch.randint(1, 128, (2, 9))
+    with torch.no_grad():
+        want = unshared(input_ids=ids, use_cache=False).logits
+        n_unshared = len(calls)
+        calls.clear()
+        got = shared(input_ids=ids, use_cache=False).logits
+    # 7 linear layers per block, 4 distinct inputs: (q, k, v), o, (gate, up), down.
+    assert (n_unshared, len(calls)) == (2 * 7, 2 * 4)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+    attn = shared.model.layers[0].self_attn
+    x = torch.randn(1, 3, attn.q_proj.in_features)
+    first = attn.k_proj(x)
+    x.mul_(2.0)  # changed in place after q read it: k and v must not reuse its codes
+    torch.testing.assert_close(attn.v_proj(x) / 2, attn.v_proj(x.clone()) / 2)
+    torch.testing.assert_close(attn.k_proj(x), 2 * first, rtol=0.02, atol=1e-4)

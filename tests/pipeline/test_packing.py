@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_cmllm.pipeline.model import get_backbone
+from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.pipeline.packing import pack_rows, pad_packed, padding_waste
 from spacy_cmllm.pipeline.windows import batch_windows
 from tests.tiny import build_pipeline, save_tiny_decoder, train, train_examples
@@ -204,7 +204,7 @@ def test_v2_does_not_pack_v3_does(llama_dir):
     assert v3.get_pipe("transformer").model.attrs["int8"] is False
 
 
-@pytest.mark.parametrize("override,code", [({"pack": "yes"}, "E079"), ({"int8": 1}, "E079"), ({"int8": True, "quantization": "4bit"}, "E077")])
+@pytest.mark.parametrize("override,code", [({"pack": "yes"}, "E079"), ({"int8": 1}, "E079"), ({"int8_smoothing": 1.5}, "E079"), ({"int8_smoothing": True}, "E079"), ({"int8": True, "quantization": "4bit"}, "E077")])
 def test_v3_setting_errors(llama_dir, override, code):
     from spacy_cmllm.pipeline.architectures import build_causal_mask_llm_v3
 
@@ -241,7 +241,7 @@ def test_int8_loads_predicts_and_is_refused_in_training(trained_dir):
     backbone = get_backbone(model)
     text = "John lives in New York and works for Google ."
     a, b = fp32(text), int8(text)
-    quantized = backbone.int8_decoder()
+    quantized = int8_decoder(model)
     assert any(type(m).__name__ == "Int8Linear" for m in quantized.modules())
     assert not any(isinstance(m, torch.nn.Linear) for m in quantized.modules())
     # The trainable decoder keeps its adapters and stays float.
@@ -269,3 +269,18 @@ def test_int8_batched_docs_equal_docs_alone(trained_dir):
     for text, vectors in zip(texts, batched):
         if vectors is not None:
             numpy.testing.assert_allclose(vectors, trf_vectors(nlp, [text])[0], atol=1e-3, rtol=0)
+
+
+def test_int8_smoothing_is_switched_at_load(trained_dir):
+    """int8_smoothing is a run setting: the config at spacy.load wins, and the copy follows it."""
+    copies = {}
+    for alpha in (0.0, 0.5):
+        nlp = spacy.load(trained_dir, config={"components": {"transformer": {"model": {"int8": True, "int8_smoothing": alpha}}}})
+        model = nlp.get_pipe("transformer").model
+        assert model.attrs["int8_smoothing"] == alpha
+        nlp("John lives in New York .")
+        copies[alpha] = int8_decoder(model)
+    from spacy_cmllm.decoder.layout import decoder_layers
+
+    norms = [decoder_layers(copies[alpha])[0].input_layernorm.weight for alpha in (0.0, 0.5)]
+    assert not torch.equal(*norms)
