@@ -92,9 +92,12 @@ def main(argv=None) -> int:
     parser.add_argument("data", type=Path, help="a .spacy file with gold entities and tags")
     parser.add_argument("--name", required=True, help="the entry's name in the results, e.g. ewt or conll03")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--smoothing", type=float, default=None, help="int8_smoothing (SmoothQuant alpha); default: the pipeline's")
     args = parser.parse_args(argv)
     nlp = spacy.load(args.model)
     model = nlp.get_pipe("transformer").model
+    if args.smoothing is not None:
+        model.attrs["int8_smoothing"] = args.smoothing
     # Read at every call (a v2 pipeline has them too, off): packed, as the shipped configs predict.
     model.attrs["pack"] = True
     device = get_backbone(model).device
@@ -130,6 +133,7 @@ def main(argv=None) -> int:
         "within_bound": modes[default]["ner_f1"] - int8_scores["ner_f1"] <= MAX_F1_LOSS,
         # 127: 8-bit weights; 63: 7-bit, where this CPU's int8 product saturates above.
         "int8_weight_levels": exact_weight_levels(),
+        "int8_smoothing": model.attrs.get("int8_smoothing", 0.0),
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),

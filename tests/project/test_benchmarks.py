@@ -50,21 +50,29 @@ def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, tmp_path)
         assert set(tweets["words_per_s"]) == {"smollm2_fp32", "smollm2_int8", "spacy_cnn"} or "smollm2_bf16" in tweets["words_per_s"]
 
 
-def test_int8_scores_compares_float_and_int8_on_the_same_docs(tiny_dir, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tiny_dir, tmp_path_factory):
+    """A briefly trained tiny pipeline and a .spacy file of gold entities and tags."""
     from tests.tiny import build_pipeline, train
 
+    path = tmp_path_factory.mktemp("trained")
     nlp = build_pipeline(tiny_dir, **{"@architectures": "spacy-cmllm.CausalMaskLLM.v3"})
     train(nlp, steps=5)
-    nlp.to_disk(tmp_path / "model")
+    nlp.to_disk(path / "model")
     docs = []
     for words, tags, biluo in TRAIN_DATA:
         doc = Doc(nlp.vocab, words=words, tags=tags)
         doc.ents = Example.from_dict(Doc(nlp.vocab, words=words), {"entities": biluo}).reference.ents
         docs.append(doc)
-    DocBin(docs=docs).to_disk(tmp_path / "test.spacy")
+    DocBin(docs=docs).to_disk(path / "test.spacy")
+    return path / "model", path / "test.spacy"
+
+
+def test_int8_scores_compares_float_and_int8_on_the_same_docs(trained, tmp_path):
+    model, data = trained
     out = tmp_path / "int8.json"
     int8_scores = load_script("int8_scores")
-    assert int8_scores.main([str(tmp_path / "model"), str(tmp_path / "test.spacy"), "--name", "tiny", "--out", str(out)]) == 0
+    assert int8_scores.main([str(model), str(data), "--name", "tiny", "--out", str(out), "--smoothing", "0.3"]) == 0
     entry = json.loads(out.read_text())["tiny"]
     modes = entry["modes"]
     assert {"fp32", "int8"} <= set(modes) and entry["default_float"] in modes
@@ -73,5 +81,21 @@ def test_int8_scores_compares_float_and_int8_on_the_same_docs(tiny_dir, tmp_path
     assert entry["ner_f1_change"] == pytest.approx(modes["int8"]["ner_f1"] - default["ner_f1"], abs=0.011)
     assert entry["ner_f1_change_vs_fp32"] == pytest.approx(modes["int8"]["ner_f1"] - modes["fp32"]["ner_f1"], abs=0.011)
     assert entry["int8_weight_levels"] in (127, 63)
+    assert entry["int8_smoothing"] == 0.3
     assert out.with_suffix(".png").stat().st_size > 0
-    assert spacy.load(tmp_path / "model").get_pipe("transformer").model.attrs["int8"] is False
+    assert spacy.load(model).get_pipe("transformer").model.attrs["int8"] is False
+
+
+def test_int8_smoothing_measures_each_alpha_against_float32(trained, tmp_path):
+    model, data = trained
+    out = tmp_path / "smoothing.json"
+    assert load_script("int8_smoothing").main([str(model), str(data), "--alphas", "0,0.5", "--name", "tiny", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["tiny"]
+    assert set(entry["alphas"]) == {"0.0", "0.5"}
+    for row in entry["alphas"].values():
+        assert 0 < row["vector_relative_error"] < 0.5
+        assert 0 <= row["ner_label_changed"] <= 1 and 0 <= row["tag_changed"] <= 1
+    # Smoothing changes the int8 copy, so the two alphas cannot stray from float32 alike.
+    assert entry["alphas"]["0.0"]["vector_relative_error"] != entry["alphas"]["0.5"]["vector_relative_error"]
+    assert entry["best_alpha_by_vector_error"] in entry["alphas"]
+    assert out.with_suffix(".png").stat().st_size > 0
