@@ -82,6 +82,9 @@ def test_int8_scores_compares_float_and_int8_on_the_same_docs(trained, tmp_path)
     assert entry["ner_f1_change_vs_fp32"] == pytest.approx(modes["int8"]["ner_f1"] - modes["fp32"]["ner_f1"], abs=0.011)
     assert entry["int8_weight_levels"] in (127, 63)
     assert entry["int8_smoothing"] == 0.3
+    low, high = entry["ner_f1_change_vs_fp32_ci95"]
+    assert low <= entry["ner_f1_change_vs_fp32"] <= high
+    assert entry["entities"] == sum(tag[0] in "BU" for _, _, biluo in TRAIN_DATA for tag in biluo)
     assert out.with_suffix(".png").stat().st_size > 0
     assert spacy.load(model).get_pipe("transformer").model.attrs["int8"] is False
 
