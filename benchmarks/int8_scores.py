@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     modes = {}
     for mode, bf16, int8 in runs:
         modes[mode] = score(nlp, examples, int8=int8, bf16=bf16)
-        print(f"{mode}: {modes[mode]}", flush=True)
+        print(f"{mode}: { {k: v for k, v in modes[mode].items() if k != '_counts'} }", flush=True)
     int8_scores = modes["int8"]
     counts = {mode: row.pop("_counts") for mode, row in modes.items()}
     weights = resample_weights(len(examples))

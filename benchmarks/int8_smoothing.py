@@ -14,6 +14,7 @@ and redraws int8_smoothing.png. Accuracy only: no timings, so it may share the C
 """
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -109,6 +110,8 @@ def main(argv=None) -> int:
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # Set to emulate an older CPU: kernels held below what the hardware has.
+            "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
         },
         "versions": {"torch": torch.__version__, "spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__},
     }
