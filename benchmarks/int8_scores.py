@@ -46,13 +46,41 @@ def pct(value):
     return None if value is None else round(100 * value, 2)
 
 
+def gold_token_docs(nlp, examples) -> list:
+    """Fresh Docs of the reference tokens, so every run predicts (and is scored on) the same tokens."""
+    return [Doc(nlp.vocab, words=[t.text for t in eg.reference], spaces=[bool(t.whitespace_) for t in eg.reference]) for eg in examples]
+
+
+def machine() -> dict:
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # Set to emulate an older CPU: kernels held below what the hardware has.
+        "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
+        "threads": torch.get_num_threads(),
+    }
+
+
+def versions() -> dict:
+    return {"torch": torch.__version__, "spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__}
+
+
+def save_entry(out: Path, name: str, entry: dict, draw) -> None:
+    """Add (or replace) ``name`` in the results file ``out`` and redraw its PNG with ``draw``."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results[name] = entry
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    draw(results, out.with_suffix(".png"))
+
+
 def score(nlp, examples, *, int8: bool, bf16: bool) -> dict:
     """Predict the gold-tokenized Docs and score them; per-document entity counts ride along
     (key "_counts") for the paired bootstrap."""
     model = nlp.get_pipe("transformer").model
     model.attrs["int8"] = int8
     model.attrs["mixed_precision"] = bf16
-    docs = [Doc(nlp.vocab, words=[t.text for t in eg.reference], spaces=[bool(t.whitespace_) for t in eg.reference]) for eg in examples]
+    docs = gold_token_docs(nlp, examples)
     n_words = sum(len(doc) for doc in docs)
     if int8:
         nlp(examples[0].reference.text)  # builds the merged int8 copy outside the timing
@@ -157,20 +185,10 @@ def main(argv=None) -> int:
         # 127: 8-bit weights; 63: 7-bit, where this CPU's int8 product saturates above.
         "int8_weight_levels": exact_weight_levels(),
         "int8_smoothing": model.attrs.get("int8_smoothing", 0.0),
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            # Set to emulate an older CPU: kernels held below what the hardware has.
-            "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
-            "threads": torch.get_num_threads(),
-        },
-        "versions": {"torch": torch.__version__, "spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__},
+        "machine": machine(),
+        "versions": versions(),
     }
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.name] = entry
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    plot(results, args.out.with_suffix(".png"))
+    save_entry(args.out, args.name, entry, plot)
     print(json.dumps({k: entry[k] for k in ("default_float", "ner_f1_change", "ner_f1_change_ci95", "tag_acc_change", "speedup", "ner_f1_change_vs_fp32", "ner_f1_change_vs_fp32_ci95", "speedup_vs_fp32", "within_bound")}))
     return 0
 

@@ -13,21 +13,21 @@ Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_smooth
 and redraws int8_smoothing.png. Accuracy only: no timings, so it may share the CPU.
 """
 import argparse
-import json
-import os
-import platform
 import sys
 from pathlib import Path
 
 import numpy
 import spacy
-import torch
 from spacy.scorer import Scorer
-from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 
-import spacy_cmllm
 from spacy_cmllm.decoder.quantize import exact_weight_levels
+
+HERE = Path(__file__).parent
+# The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+from int8_scores import gold_token_docs, machine, save_entry, versions  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "int8_smoothing.json"
@@ -36,8 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "int8_smoothing.json"
 def predict(nlp, examples, *, int8: bool, alpha: float):
     model = nlp.get_pipe("transformer").model
     model.attrs.update({"int8": int8, "int8_smoothing": alpha, "mixed_precision": False, "pack": True})
-    docs = [Doc(nlp.vocab, words=[t.text for t in eg.reference], spaces=[bool(t.whitespace_) for t in eg.reference]) for eg in examples]
-    return list(nlp.pipe(docs, batch_size=64))
+    return list(nlp.pipe(gold_token_docs(nlp, examples), batch_size=64))
 
 
 def compare(nlp, examples, reference, predicted) -> dict:
@@ -107,19 +106,10 @@ def main(argv=None) -> int:
         "alphas": rows,
         "best_alpha_by_vector_error": min(rows, key=lambda a: rows[a]["vector_relative_error"]),
         "int8_weight_levels": exact_weight_levels(),
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            # Set to emulate an older CPU: kernels held below what the hardware has.
-            "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
-        },
-        "versions": {"torch": torch.__version__, "spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__},
+        "machine": machine(),
+        "versions": versions(),
     }
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.name] = entry
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    plot(results, args.out.with_suffix(".png"))
+    save_entry(args.out, args.name, entry, plot)
     return 0
 
 
