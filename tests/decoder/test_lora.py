@@ -6,6 +6,7 @@ from spacy_cmllm.errors import CmllmError
 from spacy_cmllm.decoder.lora import (
     LoraSettings,
     adapter_state,
+    block_linear_names,
     add_lora,
     load_adapter_state,
     trainable_parameters,
@@ -116,3 +117,17 @@ def test_a_target_set_no_alternative_fits(make_decoder, monkeypatch):
     monkeypatch.setitem(lora.TARGET_SETS, "attention", (("query", "value"),))
     with pytest.raises(CmllmError, match=r"E022.*'attention'.*\['query', 'value'\]"):
         add_lora(make_decoder("llama", n_layers=2), target_modules="attention")
+
+
+@pytest.mark.parametrize(
+    "family, expected",
+    [("llama", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+     ("mistral", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+     ("phi3", {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"})],
+)
+def test_all_linear_targets_add_the_mlp(make_decoder, family, expected):
+    model = make_decoder(family, n_layers=2)
+    linear = set(block_linear_names(model))
+    adapted = {n.split(".")[-4] for n in trainable_parameters(add_lora(model, r=2, target_modules="all-linear"))}
+    # Every linear module of the blocks, in the family's names.
+    assert adapted == expected == linear
