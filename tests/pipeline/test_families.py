@@ -1,4 +1,4 @@
-"""Qwen2, Gemma-2 and Phi-3 through the whole pipeline: train, save, load, same predictions,
+"""Qwen2, Gemma-2, Phi-3 (and adapters on every linear layer) through the whole pipeline: train, save, load, same predictions,
 and the unmask the config asks for, measured on the loaded decoder."""
 import numpy
 import pytest
@@ -59,3 +59,29 @@ def test_gemma2_on_sdpa_is_refused(tmp_path, byte_level_tokenizer):
     nlp = build_pipeline(model_dir, unmask="01", attn_implementation="sdpa")
     with pytest.raises(ValueError, match="E023"):
         train(nlp, steps=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "phi3"])
+def test_adapters_on_every_linear_layer_train_and_merge_into_int8(tmp_path, byte_level_tokenizer, family):
+    import torch
+
+    from spacy_cmllm.pipeline.model import int8_decoder
+
+    model_dir = save_tiny_decoder(tmp_path / family, byte_level_tokenizer, family=family, n_layers=4)
+    nlp = build_pipeline(
+        model_dir, unmask="0011", lora={"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": "all-linear"},
+        **{"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "mixed_precision": False},
+    )
+    train(nlp, steps=4)
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, _ in backbone(nlp).decoder.named_parameters() if ".lora_" in n}
+    assert {"down_proj", "o_proj"} <= adapted and ({"gate_proj", "up_proj"} <= adapted or "gate_up_proj" in adapted)
+    nlp.to_disk(tmp_path / "nlp")
+    fp32 = spacy.load(tmp_path / "nlp")
+    int8 = spacy.load(tmp_path / "nlp", config={"components": {"transformer": {"model": {"int8": True}}}})
+    # The MLP adapters are merged into the weights before quantizing: no float Linear is left.
+    quantized = int8_decoder(int8.get_pipe("transformer").model)
+    assert not any(isinstance(m, torch.nn.Linear) for m in quantized.layers.modules())
+    a, b = fp32(TEXTS[0]), int8(TEXTS[0])
+    va, vb = a._.trf_data.model_output.last_hidden_state, b._.trf_data.model_output.last_hidden_state
+    cosine = (va * vb).sum(-1) / numpy.linalg.norm(va, axis=-1) / numpy.linalg.norm(vb, axis=-1)
+    assert cosine.min() > 0.95
