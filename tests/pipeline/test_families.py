@@ -1,5 +1,6 @@
-"""Qwen2, Gemma-2, Phi-3 (and adapters on every linear layer) through the whole pipeline: train, save, load, same predictions,
-and the unmask the config asks for, measured on the loaded decoder."""
+"""Qwen2, Gemma-2 and Phi-3 through the whole pipeline: train, save, load, same predictions,
+and the unmask the config asks for, measured on the loaded decoder; adapters on every
+linear layer ("all-linear") merged into the int8 copy."""
 import numpy
 import pytest
 import spacy
