@@ -370,17 +370,29 @@ def order_key(entry: dict) -> tuple:
     return (0, head, PAPER_ORDER.index(spec), spec, tweaks) if spec in PAPER_ORDER else (1, head, spec, tweaks)
 
 
+def short_setting(item: str) -> str:
+    """An override as a bar's label: its last key part and a compact value, e.g.
+    "initial_rate=0.003" or "target_modules=q,k,v,o" (lists of *_proj names shortened)."""
+    key, _, value = item.partition("=")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    if isinstance(parsed, list):
+        value = ",".join(str(v).removesuffix("_proj") for v in parsed)
+    return f"{key.rsplit('.', 1)[-1]}={value}"
+
+
 def label(entry: dict) -> str:
-    """A bar's name: the unmask spec, and the NER head when the summary has several."""
-    name = entry["unmask"] if entry.get("head", "parser") == "parser" else f"{entry['unmask']}\n{entry['head']}"
-    # An override's last key part and value, e.g. "learn_rate=0.003", names the variant.
-    tweaks = [item.rsplit(".", 1)[-1] for item in (entry.get("overrides") or "").split(";") if item]
-    return "\n".join([name] + tweaks)
+    """A bar's name: the unmask spec, the NER head, the overrides."""
+    parts = [entry["unmask"], entry.get("head", "parser")]
+    parts += [short_setting(item) for item in (entry.get("overrides") or "").split(";") if item]
+    return " ".join(parts)
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Bars: one per decoder configuration and budget (mean ± std over seeds, seeds as dots);
-    lines: baselines, each at its budget."""
+    """Horizontal bars, one per decoder configuration and budget (mean ± std over seeds,
+    seeds as dots, n beside the bar); vertical lines: baselines, each at its budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -391,30 +403,32 @@ def plot(summary: dict, path: Path) -> None:
     several = len({(e["max_steps"], e["batch_words"]) for e in bars}) > 1
     # Zoom on the scores (both panels share the axis): bars from 0 would hide a point or two.
     shown = [v for e in entries for metric in ("dev_f1", "test_f1") for v in e[metric + "_values"]]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 1.6 + 0.42 * max(len(bars), 1)), sharey=True, sharex=True)
+    ys = list(range(len(bars)))[::-1]
     for ax, metric in zip(axes, ("dev_f1", "test_f1")):
-        xs = list(range(len(bars)))
-        ax.bar(xs, [e[metric]["mean"] for e in bars], yerr=[e[metric]["std"] or 0 for e in bars],
-               color=["#999999" if e["unmask"] == "0000" else "#3b75af" for e in bars], capsize=3,
-               label="SmolLM2-135M")
-        for x, e in zip(xs, bars):
-            ax.scatter([x] * len(e[metric + "_values"]), e[metric + "_values"], color="black", s=8, zorder=3)
-        names = [label(e) + (f"\n{e['max_steps']}x{e['batch_words']}" if several else "") for e in bars]
-        ax.set_xticks(xs, names, rotation=45)
+        ax.barh(ys, [e[metric]["mean"] for e in bars], xerr=[e[metric]["std"] or 0 for e in bars],
+                color=["#999999" if e["unmask"] == "0000" else "#3b75af" for e in bars], capsize=3,
+                label="SmolLM2-135M")
+        for y, e in zip(ys, bars):
+            ax.scatter(e[metric + "_values"], [y] * len(e[metric + "_values"]), color="black", s=8, zorder=3)
+            right = max(e[metric + "_values"] + [e[metric]["mean"] + (e[metric]["std"] or 0)])
+            ax.annotate(f"{e[metric]['mean']:.2f} (n={e[metric]['n']})", (right, y), xytext=(4, -3),
+                        textcoords="offset points", fontsize=7)
         for style, e in zip(("--", ":", "-.", (0, (5, 1)), (0, (1, 3))), [e for e in entries if e["model"] != "smollm2"]):
-            ax.axhline(e[metric]["mean"], linestyle=style, color="#c44e52",
+            ax.axvline(e[metric]["mean"], linestyle=style, color="#c44e52",
                        label=f"{e['unmask']}, {e['max_steps']} steps")
-        ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds")
-        ax.set_xlabel("unmasked groups (leftmost = input side); grey = causal")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds", fontsize=10)
+        ax.set_xlabel("F1; grey = causal (0000)")
+        ax.legend(fontsize=7, loc="lower left")
+    names = [label(e) + (f"  {e['max_steps']}x{e['batch_words']}" if several else "") for e in bars]
+    axes[0].set_yticks(ys, names, fontsize=8)
     if shown:
-        axes[0].set_ylim(max(0.0, min(shown) - 5.0), min(100.0, max(shown) + 3.0))
-    axes[0].set_ylabel("F1")
+        axes[0].set_xlim(max(0.0, min(shown) - 5.0), min(100.0, max(shown) + 4.0))
     scored = "full dev/test scored" if bars and bars[0]["test_docs"] == 0 else \
         f"first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored"
-    budget = "steps x words per batch under each bar" if several else \
+    budget = "steps x words per batch after each name" if several else \
         (f"{bars[0]['max_steps']} steps x {bars[0]['batch_words']} words" if bars else "")
-    fig.suptitle(f"LoRA on CoNLL-2003 ({scored}); {budget}")
+    fig.suptitle(f"LoRA on CoNLL-2003 ({scored}); unmasked groups, leftmost = input side; {budget}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -95,7 +95,9 @@ def test_overridden_runs_are_their_own_configuration_paired_with_the_shipped_one
     assert entries[""]["test_f1"]["n"] == 3 and "test_f1_vs_shipped" not in entries[""]
     assert entries["a.b=1"]["test_f1_vs_shipped"]["mean"] == 2.0 and entries["a.b=1"]["test_f1_vs_shipped"]["n"] == 2
     # The tweak names the bar.
-    assert sweep.label(entries["a.b=1"]).endswith("b=1")
+    assert sweep.label(entries["a.b=1"]) == "0011 parser b=1"
+    assert sweep.short_setting('x.lora.target_modules=["q_proj","up_proj"]') == "target_modules=q,up"
+    assert sweep.label({"unmask": "0011", "head": "bio_tagger", "overrides": "a.rate=0.003"}) == "0011 bio_tagger rate=0.003"
 
 
 def test_a_csv_from_before_a_column_was_added_is_migrated_not_misaligned(tmp_path):
