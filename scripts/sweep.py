@@ -281,8 +281,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     for i, run in enumerate(todo, 1):
         eta = f", about {statistics.mean(durations) * (len(todo) - i + 1) / 60:.0f} min left" if durations else ""
         print(f"\n[{i}/{len(todo)}] {run['model']} head={run['head']} unmask={run['unmask']} seed={run['seed']}{eta}", flush=True)
+        # Overridden runs train in their own directory: a short hash of the overrides names it.
         variant = f"-{zlib.crc32(run['overrides'].encode()):08x}" if run.get("overrides") else ""
-        print(f"    overrides: {run['overrides']}" if variant else "", end="\n" if variant else "", flush=True)
+        if variant:
+            print(f"    overrides: {run['overrides']}", flush=True)
         run_dir = Path(args.work) / f"{run['model']}-{run['head']}-{run['unmask']}{variant}-s{run['seed']}"
         command = [sys.executable, __file__, "one", str(corpus), "--run-dir", str(run_dir),
                    "--model", run["model"], "--head", run["head"], "--unmask", run["unmask"], "--seed", str(run["seed"]),
