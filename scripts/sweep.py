@@ -148,6 +148,11 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def csv_row(row: dict) -> dict:
+    """A row under today's columns, missing ones at their default."""
+    return {name: row.get(name, DEFAULTS.get(name, "")) for name in COLUMNS}
+
+
 def append_row(path: Path, row: dict) -> None:
     new = not path.exists() or path.stat().st_size == 0
     if not new:
@@ -161,14 +166,14 @@ def append_row(path: Path, row: dict) -> None:
             with tmp.open("w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=COLUMNS)
                 writer.writeheader()
-                writer.writerows({name: r.get(name, DEFAULTS.get(name, "")) for name in COLUMNS} for r in rows)
+                writer.writerows(csv_row(r) for r in rows)
             tmp.replace(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:
             writer.writeheader()
-        writer.writerow({name: row.get(name, DEFAULTS.get(name, "")) for name in COLUMNS})
+        writer.writerow(csv_row(row))
         f.flush()
         os.fsync(f.fileno())
 
