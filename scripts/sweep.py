@@ -426,7 +426,6 @@ def plot(summary: dict, path: Path) -> None:
                        label=f"{e['unmask']}, {e['max_steps']} steps")
         ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds", fontsize=10)
         ax.set_xlabel("F1; grey = causal (0000)")
-        ax.legend(fontsize=7, loc="lower left")
     names = [label(e) + (f"  {e['max_steps']}x{e['batch_words']}" if several else "") for e in bars]
     axes[0].set_yticks(ys, names, fontsize=8)
     if shown:
@@ -436,7 +435,11 @@ def plot(summary: dict, path: Path) -> None:
     budget = "steps x words per batch after each name" if several else \
         (f"{bars[0]['max_steps']} steps x {bars[0]['batch_words']} words" if bars else "")
     fig.suptitle(f"LoRA on CoNLL-2003 ({scored}); unmasked groups, leftmost = input side; {budget}")
-    fig.tight_layout()
+    # One legend under both panels: inside an axis it covered the lowest bars.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, fontsize=8, frameon=False)
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
     fig.savefig(path, dpi=120)
 
 
