@@ -5,7 +5,7 @@ in float32, with bf16 autocast (only where the CPU has native bf16: the pipeline
 there), and with `int8 = true` (adapters merged, block linear layers in int8). Changes and
 speed-ups of int8 are reported against the pipeline's default float precision and against
 float32 (the default on CPUs without native bf16). NER is scored with seqeval (strict IOB2,
-micro F1) on the gold tokens, as the sweep scores it, with a 95 % bootstrap interval of
+micro F1) on the gold tokens, as the study scores it, with a 95 % bootstrap interval of
 int8's F1 change, paired over documents; POS as tag accuracy; the speed is words/s of
 `nlp.pipe` on those Docs, the int8 copy built before the clock.
 
