@@ -23,10 +23,18 @@ through the registered logger spacy-cmllm.TuneLogger.v1.
    tokens); per-document counts go to --counts for the bootstrap, one row per finished
    trial to --csv (screened-out trials: dev scores only, no test).
 
-Interrupted (Ctrl+C, a lost machine, --stop-after): run the same command again. Each phase
-is a Tune experiment under --work/tune, restored with tune.Tuner.restore: finished trials
-are kept, unfinished ones train again from their start, and rows already in the CSV are not
-scored again.
+Every finished trial scores itself on the full test set (the study reads those scores only
+for finalists: everything else is chosen on dev) and a Tune callback appends each trial that
+ended, finished or pruned, to --ledger (JSONL: run, status, dev scores, train time, CPU, the
+per-document test counts), and the scheduler keeps its rungs in --rungs. Both are small and
+meant to be committed with the results.
+
+Interrupted (Ctrl+C, a lost machine, --stop-after): run the same command again. On the same
+machine each phase's Tune experiment under --work/tune is restored with tune.Tuner.restore:
+finished trials are kept, unfinished ones train again from their start. On another machine
+(a fresh checkout, no --work), a phase's experiment is created for the runs that the ledger
+does not hold yet, and the scheduler prunes against the committed rungs. Rows already in the
+CSV are not written again.
 """
 from __future__ import annotations
 
@@ -206,9 +214,93 @@ def stopped() -> bool:
     return bool(os.environ.get(FIRED))
 
 
+# ---------------------------------------------------------------- the ledger of ended trials
+
+
+def study_id(setup: Dict[str, Any]) -> Dict[str, Any]:
+    """What makes two trials of one run comparable: the budget and the base model (not the
+    machine's paths)."""
+    return {k: setup[k] for k in ("base_model", "batch_words", "max_steps", "eval_frequency", "baseline_steps")}
+
+
+def ledger_entry(phase: str, setup: Dict[str, Any], run: Dict[str, Any], status: str,
+                 metrics: Dict[str, Any], record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    kept = {k: v for k, v in (metrics or {}).items() if k in LEDGER_METRICS}
+    record = {k: v for k, v in record.items() if k != "model_dir"} if record else None
+    return {"phase": phase, "study": study_id(setup), "run": run, "status": status,
+            "eval_round": kept.get("eval_round"), "metrics": kept, "record": record}
+
+
+LEDGER_METRICS = ("ents_f", "spans_chunks_f", "tag_acc", "score", "step", "epoch", "words", "seconds", "eval_round")
+
+
+class Ledger:
+    """--ledger: one JSON line per trial that ended (finished or pruned); appended, never
+    rewritten, so that it can be committed while a study runs."""
+
+    def __init__(self, path: Path, setup: Dict[str, Any]) -> None:
+        self.path, self.id = Path(path), study_id(setup)
+
+    def entries(self, phase: str) -> Dict[str, Dict[str, Any]]:
+        from spacy_cmllm.study.trial import run_name
+
+        if not self.path.exists():
+            return {}
+        found = {}
+        for line in self.path.read_text().splitlines():
+            entry = json.loads(line) if line.strip() else None
+            if entry and entry["phase"] == phase and entry["study"] == self.id:
+                found[run_name(entry["run"])] = entry
+        return found
+
+    def outcomes(self, phase: str, runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        from spacy_cmllm.study.trial import run_name
+
+        found = self.entries(phase)
+        return [{k: found[run_name(r)][k] for k in ("run", "status", "eval_round", "metrics", "record")}
+                for r in runs if run_name(r) in found]
+
+    def add(self, phase: str, setup: Dict[str, Any], outcome: Dict[str, Any]) -> None:
+        from spacy_cmllm.study.trial import run_name
+
+        if run_name(outcome["run"]) in self.entries(phase):
+            return
+        entry = ledger_entry(phase, setup, outcome["run"], outcome["status"], outcome["metrics"], outcome["record"])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def ledger_callback(path: Path, phase: str, rungs: Optional[Path]) -> Any:
+    """A Tune callback that adds each trial to the ledger as it ends: finished (it wrote its
+    record) or pruned (the scheduler's state lists it as stopped). A trial that failed, or
+    was paused by an interruption, is not added: it will train again."""
+    from ray.tune import Callback
+
+    path, rungs = str(Path(path).resolve()), str(Path(rungs).resolve()) if rungs else None
+
+    class AddToLedger(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            from spacy_cmllm.study.trial import read_trial, run_name
+
+            run, setup = trial.config["run"], trial.config["setup"]
+            record = read_trial(setup, run)
+            stopped = json.loads(Path(rungs).read_text()).get("stopped", []) if rungs and Path(rungs).exists() else []
+            if record is None and run_name(run) not in stopped:
+                return
+            outcome = {"run": run, "status": "finished" if record else "pruned", "metrics": trial.last_result or {},
+                       "record": record}
+            Ledger(Path(path), setup).add(phase, setup, outcome)
+
+    return AddToLedger()
+
+
 def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources: Dict[str, Any],
-        storage: Path, scheduler: Any, callback: Any) -> Any:
-    """Run (or resume) one Tune experiment whose trials are `runs`; returns its ResultGrid."""
+        storage: Path, scheduler: Any, callbacks: List[Any]) -> Any:
+    """Run (or resume) one Tune experiment whose trials are `runs`; returns its ResultGrid,
+    or None when there is nothing to run (every run already in the ledger)."""
     from ray import tune
 
     from spacy_cmllm.study.trial import train_trial
@@ -218,6 +310,8 @@ def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources:
     if tune.Tuner.can_restore(str(path)):
         print(f"{name}: resuming {path}", flush=True)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, restart_errored=True)
+    elif not runs:
+        return None
     else:
         tuner = tune.Tuner(
             trainable,
@@ -226,10 +320,26 @@ def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources:
             # restored experiment loses those not created yet. Concurrency is bounded by
             # resources instead (locally each trial holds every CPU: one at a time).
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=False),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[callback],
+            run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
                                       failure_config=tune.FailureConfig(max_failures=0), verbose=1),
         )
     return tuner.fit()
+
+
+def phase_outcomes(phase: str, runs: List[Dict[str, Any]], grid: Any, setup: Dict[str, Any],
+                   ledger: Ledger) -> List[Dict[str, Any]]:
+    """Every run of a phase that ended: the ledger's, then this machine's experiment's
+    (added to the ledger if the callback missed them); one per run."""
+    from spacy_cmllm.study.trial import run_name
+
+    found = {run_name(o["run"]): o for o in ledger.outcomes(phase, runs)}
+    for o in outcomes(grid, setup) if grid is not None else []:
+        if run_name(o["run"]) in found:
+            continue
+        if o["status"] != "error":
+            ledger.add(phase, setup, o)
+        found[run_name(o["run"])] = o
+    return [found[run_name(r)] for r in runs if run_name(r) in found]
 
 
 def outcomes(grid: Any, setup: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -275,15 +385,16 @@ def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores:
         import numpy
 
         def total(split, task, kind):
-            rows = scores[split].get(task)
+            rows = scores.get(split, {}).get(task)
             if not rows:
                 return None
             summed = numpy.asarray(rows).sum(axis=0)
             return float(f1_from_counts(summed) if kind == "f1" else accuracy_from_counts(summed))
 
+        if "dev" in scores:  # a baseline's best checkpoint, scored again
+            row.update({"dev_ner_f1": pct(total("dev", "ner", "f1")), "dev_chunk_f1": pct(total("dev", "chunks", "f1")),
+                        "dev_tag_acc": pct(total("dev", "pos", "acc"))})
         row.update({
-            "dev_ner_f1": pct(total("dev", "ner", "f1")), "dev_chunk_f1": pct(total("dev", "chunks", "f1")),
-            "dev_tag_acc": pct(total("dev", "pos", "acc")),
             "test_ner_f1": pct(total("test", "ner", "f1")), "test_chunk_f1": pct(total("test", "chunks", "f1")),
             "tag_acc": pct(total("test", "pos", "acc")), "eval_seconds": scores["eval_seconds"],
             "test_docs": len(scores["test"].get("ner", [])),
@@ -324,13 +435,25 @@ def run_study(args: argparse.Namespace) -> int:
     stopper = stop_after_callback(args.stop_after)
     csv_path, counts_path = Path(args.csv), Path(args.counts)
 
+    ledger = Ledger(Path(args.ledger), setup)
+
+    def pending(phase, runs):
+        from spacy_cmllm.study.trial import run_name
+
+        done = ledger.entries(phase)
+        if done:
+            print(f"{phase}: {sum(run_name(r) in done for r in runs)} of {len(runs)} run(s) already in {args.ledger}", flush=True)
+        return [r for r in runs if run_name(r) not in done]
+
     # 1. Screening, pruned by ASHA (the anchors never).
     scheduler = AnchoredASHA(max_t=budget["rounds"], grace_period=budget["grace"],
-                             reduction_factor=args.reduction_factor, state_file=storage / "screen-rungs.json")
-    grid = fit("screen", runs_for(specs, [screen_seed], "screen"), setup, resources, storage, scheduler, stopper)
+                             reduction_factor=args.reduction_factor, state_file=Path(args.rungs))
+    screen_runs = runs_for(specs, [screen_seed], "screen")
+    grid = fit("screen", pending("screen", screen_runs), setup, resources, storage, scheduler,
+               [stopper, ledger_callback(Path(args.ledger), "screen", Path(args.rungs))])
     if stopped():
         return interrupted(stopper)
-    screened = outcomes(grid, setup)
+    screened = phase_outcomes("screen", screen_runs, grid, setup, ledger)
     finalists = select_finalists(screened, args.finalists)
     (Path(args.screening)).parent.mkdir(parents=True, exist_ok=True)
     Path(args.screening).write_text(json.dumps({
@@ -348,14 +471,14 @@ def run_study(args: argparse.Namespace) -> int:
     final_runs += [{"model": b, "unmask": b, "seed": s, "phase": "final"} for s in seeds for b in baselines]
     finals: List[Dict[str, Any]] = []
     if final_runs:
-        grid = fit("final", final_runs, setup, resources, storage, None, stopper)
+        grid = fit("final", pending("final", final_runs), setup, resources, storage, None,
+                   [stopper, ledger_callback(Path(args.ledger), "final", None)])
         if stopped():
             return interrupted(stopper)
-        finals = outcomes(grid, setup)
+        finals = phase_outcomes("final", final_runs, grid, setup, ledger)
 
-    # 3. Rows: test once per finished finalist; dev only for the others.
-    from spacy_cmllm.study.trial import score_remote
-
+    # 3. Rows: test scores of the finished finalists (each scored once, by its trial); dev
+    # only for the others.
     done = {row_key(r) for r in read_rows(csv_path)}
     for o in screened + finals:
         if o["status"] != "finished":
@@ -366,9 +489,9 @@ def run_study(args: argparse.Namespace) -> int:
         finalist = o["run"]["model"] != "smollm2" or o["run"]["unmask"] in finalists
         scores = None
         if finalist:
-            scores = score_remote(o["record"]["model_dir"], str(corpus), resources["cpu"], resources["gpu"])
+            scores = o["record"]["scores"]
             row = make_row(o, setup, train_words, scores)
-            append_counts(counts_path, {k: row[k] for k in KEY}, {"dev": scores["dev"], "test": scores["test"]})
+            append_counts(counts_path, {k: row[k] for k in KEY}, {k: scores[k] for k in ("dev", "test") if k in scores})
         append_row(csv_path, row)
         done.add(row_key(row))
         print(f"-> {row['model']} {row['unmask']} seed {row['seed']}: dev NER {row['dev_ner_f1']}"
@@ -546,6 +669,8 @@ def main(argv: List[str]) -> int:
     run.add_argument("--csv", default=f"{results}.csv")
     run.add_argument("--counts", default=f"{results}_counts.jsonl", help="per-document counts of every scored run")
     run.add_argument("--screening", default=f"{results}_screening.json")
+    run.add_argument("--ledger", default=f"{results}_trials.jsonl", help="every trial that ended (commit it: a study continues from it)")
+    run.add_argument("--rungs", default=f"{results}_rungs.json", help="the scheduler's rungs (commit it with the ledger)")
     rep = sub.add_parser("report")
     rep.add_argument("--csv", default=f"{results}.csv")
     rep.add_argument("--counts", default=f"{results}_counts.jsonl")

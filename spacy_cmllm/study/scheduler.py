@@ -23,9 +23,15 @@ full trial, each about a twelfth of an epoch's training time on a CPU).
 
 Resuming
 --------
-Tune's restore does not keep a scheduler's state, so the rungs' recorded results are kept
-in ``state_file`` (JSON, by trial id) and read back: a resumed study prunes against the
-trials that ran before the interruption.
+Tune's restore brings back the scheduler as it was pickled when the experiment began, so
+the rungs' recorded results are kept in ``state_file`` (JSON) and read back, both by a new
+scheduler and by a restored one: a resumed study prunes against the trials that ran before
+the interruption, on this machine or, with the state file committed, on another. Records
+are saved under the trial's run name (``screen-smollm2-0011-s0``), not Tune's trial id,
+which a new experiment does not keep; a run that trains again from its start replaces the
+records of its interrupted attempt instead of counting twice. The file also lists the runs
+the scheduler stopped (``"stopped"``): a trial that ended without finishing its budget was
+pruned only if it is listed there.
 
 Anchors
 -------
@@ -38,7 +44,7 @@ that its last evaluation and its saved model are complete.
 
 import json
 from pathlib import Path
-from typing import Collection, Dict, Optional, Union
+from typing import Any, Collection, Dict, List, Optional, Union
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
@@ -85,20 +91,50 @@ class AnchoredASHA(AsyncHyperBandScheduler):
             stop_last_trials=False,
         )
         self.anchors = tuple(anchors)
-        self.state_file = str(state_file) if state_file else None
-        if self.state_file and Path(self.state_file).exists():
-            saved = json.loads(Path(self.state_file).read_text())
-            for milestone, recorded in self._brackets[0]._rungs:
-                recorded.update(saved.get(str(milestone), {}))
+        self.state_file = str(Path(state_file).resolve()) if state_file else None
+        self._names: Dict[str, str] = {}
+        self._stopped: List[str] = []
+        self._load()
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        # A restored experiment unpickles the scheduler as it was when the experiment began.
+        self.__dict__.update(state)
+        self._load()
+
+    def _load(self) -> None:
+        if not (self.state_file and Path(self.state_file).exists()):
+            return
+        saved = json.loads(Path(self.state_file).read_text())
+        for milestone, recorded in self._brackets[0]._rungs:
+            recorded.update(saved.get(str(milestone), {}))
+        self._stopped = sorted(set(self._stopped) | set(saved.get("stopped", [])))
+
+    def name(self, trial) -> str:
+        """The key a trial's records are saved under: its run's name, else its trial id."""
+        from .trial import run_name
+
+        run = (getattr(trial, "config", None) or {}).get("run") or {}
+        try:
+            return run_name(run)
+        except KeyError:
+            return trial.trial_id
 
     def recorded(self) -> Dict[str, Dict[str, float]]:
-        """Per rung (its round, as a string), the metric of each trial recorded there."""
-        return {str(milestone): dict(recorded) for milestone, recorded in self._brackets[0]._rungs}
+        """Per rung (its round, as a string), the metric of each run recorded there."""
+        return {
+            str(milestone): {self._names.get(key, key): value for key, value in recorded.items()}
+            for milestone, recorded in self._brackets[0]._rungs
+        }
+
+    def stopped(self) -> List[str]:
+        """The runs (by name) this scheduler, or the one before a restart, stopped."""
+        return list(self._stopped)
 
     def _save(self) -> None:
         if self.state_file:
             Path(self.state_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.state_file).write_text(json.dumps(self.recorded(), indent=1))
+            state: Dict[str, Any] = {**self.recorded(), "stopped": self._stopped}
+            Path(self.state_file).write_text(json.dumps(state, indent=1) + "\n")
 
     def on_trial_complete(self, tune_controller, trial, result: Dict) -> None:
         super().on_trial_complete(tune_controller, trial, result)
@@ -111,10 +147,21 @@ class AnchoredASHA(AsyncHyperBandScheduler):
         return run.get("model", "smollm2") == "smollm2" and run.get("unmask") in self.anchors
 
     def on_trial_result(self, tune_controller, trial, result: Dict) -> str:
+        name = self.name(trial)
+        if self._names.get(trial.trial_id) != name:
+            # This trial's first result: an earlier attempt of the same run (interrupted,
+            # now training again from its start) no longer counts.
+            self._names[trial.trial_id] = name
+            for _, recorded in self._brackets[0]._rungs:
+                if name != trial.trial_id:
+                    recorded.pop(name, None)
+            self._stopped = [n for n in self._stopped if n != name]
         action = super().on_trial_result(tune_controller, trial, result)
-        self._save()
         if action == TrialScheduler.STOP and (
             self.is_anchor(getattr(trial, "config", None)) or result.get(self._time_attr, 0) >= self._max_t
         ):
-            return TrialScheduler.CONTINUE
+            action = TrialScheduler.CONTINUE
+        if action == TrialScheduler.STOP:
+            self._stopped.append(name)
+        self._save()
         return action

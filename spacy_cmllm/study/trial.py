@@ -5,8 +5,11 @@ between trials (model, unmask, seed, phase), ``setup`` what the study fixes (cor
 budget, base model, where runs live). The trainable trains with spaCy's own loop; the
 config's ``[training.logger]`` is ``spacy-cmllm.TuneLogger.v1``, which reports every
 full-dev evaluation to Tune, where the scheduler may stop the trial. A trial that reaches
-the end of its budget writes ``trial.json`` beside its pipeline (``training/model-last``;
-``model-best`` for a baseline trained to convergence).
+the end of its budget scores its pipeline (``training/model-last``; ``model-best`` for a
+baseline trained to convergence) on the full test set, with its own resources, and writes
+``trial.json`` beside it: the record holds the per-document counts, so the study needs no
+trained pipeline after the trial and a study continued on another machine loses nothing.
+The study reads test scores only of its finalists; the others are chosen on dev alone.
 """
 
 import json
@@ -95,16 +98,24 @@ def train_trial(params: Dict[str, Any]) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     start = time.perf_counter()
     train(config, out / "training", use_gpu=use_gpu, overrides=overrides_for(run, setup))
+    finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+    train_seconds = round(time.perf_counter() - start, 1)
+    model_dir = out / "training" / ("model-last" if run["model"] == "smollm2" else "model-best")
     record = {
         "run": run,
         "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "train_seconds": round(time.perf_counter() - start, 1),
+        "finished": finished,
+        "train_seconds": train_seconds,
         "cpu_capability": cpu_capability(),
         "device": device_name(0 if _assigned_gpus() else -1),
-        "model_dir": str(out / "training" / ("model-last" if run["model"] == "smollm2" else "model-best")),
+        "model_dir": str(model_dir),
+        # A decoder run's dev scores are its last evaluation (model-last); a baseline keeps its
+        # best checkpoint, so its dev set is scored again.
+        "scores": score_run(str(model_dir), setup["corpus"], use_gpu=use_gpu,
+                            splits=("test",) if run["model"] == "smollm2" else ("dev", "test")),
     }
-    (out / TRIAL_FILE).write_text(json.dumps(record, indent=1))
+    # Written last: its presence means trained and scored.
+    (out / TRIAL_FILE).write_text(json.dumps(record, separators=(",", ":")))
 
 
 def _spacy_gpu() -> int:
@@ -160,7 +171,7 @@ def doc_counts(nlp, docs) -> Dict[str, List[List[int]]]:
 
 
 def score_run(model_dir: str, corpus: str, splits=("dev", "test"), use_gpu: int = -1) -> Dict[str, Any]:
-    """Per-document counts of a trained pipeline on the full dev and test sets."""
+    """Per-document counts of a trained pipeline on the full sets of ``splits``."""
     import spacy
     from spacy.tokens import DocBin
 
@@ -176,15 +187,3 @@ def score_run(model_dir: str, corpus: str, splits=("dev", "test"), use_gpu: int 
         result[split] = doc_counts(nlp, docs)
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     return result
-
-
-def score_remote(model_dir: str, corpus: str, cpus: int, gpus: int) -> Dict[str, Any]:
-    """score_run as a Ray task with a trial's resources (a GPU where trials have one)."""
-    import ray
-
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_score_task)
-    return ray.get(task.remote(model_dir, corpus))
-
-
-def _score_task(model_dir: str, corpus: str) -> Dict[str, Any]:
-    return score_run(model_dir, corpus, use_gpu=_spacy_gpu())

@@ -1,5 +1,7 @@
 """`spacy project run study` end to end on Ray Tune with a tiny decoder and tiny CoNLL data:
-interrupted after one trial, resumed without retraining it, scored, summarised."""
+interrupted after one trial, resumed by Tune's restore without retraining it, interrupted
+again, continued in a fresh checkout from the committed ledger, scored, summarised."""
+import shutil
 import csv
 import json
 import subprocess
@@ -58,13 +60,29 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     done = sorted(p.parent.name for p in runs.glob("*/trial.json"))
     assert done[0] == "screen-smollm2-0000-s0" and 1 <= len(done) <= 2
     records = {name: (runs / name / "trial.json").read_text() for name in done}
-    assert not (project / "benchmarks" / "results" / "conll03_study.csv").exists()
+    results = project / "benchmarks" / "results"
+    assert not (results / "conll03_study.csv").exists()
+    ledger = results / "conll03_study_trials.jsonl"
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert sorted(f"screen-smollm2-{e['run']['unmask']}-s0" for e in entries) == done
+    assert {e["status"] for e in entries} == {"finished"}
+    # The ledger holds the test counts and nothing of this machine's paths.
+    assert all(len(e["record"]["scores"]["test"]["ner"]) == 3 for e in entries)
+    assert str(project) not in ledger.read_text()
 
-    again = run(project, "study", *variables)
+    again = run(project, "study-run", *variables, "--vars.study_stop_after", "1")
     assert "screen: resuming" in again.stdout
     # The finished trials were not trained again.
     assert {name: (runs / name / "trial.json").read_text() for name in done} == records
-    results = project / "benchmarks" / "results"
+    ended = {f"{e['phase']}-{e['run']['model']}-{e['run']['unmask']}-s0" for e in map(json.loads, ledger.read_text().splitlines())}
+    assert len(ended) > len(done)
+
+    # A fresh checkout: the ledger and the rungs are there, Tune's state and the trials' pipelines are not.
+    shutil.rmtree(project / "training" / "study")
+    last = run(project, "study", *variables)
+    assert "screen: resuming" not in last.stdout and "already in" in last.stdout
+    # What the ledger held was not trained again.
+    assert not any((runs / name.replace("smollm2-spacy-cnn", "spacy-cnn")).exists() for name in ended), sorted(ended)
     with (results / "conll03_study.csv").open() as f:
         rows = list(csv.DictReader(f))
     keys = [(r["model"], r["unmask"], r["seed"]) for r in rows]

@@ -112,3 +112,36 @@ def test_through_tune_a_pruned_trial_stops_and_anchors_finish(tmp_path):
         ray.shutdown()
     assert {u: r.metrics["eval_round"] for u, r in results.items()} == {"0000": 2, "1111": 2, "0011": 2, "0001": 1}
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "tune") == ["0000", "0011", "1111"]
+
+
+def run_trial(unmask, trial_id):
+    return SimpleNamespace(trial_id=trial_id, config={"run": {"model": "smollm2", "unmask": unmask, "seed": 0,
+                                                              "phase": "screen"}})
+
+
+def test_rungs_are_kept_by_run_name_and_survive_a_restore_elsewhere(tmp_path):
+    import pickle
+
+    state = tmp_path / "rungs.json"
+    first = AnchoredASHA(max_t=4, grace_period=2, state_file=state)
+    # Pickled as Tune pickles it when the experiment begins: before any result.
+    pickled = pickle.dumps(first)
+    for unmask, f1 in (("0000", 0.5), ("1111", 0.4), ("0011", 0.1)):
+        t = run_trial(unmask, f"id-{unmask}")
+        first.on_trial_add(None, t)
+        expected = STOP if unmask == "0011" else CONTINUE
+        assert feed(first, t, 2, f1) == expected
+    saved = json.loads(state.read_text())
+    assert saved["2"] == {"screen-smollm2-0000-s0": 0.5, "screen-smollm2-1111-s0": 0.4, "screen-smollm2-0011-s0": 0.1}
+    assert saved["stopped"] == ["screen-smollm2-0011-s0"]
+    # A restored experiment unpickles the scheduler of its start: it reads the rungs back.
+    restored = pickle.loads(pickled)
+    assert restored.recorded()["2"] == saved["2"] and restored.stopped() == saved["stopped"]
+    # 0011 trains again from its start under a new trial id (a fresh checkout): its earlier
+    # attempt's record is replaced, not counted twice, and it is no longer listed as stopped.
+    again = run_trial("0011", "new-id")
+    restored.on_trial_add(None, again)
+    assert feed(restored, again, 1, 0.3) == CONTINUE
+    assert "screen-smollm2-0011-s0" not in restored.recorded()["2"] and restored.stopped() == []
+    assert feed(restored, again, 2, 0.45) == CONTINUE  # above the median of {0.5, 0.4}
+    assert json.loads(state.read_text())["2"]["screen-smollm2-0011-s0"] == 0.45
