@@ -6,6 +6,7 @@ train the finalists with several seeds, score them once on the full test sets.
         [--evals-per-epoch 4] [--grace-epochs 0.5] [--finalists 2] [--baselines spacy-cnn]
         [--address ray://host:10001] [--stop-after N]
     python scripts/study.py report [--resamples 2000]
+    python scripts/study.py status
 
 One trial = one multi-task `spacy train` of configs/study.cfg (POS tagger, NER bio_tagger,
 chunking bio_tagger on one shared decoder) with the trial's overrides, as a Ray Tune trial
@@ -639,6 +640,35 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def status(args: argparse.Namespace) -> int:
+    """Where a study stands, from its ledger and rungs alone (no Ray, no trained pipelines):
+    one line per trial that ended, then the rungs' cutoffs. Dev scores only: test scores are
+    read for finalists, by `report`."""
+    import numpy
+
+    path = Path(args.ledger)
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if not entries:
+        print(f"{path}: no trial has ended yet")
+        return 0
+    print(f"{'phase':6} {'model':9} {'unmask':6} {'seed':>4} {'status':8} {'rounds':>6} {'dev NER':>8} "
+          f"{'chunks':>7} {'POS':>6} {'train min':>9} cpu")
+    for e in entries:
+        m, r = e["metrics"], e["record"] or {}
+        print(f"{e['phase']:6} {e['run']['model']:9} {e['run']['unmask']:6} {e['run']['seed']:>4} {e['status']:8} "
+              f"{e['eval_round'] if e['eval_round'] is not None else '':>6} {pct(m.get('ents_f')):>8} "
+              f"{pct(m.get('spans_chunks_f')):>7} {pct(m.get('tag_acc')):>6} "
+              f"{round(r['train_seconds'] / 60, 1) if r else '':>9} {r.get('cpu_capability', '')}")
+    rungs_path = Path(args.rungs)
+    if rungs_path.exists():
+        saved = json.loads(rungs_path.read_text())
+        for milestone in sorted((k for k in saved if k.isdigit()), key=int):
+            values = list(saved[milestone].values())
+            cut = numpy.percentile(values, 50) if values else float("nan")
+            print(f"rung at round {milestone}: {len(values)} trial(s), median dev NER F1 {100 * cut:.2f}")
+    return 0
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -679,8 +709,11 @@ def main(argv: List[str]) -> int:
     rep.add_argument("--plot", default=f"{results}.png")
     rep.add_argument("--resamples", type=int, default=2000)
     rep.add_argument("--bootstrap-seed", type=int, default=0)
+    stat = sub.add_parser("status", help="the trials that ended so far, from the ledger")
+    stat.add_argument("--ledger", default=f"{results}_trials.jsonl")
+    stat.add_argument("--rungs", default=f"{results}_rungs.json")
     args = parser.parse_args(argv)
-    return run_study(args) if args.command == "run" else report(args)
+    return {"run": run_study, "report": report, "status": status}[args.command](args)
 
 
 if __name__ == "__main__":

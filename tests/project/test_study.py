@@ -117,3 +117,9 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     assert summary["screening"]["finalists"][:2] == ["0000", "1111"]
     assert summary["screening"]["rungs"] == [1, 2]
     assert (results / "conll03_study.png").stat().st_size > 10_000
+    # Where the study stands, from the ledger alone.
+    status = subprocess.run([sys.executable, "scripts/study.py", "status"], cwd=project, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    lines = [line.split() for line in status.stdout.splitlines() if line.startswith(("screen", "final"))]
+    assert {(line[2], line[4]) for line in lines if line[0] == "screen"} >= {("0000", "finished"), ("1111", "finished")}
+    assert "rung at round 1:" in status.stdout
