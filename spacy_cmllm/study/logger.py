@@ -4,7 +4,9 @@ spaCy's training loop evaluates on the dev corpus every ``eval_frequency`` steps
 after the first step) and hands the scores to the logger. This logger passes them on with
 ``ray.tune.report`` so that a Tune scheduler can prune on them, and optionally prints them
 through spaCy's console logger. ``eval_round`` counts the evaluations after the first
-(round k is the evaluation at step k x eval_frequency): the scheduler's time axis.
+(round k is the evaluation at step k x eval_frequency): the scheduler's time axis. An
+evaluation without dev scores (the first one, which a study trial skips) keeps its round
+but is not reported.
 """
 
 from typing import IO, Any, Callable, Dict, Optional, Tuple
@@ -50,10 +52,12 @@ def tune_logger(console: bool = True, progress_bar: bool = False, report: Option
             if info is None or info.get("score") is None:
                 return
             metrics = flatten_scores(info.get("other_scores"))
+            evaluations += 1
+            if not metrics:
+                return
             metrics["score"] = float(info["score"])
             metrics.update({key: info[key] for key in PROGRESS_KEYS if key in info})
-            metrics["eval_round"] = evaluations
-            evaluations += 1
+            metrics["eval_round"] = evaluations - 1
             send(metrics)
 
         return log_step, console_finalize

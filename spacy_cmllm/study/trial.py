@@ -4,7 +4,8 @@ A trial's parameters are ``{"run": {...}, "setup": {...}}``: ``run`` says what d
 between trials (model, unmask, seed, phase), ``setup`` what the study fixes (corpus,
 budget, base model, where runs live). The trainable trains with spaCy's own loop; the
 config's ``[training.logger]`` is ``spacy-cmllm.TuneLogger.v1``, which reports every
-full-dev evaluation to Tune, where the scheduler may stop the trial. A trial that reaches
+full-dev evaluation to Tune, where the scheduler may stop the trial (spaCy's evaluation
+after the first update is skipped: no rung reads it). A trial that reaches
 the end of its budget scores its pipeline (``training/model-last``; ``model-best`` for a
 baseline trained to convergence) on the full test set, with its own resources, and writes
 ``trial.json`` beside it: the record holds the per-document counts, so the study needs no
@@ -16,8 +17,9 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 # model name -> config file in configs/; the decoder's row says which base model it used.
@@ -97,7 +99,8 @@ def train_trial(params: Dict[str, Any]) -> None:
     config = Path(setup.get("configs", ROOT / "configs")) / CONFIGS[run["model"]]
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     start = time.perf_counter()
-    train(config, out / "training", use_gpu=use_gpu, overrides=overrides_for(run, setup))
+    with first_evaluation_skipped():
+        train(config, out / "training", use_gpu=use_gpu, overrides=overrides_for(run, setup))
     finished = time.strftime("%Y-%m-%dT%H:%M:%S")
     train_seconds = round(time.perf_counter() - start, 1)
     model_dir = out / "training" / ("model-last" if run["model"] == "smollm2" else "model-best")
@@ -116,6 +119,37 @@ def train_trial(params: Dict[str, Any]) -> None:
     }
     # Written last: its presence means trained and scored.
     (out / TRIAL_FILE).write_text(json.dumps(record, separators=(",", ":")))
+
+
+@contextmanager
+def first_evaluation_skipped() -> Iterator[None]:
+    """Within the block, spaCy's training loop skips its first evaluation.
+
+    spaCy evaluates after the first update as well as every ``eval_frequency`` steps. On
+    the full CoNLL-2003 dev set that first evaluation costs minutes of every trial for a
+    score no rung reads. Its call returns no scores (score 0.0), which the Tune logger
+    counts as round 0 without reporting it; later evaluations run as usual.
+    """
+    from spacy.training import loop
+
+    create = loop.create_evaluation_callback
+
+    def create_skipping_first(nlp, dev_corpus, weights):
+        evaluate = create(nlp, dev_corpus, weights)
+        calls = 0
+
+        def skipping_first():
+            nonlocal calls
+            calls += 1
+            return (0.0, {}) if calls == 1 else evaluate()
+
+        return skipping_first
+
+    loop.create_evaluation_callback = create_skipping_first
+    try:
+        yield
+    finally:
+        loop.create_evaluation_callback = create
 
 
 def _spacy_gpu() -> int:
