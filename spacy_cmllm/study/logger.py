@@ -52,12 +52,12 @@ def tune_logger(console: bool = True, progress_bar: bool = False, report: Option
             if info is None or info.get("score") is None:
                 return
             metrics = flatten_scores(info.get("other_scores"))
-            evaluations += 1
+            eval_round, evaluations = evaluations, evaluations + 1
             if not metrics:
                 return
             metrics["score"] = float(info["score"])
             metrics.update({key: info[key] for key in PROGRESS_KEYS if key in info})
-            metrics["eval_round"] = evaluations - 1
+            metrics["eval_round"] = eval_round
             send(metrics)
 
         return log_step, console_finalize
