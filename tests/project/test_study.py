@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import run_process_tree
 from tests.project.test_workflow import copy_project
 from tests.requirements import require
 from tests.tiny import save_tiny_decoder
@@ -32,8 +33,8 @@ def conll(n_docs: int) -> str:
 
 
 def run(project, *args, timeout=600):
-    result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", *args[:1], str(project), *args[1:]],
-                            capture_output=True, text=True, timeout=timeout)
+    result = run_process_tree([sys.executable, "-m", "spacy", "project", "run", *args[:1], str(project), *args[1:]],
+                              timeout=timeout)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.project.test_workflow import CONLL03, copy_project
+from tests.processes import run_process_tree
+from tests.project.test_workflow import CONLL03, conll03_slice, copy_project
 from tests.requirements import require
 from tests.tiny import save_tiny_decoder
 
@@ -123,12 +124,12 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [
         sys.executable, "-m", "spacy", "project", "run", "sweep", str(project),
-        "--vars.base_model", tiny, "--vars.conll03_dir", str(CONLL03),
+        "--vars.base_model", tiny, "--vars.conll03_dir", str(conll03_slice(tmp_path)),
         "--vars.sweep_unmask", "0000,0011", "--vars.sweep_seeds", "0",
         "--vars.sweep_steps", "2", "--vars.sweep_dev_docs", "2", "--vars.sweep_test_docs", "2",
         "--vars.sweep_baselines", "spacy-cnn,minilm", "--vars.sweep_heads", "bio_tagger",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = run_process_tree(command, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = project / "benchmarks" / "results"
     with (results / "conll03_recipe.csv").open() as f:
@@ -144,7 +145,7 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
     assert len(summary["configs"]) == 4
     assert (results / "conll03_recipe.png").stat().st_size > 10_000
     # Resuming: every run is in the CSV, so nothing is trained again.
-    again = subprocess.run(command[:5] + ["sweep-run"] + command[6:], capture_output=True, text=True, timeout=300)
+    again = run_process_tree(command[:5] + ["sweep-run"] + command[6:], timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "4 already in" in again.stdout and "0 to do" in again.stdout
     assert len((results / "conll03_recipe.csv").read_text().splitlines()) == 5

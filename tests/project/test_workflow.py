@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import run_process_tree
 from tests.tiny import save_tiny_decoder
 
 ROOT = Path(__file__).parents[2]
@@ -36,14 +37,14 @@ def test_all_workflow_end_to_end(tmp_path, byte_level_tokenizer):
         "--vars.package_name", PACKAGE,
     ]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        result = run_process_tree(command, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         metrics = json.loads((project / "metrics" / "ewt.json").read_text())
         for key in ("tag_acc", "ents_f", "ents_seqeval_f"):
             assert key in metrics, key
         assert f"spacy.load('en_{PACKAGE}')" in result.stdout
         # A second run skips every step whose inputs did not change.
-        again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        again = run_process_tree(command, timeout=300)
         assert again.returncode == 0
         assert again.stdout.count("Skipping") >= 3, again.stdout[-2000:]
     finally:
@@ -51,6 +52,25 @@ def test_all_workflow_end_to_end(tmp_path, byte_level_tokenizer):
 
 
 CONLL03 = ROOT.parent / "shared" / "data" / "conll2003" / "iob1_original"
+
+
+def conll03_slice(tmp_path, docs=4):
+    """The first ``docs`` documents of each real CoNLL-2003 file: the real format at a size
+    whose evaluation takes seconds, not the minutes a tiny model needs for the full dev and
+    test sets."""
+    directory = tmp_path / "conll03"
+    directory.mkdir()
+    for source in sorted(CONLL03.iterdir()):
+        kept, seen = [], 0
+        with source.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith("-DOCSTART-"):
+                    seen += 1
+                    if seen > docs:
+                        break
+                kept.append(line)
+        (directory / source.name).write_text("".join(kept), encoding="utf-8")
+    return directory
 
 
 @pytest.mark.slow
@@ -61,12 +81,12 @@ def test_conll03_workflow_end_to_end(tmp_path, byte_level_tokenizer):
     command = [
         sys.executable, "-m", "spacy", "project", "run", "conll03", str(project),
         "--vars.base_model", tiny,
-        "--vars.conll03_dir", str(CONLL03),
+        "--vars.conll03_dir", str(conll03_slice(tmp_path)),
         "--vars.max_steps", "3",
         "--vars.eval_frequency", "3",
         "--vars.package_name", PACKAGE,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = run_process_tree(command, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((project / "metrics" / "conll03.json").read_text())
     assert "ents_seqeval_f" in metrics and "tag_acc" in metrics
