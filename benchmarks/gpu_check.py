@@ -572,7 +572,8 @@ def stage_speed(record: StageRecord, args: argparse.Namespace, deadline: float) 
 
     argv = ["--device", args.device, "--source", args.source, "--out", str(Path(args.work) / "speed")]
     if args.cpu_dry_run:
-        argv += ["--repeats", "1", "--train-steps", "1", "--train-sentences", "4", "--position-docs", "2"]
+        # Exercise every measurement, on little text: a dry run tests the script, not the speed.
+        argv += ["--repeats", "1", "--train-steps", "1", "--train-sentences", "4", "--position-docs", "2", "--words", "300", "--tweets", "40"]
     result = speed.main(argv)
     ratios = result["ratios"]
     ok = all(math.isfinite(value) and value > 0 for value in ratios.values())
