@@ -45,6 +45,7 @@ import time
 import zlib
 from pathlib import Path
 
+from spacy_cmllm.hardware import cpu_capability
 from train import normalise_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,18 +128,6 @@ def plan_runs(specs: list[str], seeds: list[int], baselines: list[str], heads: l
 
 def row_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row.get(name, DEFAULTS.get(name))) for name in KEY)
-
-
-def cpu_capability() -> str:
-    """The CPU's fastest bf16 path, which decides how fast a CPU run is: AMX, AVX512-BF16 or
-    AVX2 (no native bf16; fp32 is used)."""
-    import torch
-
-    if torch.cpu._is_amx_tile_supported():
-        return "AMX"
-    if torch.cpu._is_avx512_bf16_supported():
-        return "AVX512-BF16"
-    return "AVX512" if torch.cpu._is_avx512_supported() else "AVX2"
 
 
 def read_rows(path: Path) -> list[dict]:

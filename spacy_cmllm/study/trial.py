@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..hardware import cpu_capability
+
 ROOT = Path(__file__).resolve().parents[2]
 # model name -> config file in configs/; the decoder's row says which base model it used.
 CONFIGS = {"smollm2": "study.cfg", "spacy-cnn": "spacy-cnn.cfg"}
@@ -31,18 +33,6 @@ TRIAL_FILE = "trial.json"
 def run_name(run: Dict[str, Any]) -> str:
     unmask = f"-{run['unmask']}" if run["model"] == "smollm2" else ""
     return f"{run['phase']}-{run['model']}{unmask}-s{run['seed']}"
-
-
-def cpu_capability() -> str:
-    """The CPU's fastest bf16 path, which decides how fast a CPU run is: AMX, AVX512-BF16,
-    AVX512 or AVX2 (no native bf16; fp32 is used)."""
-    import torch
-
-    if torch.cpu._is_amx_tile_supported():
-        return "AMX"
-    if torch.cpu._is_avx512_bf16_supported():
-        return "AVX512-BF16"
-    return "AVX512" if torch.cpu._is_avx512_supported() else "AVX2"
 
 
 def device_name(use_gpu: int) -> str:
