@@ -17,8 +17,6 @@ redraws int8_scores.png.
 """
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from spacy.training import Corpus, Example
 
 import spacy_cmllm
 from spacy_cmllm.decoder.quantize import exact_weight_levels
-from spacy_cmllm.hardware import cpu_capability
+from spacy_cmllm.hardware import cpu_record
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.pipeline.scorer import iob2_tags
 from spacy_cmllm.study.bootstrap import paired_difference, resample_weights, span_counts
@@ -53,14 +51,7 @@ def gold_token_docs(nlp, examples) -> list:
 
 
 def machine() -> dict:
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu": cpu_capability(),  # AMX / AVX512-BF16 / AVX512 / AVX2
-        # Set to emulate an older CPU: kernels held below what the hardware has.
-        "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
-        "threads": torch.get_num_threads(),
-    }
+    return cpu_record()
 
 
 def versions() -> dict:

@@ -43,7 +43,6 @@ bf16 autocast as the pipeline (mixed_precision = null: on where the hardware has
 
 import argparse
 import json
-import os
 import platform
 import resource
 import sys
@@ -63,7 +62,7 @@ from spacy_cmllm.decoder.lora import LoraSettings, add_lora
 from spacy_cmllm.decoder.unmask import unmask_layers
 from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
-from spacy_cmllm.hardware import cpu_capability
+from spacy_cmllm.hardware import cpu_record
 from spacy_cmllm.decoder.packing import SEGMENTS_KWARG
 from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING, use_bf16_autocast
 from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_training_windows, plan_windows
@@ -348,12 +347,7 @@ def main(argv=None) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu": cpu_capability(),  # AMX / AVX512-BF16 / AVX512 / AVX2
-            # Set to emulate an older CPU: kernels held below what the hardware has.
-            "isa_limits": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
-            "threads": torch.get_num_threads(),
+            **cpu_record(),
             "cuda": torch.cuda.is_available(),
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,

@@ -1,4 +1,12 @@
-"""The CPU's kind, as results record it beside their timings."""
+"""The CPU's kind, as the pipeline decides its precision by it and results record it."""
+import os
+import platform
+from typing import Any, Dict
+
+# Environment variables that hold PyTorch's, oneDNN's and MKL's kernels below what the
+# hardware has (set to emulate an older CPU).
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+NATIVE_BF16 = ("AMX", "AVX512-BF16")
 
 
 def cpu_capability() -> str:
@@ -14,3 +22,16 @@ def cpu_capability() -> str:
     if torch.cpu._is_avx512_bf16_supported():
         return "AVX512-BF16"
     return "AVX512" if torch.cpu._is_avx512_supported() else "AVX2"
+
+
+def cpu_record() -> Dict[str, Any]:
+    """What a benchmark result records of the CPU it was timed on."""
+    import torch
+
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": cpu_capability(),
+        "isa_limits": {name: os.environ[name] for name in ISA_LIMITS if name in os.environ},
+        "threads": torch.get_num_threads(),
+    }

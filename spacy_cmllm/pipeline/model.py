@@ -21,6 +21,7 @@ from transformers.file_utils import ModelOutput
 from ..decoder.packing import check_packing_supported, packed_inputs
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, CodedError, Errors, Warnings
+from ..hardware import NATIVE_BF16, cpu_capability
 from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
@@ -360,8 +361,7 @@ def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
         if device.type == "cuda":
             return bool(torch.cuda.is_bf16_supported())
         if device.type == "cpu":
-            hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-            return bool(hardware) and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+            return cpu_capability() in NATIVE_BF16 and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     except (AttributeError, RuntimeError):
         pass
     return False
