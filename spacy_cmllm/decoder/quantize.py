@@ -18,11 +18,9 @@ gate/up_proj) quantize it once between them.
 
 On CPUs without VNNI (AVX2 only), oneDNN's int8 product multiplies pairs into 16-bit sums
 that saturate: with weights in the full int8 range ``torch._int_mm`` is then NOT exact (off by
-up to 1e5 on extreme inputs). Weights of at most 64 in magnitude keep every pair sum inside 16
-bits (2 x 255 x 64 < 2**15), so there each 8-bit weight is stored as two halves of at most 64,
-stacked along the inner dimension, and the token codes are repeated to match: [x, x] @ [W1; W2]
-= x @ (W1 + W2), the same integers as the 8-bit product, at twice the int8 work. The copy
-measures once per process which of the two is exact, and refuses (E077) where neither is.
+up to 1e5 on extreme inputs). Weights of at most 63 in magnitude keep every pair sum inside 16
+bits, so the copy measures once per process whether the product is exact at 127, and uses
+7-bit weight levels where it is not, or refuses (E077) where neither is exact.
 """
 
 import copy
@@ -85,27 +83,23 @@ def int8_copy(
     unmask_layers(clone, spec)
     if calibration and smoothing > 0:
         smooth_for_int8(clone, [ids.to(device) for ids in calibration], alpha=smoothing)
-    replace_linears(find_base_model(clone).layers, parts=int8_weight_parts())
+    replace_linears(find_base_model(clone).layers, weight_levels=exact_weight_levels())
     return clone
 
 
-WEIGHT_LEVELS = 127
-# The largest weight magnitude for which a CPU kernel that sums pairs of u8 x s8 products in
-# 16 bits stays exact: 2 * 255 * 64 = 32,640 <= 32,767.
-HALF_WEIGHT_LEVELS = 64
+WEIGHT_LEVEL_CHOICES = (127, 63)
 
 
 @lru_cache(maxsize=None)
-def int8_weight_parts() -> int:
-    """How many parts each 8-bit weight needs for this process's ``torch._int_mm`` to be
-    exact: 1 where it is exact over the full int8 range, 2 (halves of at most 64) where it
-    is exact only below, tried on the extreme inputs where 16-bit pair sums saturate.
-    Kernel choice depends on the CPU and on ONEDNN_MAX_CPU_ISA, both fixed for a process."""
-    if _int_mm_exact(WEIGHT_LEVELS):
-        return 1
-    if _int_mm_exact(HALF_WEIGHT_LEVELS):
-        return 2
-    raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with weights of at most 64"))
+def exact_weight_levels() -> int:
+    """The largest weight magnitude (127 or 63) for which this process's ``torch._int_mm``
+    computes int8 x int8 products exactly, tried on the extreme inputs where 16-bit pair
+    sums saturate. Kernel choice depends on the CPU and on ONEDNN_MAX_CPU_ISA, both fixed
+    for a process."""
+    for levels in WEIGHT_LEVEL_CHOICES:
+        if _int_mm_exact(levels):
+            return levels
+    raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights"))
 
 
 def _int_mm_exact(weight_levels: int) -> bool:
@@ -121,19 +115,6 @@ def _int_mm_exact(weight_levels: int) -> bool:
             if not torch.equal(torch._int_mm(x, w).double(), x.double() @ w.double()):
                 return False
     return True
-
-
-def split_weight_codes(codes: torch.Tensor, parts: int) -> torch.Tensor:
-    """int8 weight codes (out, in) as ``parts`` summands of at most 64 in magnitude, stacked
-    along the inner dimension: (out, parts * in). ceil(w / 2) and floor(w / 2) of |w| <= 127
-    are both within [-64, 64]."""
-    if parts == 1:
-        return codes
-    if parts != 2:
-        raise ValueError(f"parts must be 1 or 2, not {parts}")
-    wide = codes.to(torch.int16)
-    high = torch.div(wide + 1, 2, rounding_mode="floor")  # ceil(w / 2)
-    return torch.cat([high, wide - high], dim=1).to(torch.int8)
 
 
 def quantize_per_token(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -159,13 +140,13 @@ class SharedTokenCodes:
         self.readers = readers
         self._entry: Optional[Tuple[torch.Tensor, int, Tuple[torch.Tensor, torch.Tensor], int]] = None
 
-    def __call__(self, x: torch.Tensor, quantize: Callable[[], Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, flat: Callable[[], torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         entry = self._entry
         if entry is not None and entry[0] is x and entry[1] == x._version:
             left = entry[3] - 1
             self._entry = (x, entry[1], entry[2], left) if left > 0 else None
             return entry[2]
-        codes = quantize()
+        codes = quantize_per_token(flat())
         self._entry = (x, x._version, codes, self.readers - 1) if self.readers > 1 else None
         return codes
 
@@ -173,22 +154,21 @@ class SharedTokenCodes:
 class Int8Linear(nn.Module):
     """y = x W^T + b with W int8 per output channel and x int8 per token (dynamic).
 
-    parts: 1 where the CPU's int8 product is exact over the full range; 2 where it is exact
-    only for weights of at most 64, so each weight is stored as two halves and each token's
-    codes twice (see int8_weight_parts).
+    weight_levels: the largest weight magnitude, 127 where the CPU's int8 product is exact
+    over the full range, 63 where it is exact only below (see exact_weight_levels).
     shared: the input's codes, where other layers read the same input."""
 
-    def __init__(self, linear: nn.Linear, *, parts: int = 1, shared: Optional[SharedTokenCodes] = None):
+    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, shared: Optional[SharedTokenCodes] = None):
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / float(WEIGHT_LEVELS)
-        quantized = torch.round(weight / scale[:, None]).clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS).to(torch.int8)
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / float(weight_levels)
+        quantized = torch.round(weight / scale[:, None]).clamp(-weight_levels, weight_levels).to(torch.int8)
         self.in_features = linear.in_features
         self.out_features = linear.out_features
-        self.parts = parts
+        self.weight_levels = weight_levels
         self.shared = shared
-        # (parts * in, out), as torch._int_mm wants its second operand.
-        self.register_buffer("weight_t", split_weight_codes(quantized, parts).t().contiguous())
+        # (in, out), as torch._int_mm wants its second operand.
+        self.register_buffer("weight_t", quantized.t().contiguous())
         self.register_buffer("weight_scale", scale)
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
@@ -196,11 +176,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
 
-        def quantize() -> Tuple[torch.Tensor, torch.Tensor]:
-            codes, scale = quantize_per_token(x.reshape(-1, self.in_features).float())
-            return (codes.repeat(1, self.parts) if self.parts > 1 else codes), scale
+        def flat() -> torch.Tensor:
+            return x.reshape(-1, self.in_features).float()
 
-        codes, scale = self.shared(x, quantize) if self.shared is not None else quantize()
+        codes, scale = self.shared(x, flat) if self.shared is not None else quantize_per_token(flat())
         out = torch._int_mm(codes, self.weight_t).mul(scale)
         if self.bias is not None:
             out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
@@ -209,16 +188,15 @@ class Int8Linear(nn.Module):
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        stored = "as two halves of at most 64" if self.parts == 2 else "±127"
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
-                f"({stored}), per-token activations" + (", shared input codes" if self.shared else ""))
+                f"(levels ±{self.weight_levels}), per-token activations" + (", shared input codes" if self.shared else ""))
 
 
 # Sibling layers that a Llama-layout block calls on one and the same tensor.
 SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
-def replace_linears(module: nn.Module, *, parts: int = 1) -> int:
+def replace_linears(module: nn.Module, *, weight_levels: int = 127) -> int:
     """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
     shared = {}
     for names in SHARED_INPUTS:
@@ -229,8 +207,8 @@ def replace_linears(module: nn.Module, *, parts: int = 1) -> int:
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, parts=parts, shared=shared.get(name)))
+            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, shared=shared.get(name)))
             count += 1
         else:
-            count += replace_linears(child, parts=parts)
+            count += replace_linears(child, weight_levels=weight_levels)
     return count

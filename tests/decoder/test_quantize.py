@@ -8,7 +8,7 @@ import torch
 
 from spacy_cmllm.decoder.lora import add_lora
 from spacy_cmllm.decoder.probe import bidirectional_layers
-from spacy_cmllm.decoder.quantize import Int8Linear, int8_copy, int8_weight_parts, split_weight_codes
+from spacy_cmllm.decoder.quantize import Int8Linear, int8_copy
 from spacy_cmllm.decoder.unmask import unmask_layers
 
 
@@ -58,67 +58,34 @@ def test_int8_copy_refuses_other_devices(make_decoder):
 
 EXACTNESS_SCRIPT = r"""
 import torch
-from spacy_cmllm.decoder.quantize import Int8Linear, _int_mm_exact, int8_weight_parts
+from spacy_cmllm.decoder.quantize import Int8Linear, _int_mm_exact, exact_weight_levels
 
-parts = int8_weight_parts()
+levels = exact_weight_levels()
 torch.manual_seed(0)
 linear = torch.nn.Linear(512, 256)
-q = Int8Linear(linear, parts=parts)
+q = Int8Linear(linear, weight_levels=levels)
 x = torch.randn(64, 512) * 4
 x[:, :8] *= 50  # outlier channels, as LLM activations have
-# The same quantization, in float64 (exact for these integers), with the 8-bit weights
-# rebuilt from their stored parts.
-weight = sum(q.weight_t[i * 512:(i + 1) * 512].double() for i in range(parts))
+# The same quantization, with the product in float64 (exact for these integers).
 scale = x.abs().amax(dim=1, keepdim=True) / 127.0
 codes = torch.round(x / scale).clamp(-127, 127)
-exact = (codes.double() @ weight) * scale.double() * q.weight_scale.double() + linear.bias.double()
+exact = (codes.double() @ q.weight_t.double()) * scale.double() * q.weight_scale.double() + linear.bias.double()
 got = q(x).double()
-full = torch.round(linear.weight.double() / q.weight_scale.double()[:, None]).t()
-print(parts, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().max()), int(weight.abs().max()), bool(torch.equal(weight, full)))
+print(levels, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().max()))
 """
 
 
 @pytest.mark.parametrize("isa", ["native", "AVX2"])
 def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
     """oneDNN's AVX2 int8 kernel (no VNNI) sums pairs of products in 16 bits, which saturate
-    with full-range weights: there the copy must store each 8-bit weight as two halves."""
+    with full-range weights: there the copy must fall back to 7-bit weight levels."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     if isa == "AVX2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
     out = subprocess.run([sys.executable, "-c", EXACTNESS_SCRIPT], env=env, capture_output=True, text=True, check=True).stdout.split()
-    parts, full_range_exact, error = int(out[0]), out[1] == "True", float(out[2])
-    assert parts == (1 if full_range_exact else 2)
+    levels, full_range_exact, error = int(out[0]), out[1] == "True", float(out[2])
+    assert levels == (127 if full_range_exact else 63)
     assert error < 1e-6
-    # Either way the weights are the full 8-bit codes: nothing is lost to the kernel.
-    assert (int(out[3]), out[4]) == (127, "True")
-
-
-def test_split_weight_codes_are_halves_that_sum_to_the_weight():
-    codes = torch.arange(-127, 128, dtype=torch.int8).reshape(1, -1)
-    split = split_weight_codes(codes, 2)
-    assert split.shape == (1, 2 * 255)
-    assert int(split.abs().max()) == 64
-    torch.testing.assert_close(split[:, :255].int() + split[:, 255:].int(), codes.int(), atol=0, rtol=0)
-    assert split_weight_codes(codes, 1) is codes
-
-
-def test_two_part_weights_compute_the_8bit_product():
-    """The split is a layout, not an approximation: two-part weights give the float64 product
-    of the 8-bit codes on any CPU, and where the one-part product is exact (VNNI, AMX) the
-    very same floats as it."""
-    torch.manual_seed(0)
-    linear = torch.nn.Linear(96, 40)
-    one, two = Int8Linear(linear, parts=1), Int8Linear(linear, parts=2)
-    x = torch.randn(3, 7, 96)
-    x[..., :4] *= 50
-    flat = x.reshape(-1, 96)
-    scale = flat.abs().amax(dim=1, keepdim=True) / 127.0
-    codes = torch.round(flat / scale)
-    want = (codes.double() @ one.weight_t.double()) * scale.double() * one.weight_scale.double() + linear.bias.detach().double()
-    got = two(x).reshape(-1, 40).double()
-    assert float((got - want).abs().max() / want.abs().max()) < 1e-6
-    if int8_weight_parts() == 1:
-        torch.testing.assert_close(two(x), one(x), atol=0, rtol=0)
 
 
 def test_shared_codes_quantize_a_block_input_once_and_never_serve_stale(make_decoder, monkeypatch):
