@@ -16,16 +16,25 @@ as in the original. Before quantizing, activation outlier channels are moved int
 weights (decoder/smoothing.py), and layers that read one and the same input (q/k/v_proj,
 gate/up_proj) quantize it once between them.
 
+The product runs in oneDNN's int8 linear kernel with prepacked weights
+(``torch.ops.onednn.qlinear_pointwise``, the kernel of PyTorch's x86 int8 inference) where
+it computes exact products over the full range; ``torch._int_mm`` reorders the weights at
+every call, which on a CPU with AMX made its products slower than bf16's. The per-token
+scales stay outside the kernel: it is called with an activation scale of 1 and the token
+codes shifted to uint8 (zero point 128), and each row is rescaled afterwards.
+
 On CPUs without VNNI (AVX2 only), oneDNN's int8 product multiplies pairs into 16-bit sums
-that saturate: with weights in the full int8 range ``torch._int_mm`` is then NOT exact (off by
-up to 1e5 on extreme inputs). Weights of at most 63 in magnitude keep every pair sum inside 16
-bits, so the copy measures once per process whether the product is exact at 127, and uses
-7-bit weight levels where it is not, or refuses (E077) where neither is exact.
+that saturate: with weights in the full int8 range neither kernel is then exact (off by up
+to 1e5 on extreme inputs). Weights of at most 63 in magnitude keep every pair sum inside 16
+bits, so the copy measures once per process which kernel is exact at 127, and uses
+``torch._int_mm`` with 7-bit weight levels where none is, or refuses (E077) where even that
+is not exact. (Exact 8-bit weights as two halves of at most 64, over a doubled inner
+dimension, were tried there: int8 became slower than float32.)
 """
 
 import copy
 from functools import lru_cache
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -83,32 +92,52 @@ def int8_copy(
     unmask_layers(clone, spec)
     if calibration and smoothing > 0:
         smooth_for_int8(clone, [ids.to(device) for ids in calibration], alpha=smoothing)
-    replace_linears(find_base_model(clone).layers, weight_levels=exact_weight_levels())
+    kernel = int8_kernel()
+    replace_linears(find_base_model(clone).layers, weight_levels=kernel.weight_levels, kernel=kernel.name)
     return clone
 
 
-WEIGHT_LEVEL_CHOICES = (127, 63)
+class Int8Kernel(NamedTuple):
+    """The int8 product this process uses: ``name`` "onednn" (prepacked weights) or
+    "int_mm" (torch._int_mm), and the largest weight magnitude it is exact for."""
+
+    name: str
+    weight_levels: int
 
 
 @lru_cache(maxsize=None)
-def exact_weight_levels() -> int:
-    """The largest weight magnitude (127 or 63) for which this process's ``torch._int_mm``
-    computes int8 x int8 products exactly, tried on the extreme inputs where 16-bit pair
-    sums saturate. Kernel choice depends on the CPU and on ONEDNN_MAX_CPU_ISA, both fixed
-    for a process."""
-    for levels in WEIGHT_LEVEL_CHOICES:
+def int8_kernel() -> Int8Kernel:
+    """The fastest int8 product that is exact in this process, tried on the extreme inputs
+    where 16-bit pair sums saturate: oneDNN's prepacked kernel with 8-bit weights, else
+    ``torch._int_mm`` with 8-bit, else with 7-bit weights. Kernel choice depends on the CPU
+    and on ONEDNN_MAX_CPU_ISA, both fixed for a process."""
+    if _onednn_exact(127):
+        return Int8Kernel("onednn", 127)
+    for levels in (127, 63):
         if _int_mm_exact(levels):
-            return levels
+            return Int8Kernel("int_mm", levels)
     raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights"))
 
 
-def _int_mm_exact(weight_levels: int) -> bool:
+def exact_weight_levels() -> int:
+    """The largest weight magnitude (127 or 63) for which this process's int8 product is exact."""
+    return int8_kernel().weight_levels
+
+
+def _extreme_operands(weight_levels: int):
+    """(tokens, in) int8 inputs and (in, out) int8 weights, random and at both extremes,
+    on which 16-bit pair sums saturate if the kernel has them."""
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randint(-127, 128, (32, 256), dtype=torch.int8, generator=generator)]
     weights = [torch.randint(-weight_levels, weight_levels + 1, (256, 32), dtype=torch.int8, generator=generator)]
     for sign in (1, -1):
         inputs.append(torch.full((32, 256), 127 * sign, dtype=torch.int8))
         weights.append(torch.full((256, 32), weight_levels * sign, dtype=torch.int8))
+    return inputs, weights
+
+
+def _int_mm_exact(weight_levels: int) -> bool:
+    inputs, weights = _extreme_operands(weight_levels)
     for x in inputs:
         for w in weights:
             # float64 holds these integer sums exactly.
@@ -117,14 +146,50 @@ def _int_mm_exact(weight_levels: int) -> bool:
     return True
 
 
-def quantize_per_token(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """int8 codes of a (tokens, features) float32 matrix, one scale per token (row).
+def _onednn_exact(weight_levels: int) -> bool:
+    ops = torch.ops.onednn
+    if not (torch.backends.mkldnn.is_available() and hasattr(ops, "qlinear_prepack") and hasattr(ops, "qlinear_pointwise")):
+        return False
+    inputs, weights = _extreme_operands(weight_levels)
+    try:
+        for w in weights:
+            packed = _prepack(w.t().contiguous())
+            ones = torch.ones(w.shape[1])
+            for x in inputs:
+                # Sums up to 256 * 127 * 127 < 2**24: exact in the kernel's float32 output.
+                got = _onednn_linear((x.to(torch.int16) + 128).to(torch.uint8), packed, ones)
+                if not torch.equal(got.double(), x.double() @ w.double()):
+                    return False
+    except (RuntimeError, NotImplementedError):  # a build without this kernel for this CPU
+        return False
+    return True
+
+
+def _prepack(weight: torch.Tensor) -> torch.Tensor:
+    """oneDNN's packed layout of int8 (out, in) weight codes."""
+    return torch.ops.onednn.qlinear_prepack(weight, None)
+
+
+def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """float32 (codes - 128) @ W^T * weight_scale, for uint8 token codes (zero point 128)."""
+    zero_points = torch.zeros(weight_scale.shape[0], dtype=torch.int64)
+    return torch.ops.onednn.qlinear_pointwise(
+        codes, 1.0, 128, packed, weight_scale, zero_points, None, 1.0, 0, torch.float32, "none", [], ""
+    )
+
+
+def quantize_per_token(x: torch.Tensor, *, unsigned: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes of a (tokens, features) float32 matrix, one scale per token (row); with
+    ``unsigned``, the same codes + 128 as uint8 (what oneDNN's kernel reads).
 
     Memory-bound passes over the activations, so as few as the values allow: aminmax reads
     once without a temporary, and no clamp is needed since |x| / (max|x| / 127) <= 127."""
     low, high = x.aminmax(dim=1, keepdim=True)
     scale = torch.maximum(high, low.neg_()).clamp_(min=1e-12).div_(127.0)
-    return torch.div(x, scale).round_().to(torch.int8), scale
+    codes = torch.div(x, scale).round_()
+    if unsigned:
+        return codes.add_(128.0).to(torch.uint8), scale
+    return codes.to(torch.int8), scale
 
 
 class SharedTokenCodes:
@@ -140,13 +205,13 @@ class SharedTokenCodes:
         self.readers = readers
         self._entry: Optional[Tuple[torch.Tensor, int, Tuple[torch.Tensor, torch.Tensor], int]] = None
 
-    def __call__(self, x: torch.Tensor, flat: Callable[[], torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, quantize: Callable[[], Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
         entry = self._entry
         if entry is not None and entry[0] is x and entry[1] == x._version:
             left = entry[3] - 1
             self._entry = (x, entry[1], entry[2], left) if left > 0 else None
             return entry[2]
-        codes = quantize_per_token(flat())
+        codes = quantize()
         self._entry = (x, x._version, codes, self.readers - 1) if self.readers > 1 else None
         return codes
 
@@ -155,48 +220,70 @@ class Int8Linear(nn.Module):
     """y = x W^T + b with W int8 per output channel and x int8 per token (dynamic).
 
     weight_levels: the largest weight magnitude, 127 where the CPU's int8 product is exact
-    over the full range, 63 where it is exact only below (see exact_weight_levels).
+    over the full range, 63 where it is exact only below (see int8_kernel).
+    kernel: "onednn" (prepacked weights) or "int_mm" (torch._int_mm).
     shared: the input's codes, where other layers read the same input."""
 
-    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, shared: Optional[SharedTokenCodes] = None):
+    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, kernel: str = "int_mm",
+                 shared: Optional[SharedTokenCodes] = None):
         super().__init__()
+        if kernel not in ("onednn", "int_mm"):
+            raise ValueError(f"kernel must be 'onednn' or 'int_mm', not {kernel!r}")
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / float(weight_levels)
         quantized = torch.round(weight / scale[:, None]).clamp(-weight_levels, weight_levels).to(torch.int8)
         self.in_features = linear.in_features
         self.out_features = linear.out_features
         self.weight_levels = weight_levels
+        self.kernel = kernel
         self.shared = shared
         # (in, out), as torch._int_mm wants its second operand.
         self.register_buffer("weight_t", quantized.t().contiguous())
         self.register_buffer("weight_scale", scale)
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
+        # oneDNN's packed copy of the weights is opaque: not a buffer, dropped when the
+        # module is copied or pickled (__getstate__), and packed at the first call.
+        self._packed: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
+        onednn = self.kernel == "onednn"
 
-        def flat() -> torch.Tensor:
-            return x.reshape(-1, self.in_features).float()
+        def quantize() -> Tuple[torch.Tensor, torch.Tensor]:
+            return quantize_per_token(x.reshape(-1, self.in_features).float(), unsigned=onednn)
 
-        codes, scale = self.shared(x, flat) if self.shared is not None else quantize_per_token(flat())
-        out = torch._int_mm(codes, self.weight_t).mul(scale)
-        if self.bias is not None:
-            out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
+        codes, scale = self.shared(x, quantize) if self.shared is not None else quantize()
+        if onednn:
+            if self._packed is None:
+                self._packed = _prepack(self.weight_t.t().contiguous())
+            out = _onednn_linear(codes, self._packed, self.weight_scale).mul_(scale)
+            if self.bias is not None:
+                out.add_(self.bias)
         else:
-            out.mul_(self.weight_scale)
+            out = torch._int_mm(codes, self.weight_t).mul(scale)
+            if self.bias is not None:
+                out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
+            else:
+                out.mul_(self.weight_scale)
         return out.reshape(*shape[:-1], self.out_features)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_packed"] = None
+        return state
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
-                f"(levels ±{self.weight_levels}), per-token activations" + (", shared input codes" if self.shared else ""))
+                f"(levels ±{self.weight_levels}), per-token activations, {self.kernel} kernel"
+                + (", shared input codes" if self.shared else ""))
 
 
 # Sibling layers that a Llama-layout block calls on one and the same tensor.
 SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
-def replace_linears(module: nn.Module, *, weight_levels: int = 127) -> int:
+def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str = "int_mm") -> int:
     """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
     shared = {}
     for names in SHARED_INPUTS:
@@ -207,8 +294,8 @@ def replace_linears(module: nn.Module, *, weight_levels: int = 127) -> int:
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, shared=shared.get(name)))
+            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, kernel=kernel, shared=shared.get(name)))
             count += 1
         else:
-            count += replace_linears(child, weight_levels=weight_levels)
+            count += replace_linears(child, weight_levels=weight_levels, kernel=kernel)
     return count

@@ -1,4 +1,6 @@
+import copy
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,7 @@ import torch
 
 from spacy_cmllm.decoder.lora import add_lora
 from spacy_cmllm.decoder.probe import bidirectional_layers
-from spacy_cmllm.decoder.quantize import Int8Linear, int8_copy
+from spacy_cmllm.decoder.quantize import Int8Linear, int8_copy, int8_kernel
 from spacy_cmllm.decoder.unmask import unmask_layers
 
 
@@ -22,6 +24,25 @@ def test_int8_linear_close_to_float_and_per_token():
     assert (got - want).abs().max() < 0.05 * want.abs().max()
     # A token's output does not depend on the other tokens of the call.
     torch.testing.assert_close(q(x[:1, 2:3]), got[:1, 2:3], atol=0, rtol=0)
+
+
+@pytest.mark.skipif(int8_kernel().name != "onednn", reason="oneDNN's prepacked int8 kernel is not exact on this CPU")
+def test_onednn_kernel_computes_what_int_mm_computes():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 40)
+    fast, plain = Int8Linear(linear, kernel="onednn"), Int8Linear(linear, kernel="int_mm")
+    x = torch.randn(3, 7, 96)
+    x[..., :4] *= 50
+    with torch.no_grad():
+        got, want = fast(x), plain(x)
+        # The same integers; only the order of two float multiplications differs.
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        # Each token alone, exactly as in its batch.
+        torch.testing.assert_close(fast(x[1:2, 3:4]), got[1:2, 3:4], atol=0, rtol=0)
+        # The packed weights are not state: a copy or a pickle packs its own.
+        torch.testing.assert_close(copy.deepcopy(fast)(x), got, atol=0, rtol=0)
+        torch.testing.assert_close(pickle.loads(pickle.dumps(fast))(x), got, atol=0, rtol=0)
+    assert "_packed" not in fast.state_dict()
 
 
 @pytest.mark.parametrize("spec", ["0000", "0011"])
@@ -58,12 +79,12 @@ def test_int8_copy_refuses_other_devices(make_decoder):
 
 EXACTNESS_SCRIPT = r"""
 import torch
-from spacy_cmllm.decoder.quantize import Int8Linear, _int_mm_exact, exact_weight_levels
+from spacy_cmllm.decoder.quantize import Int8Linear, _int_mm_exact, int8_kernel
 
-levels = exact_weight_levels()
+kernel, levels = int8_kernel()
 torch.manual_seed(0)
 linear = torch.nn.Linear(512, 256)
-q = Int8Linear(linear, weight_levels=levels)
+q = Int8Linear(linear, weight_levels=levels, kernel=kernel)
 x = torch.randn(64, 512) * 4
 x[:, :8] *= 50  # outlier channels, as LLM activations have
 # The same quantization, with the product in float64 (exact for these integers).
@@ -71,7 +92,7 @@ scale = x.abs().amax(dim=1, keepdim=True) / 127.0
 codes = torch.round(x / scale).clamp(-127, 127)
 exact = (codes.double() @ q.weight_t.double()) * scale.double() * q.weight_scale.double() + linear.bias.double()
 got = q(x).double()
-print(levels, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().max()))
+print(levels, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().max()), kernel)
 """
 
 
@@ -83,8 +104,11 @@ def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
     if isa == "AVX2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
     out = subprocess.run([sys.executable, "-c", EXACTNESS_SCRIPT], env=env, capture_output=True, text=True, check=True).stdout.split()
-    levels, full_range_exact, error = int(out[0]), out[1] == "True", float(out[2])
-    assert levels == (127 if full_range_exact else 63)
+    levels, full_range_exact, error, kernel = int(out[0]), out[1] == "True", float(out[2]), out[3]
+    # oneDNN's prepacked kernel only where it is exact at 127; else _int_mm, 7-bit where it saturates.
+    assert (levels, kernel) in ((127, "onednn"), (127 if full_range_exact else 63, "int_mm"))
+    if isa == "AVX2":
+        assert (levels, kernel) == (63, "int_mm")
     assert error < 1e-6
 
 
@@ -99,7 +123,7 @@ def test_shared_codes_quantize_a_block_input_once_and_never_serve_stale(make_dec
     shared = int8_copy(model, unmask="00")
     calls = []
     real = quantize.quantize_per_token
-    monkeypatch.setattr(quantize, "quantize_per_token", lambda x: calls.append(x.shape) or real(x))
+    monkeypatch.setattr(quantize, "quantize_per_token", lambda x, **kw: calls.append(x.shape) or real(x, **kw))
     ids = torch.randint(1, 128, (2, 9))
     with torch.no_grad():
         want = unshared(input_ids=ids, use_cache=False).logits
