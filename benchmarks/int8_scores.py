@@ -29,7 +29,7 @@ from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 
 import spacy_cmllm
-from spacy_cmllm.decoder.quantize import exact_weight_levels
+from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.hardware import cpu_record
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.pipeline.scorer import iob2_tags
@@ -176,7 +176,8 @@ def main(argv=None) -> int:
         "speedup_vs_fp32": round(int8_scores["words_per_s"] / modes["fp32"]["words_per_s"], 2),
         "within_bound": modes[default]["ner_f1"] - int8_scores["ner_f1"] <= MAX_F1_LOSS,
         # 127: 8-bit weights; 63: 7-bit, where this CPU's int8 product saturates above.
-        "int8_weight_levels": exact_weight_levels(),
+        "int8_weight_levels": int8_kernel().weight_levels,
+        "int8_kernel": int8_kernel().name,
         "int8_smoothing": model.attrs.get("int8_smoothing", 0.0),
         "machine": machine(),
         "versions": versions(),

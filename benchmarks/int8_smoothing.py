@@ -21,7 +21,7 @@ import spacy
 from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 
-from spacy_cmllm.decoder.quantize import exact_weight_levels
+from spacy_cmllm.decoder.quantize import int8_kernel
 
 HERE = Path(__file__).parent
 # The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
@@ -105,7 +105,8 @@ def main(argv=None) -> int:
         "float32": {"ner_f1": float32["ner_f1"], "tag_acc": float32["tag_acc"]},
         "alphas": rows,
         "best_alpha_by_vector_error": min(rows, key=lambda a: rows[a]["vector_relative_error"]),
-        "int8_weight_levels": exact_weight_levels(),
+        "int8_weight_levels": int8_kernel().weight_levels,
+        "int8_kernel": int8_kernel().name,
         "machine": machine(),
         "versions": versions(),
     }

@@ -60,6 +60,7 @@ import spacy_cmllm
 from spacy_cmllm.corpora import read_conllu
 from spacy_cmllm.decoder.lora import LoraSettings, add_lora
 from spacy_cmllm.decoder.unmask import unmask_layers
+from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
 from spacy_cmllm.hardware import cpu_record
@@ -456,6 +457,7 @@ def int8_comparison(nlp, model, sentences, repeats: int, trained) -> dict:
         "words_per_s": {"float": n_words / t_float, "int8": n_words / t_int8},
         "speedup": t_float / t_int8,
         "first_int8_call_s": build,
+        "kernel": int8_kernel()._asdict(),
         "autocast_in_float": use_bf16_autocast(model.attrs["mixed_precision"], get_backbone(model).device),
     }
     if trained is not None:

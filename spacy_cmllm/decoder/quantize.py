@@ -119,11 +119,6 @@ def int8_kernel() -> Int8Kernel:
     raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights"))
 
 
-def exact_weight_levels() -> int:
-    """The largest weight magnitude (127 or 63) for which this process's int8 product is exact."""
-    return int8_kernel().weight_levels
-
-
 def _extreme_operands(weight_levels: int):
     """(tokens, in) int8 inputs and (in, out) int8 weights, random and at both extremes,
     on which 16-bit pair sums saturate if the kernel has them."""

@@ -67,6 +67,7 @@ def test_a_shard_cut_off_before_its_receipt_is_redone_not_duplicated(tmp_path, p
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_without_loss_or_duplicates(tmp_path, pipeline_dir):
     n = 120
     job = _job(tmp_path, pipeline_dir, n=n, shard_size=2)

@@ -24,6 +24,7 @@ def _files(directory: Path):
     return {p.relative_to(directory): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeline_dir):
     # Runs in its own process (and its own Ray instance) before this module starts one.
     import tests.annotate.components  # noqa: F401
@@ -82,6 +83,7 @@ def test_ray_writes_the_same_files_as_a_local_run(tmp_path, pipeline_dir, local_
     assert len(rows) == 57 and [r["_row"] for r in rejects] == list(BAD)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_retried(tmp_path, pipeline_dir, local_ray):
     import tests.annotate.components  # noqa: F401  (registers the factories here too)
 

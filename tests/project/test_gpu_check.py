@@ -126,6 +126,7 @@ def test_a_stage_past_its_limit_is_killed_and_reported(tmp_path):
     assert check["ok"] is False and "killed at its time limit" in check["error"]
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_runs_every_stage(tmp_path, conll_dir):
     out = tmp_path / "gpu_check.json"
     done = run_process_tree(
