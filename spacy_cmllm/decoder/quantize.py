@@ -4,7 +4,7 @@ The copy has the LoRA adapters merged into its weights (peft's merge_and_unload 
 copy, so the trainable original keeps its adapters), is float32, and has the nn.Linear
 layers of its decoder blocks replaced by ``Int8Linear``: weights int8 with one scale per
 output channel, activations quantized on the fly with one scale per TOKEN, an exact int8 x
-int8 -> int32 matrix product (``torch._int_mm``), then rescaled to float32. This is the
+int8 product (below), then rescaled to float32. This is the
 scheme of torchao's int8 dynamic-activation / int8-weight mode, without that package.
 
 Per-token scales matter here: PyTorch's ``quantize_dynamic`` scales the activations of a
