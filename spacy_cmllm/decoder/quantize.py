@@ -152,7 +152,7 @@ def _onednn_exact(weight_levels: int) -> bool:
             ones = torch.ones(w.shape[1])
             for x in inputs:
                 # Sums up to 256 * 127 * 127 < 2**24: exact in the kernel's float32 output.
-                got = _onednn_linear((x.to(torch.int16) + 128).to(torch.uint8), packed, ones)
+                got = _onednn_linear((x.to(torch.int16) + 128).to(torch.uint8), packed, ones, torch.zeros(w.shape[1], dtype=torch.int64))
                 if not torch.equal(got.double(), x.double() @ w.double()):
                     return False
     except (RuntimeError, NotImplementedError):  # a build without this kernel for this CPU
@@ -165,9 +165,9 @@ def _prepack(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.onednn.qlinear_prepack(weight, None)
 
 
-def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
-    """float32 (codes - 128) @ W^T * weight_scale, for uint8 token codes (zero point 128)."""
-    zero_points = torch.zeros(weight_scale.shape[0], dtype=torch.int64)
+def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, zero_points: torch.Tensor) -> torch.Tensor:
+    """float32 (codes - 128) @ W^T * weight_scale, for uint8 token codes (zero point 128) and
+    symmetric weights (int64 zero points, all 0, one per output channel)."""
     return torch.ops.onednn.qlinear_pointwise(
         codes, 1.0, 128, packed, weight_scale, zero_points, None, 1.0, 0, torch.float32, "none", [], ""
     )
@@ -238,6 +238,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_scale", scale)
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
+        # The kernel's weight zero points, all 0: made once here, not at every call.
+        self.register_buffer("weight_zero_points", torch.zeros(self.out_features, dtype=torch.int64), persistent=False)
         # oneDNN's packed copy of the weights is opaque: not a buffer, dropped when the
         # module is copied or pickled (__getstate__), and packed at the first call.
         self._packed: Optional[torch.Tensor] = None
@@ -253,7 +255,7 @@ class Int8Linear(nn.Module):
         if onednn:
             if self._packed is None:
                 self._packed = _prepack(self.weight_t.t().contiguous())
-            out = _onednn_linear(codes, self._packed, self.weight_scale).mul_(scale)
+            out = _onednn_linear(codes, self._packed, self.weight_scale, self.weight_zero_points).mul_(scale)
             if self.bias is not None:
                 out.add_(self.bias)
         else:
