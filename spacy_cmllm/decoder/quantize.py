@@ -233,16 +233,17 @@ class Int8Linear(nn.Module):
         self.weight_levels = weight_levels
         self.kernel = kernel
         self.shared = shared
-        # (in, out), as torch._int_mm wants its second operand.
-        self.register_buffer("weight_t", quantized.t().contiguous())
+        # The int8 weights are kept once: (in, out) as torch._int_mm wants its second operand,
+        # or only in oneDNN's packed layout (see int8_weight and __getstate__).
+        self.register_buffer("weight_t", None if kernel == "onednn" else quantized.t().contiguous())
         self.register_buffer("weight_scale", scale)
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         # The kernel's weight zero points, all 0: made once here, not at every call.
         self.register_buffer("weight_zero_points", torch.zeros(self.out_features, dtype=torch.int64), persistent=False)
-        # oneDNN's packed copy of the weights is opaque: not a buffer, dropped when the
-        # module is copied or pickled (__getstate__), and packed at the first call.
-        self._packed: Optional[torch.Tensor] = None
+        # oneDNN's packed weights are opaque: not a buffer; a copy or a pickle carries the int8
+        # codes instead (__getstate__) and packs them again at its first call.
+        self._packed: Optional[torch.Tensor] = _prepack(quantized) if kernel == "onednn" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -255,6 +256,7 @@ class Int8Linear(nn.Module):
         if onednn:
             if self._packed is None:
                 self._packed = _prepack(self.weight_t.t().contiguous())
+                self.weight_t = None
             out = _onednn_linear(codes, self._packed, self.weight_scale, self.weight_zero_points).mul_(scale)
             if self.bias is not None:
                 out.add_(self.bias)
@@ -266,9 +268,23 @@ class Int8Linear(nn.Module):
                 out.mul_(self.weight_scale)
         return out.reshape(*shape[:-1], self.out_features)
 
+    def int8_weight(self) -> torch.Tensor:
+        """The (out, in) int8 weight codes."""
+        if self.weight_t is not None:
+            return self.weight_t.t()
+        # Read back from the packed copy: identity codes times W^T with unit scales is W^T,
+        # exact (integers up to 127 in float32, a kernel chosen for being exact).
+        identity = torch.eye(self.in_features).add_(128.0).to(torch.uint8)
+        unit = torch.ones(self.out_features)
+        with torch.no_grad():
+            weight_t = _onednn_linear(identity, self._packed, unit, self.weight_zero_points)
+        return weight_t.round_().to(torch.int8).t()
+
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_packed"] = None
+        if self._packed is not None:
+            state["_buffers"] = dict(self._buffers, weight_t=self.int8_weight().t().contiguous())
+            state["_packed"] = None
         return state
 
     def extra_repr(self) -> str:

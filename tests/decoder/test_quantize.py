@@ -39,9 +39,12 @@ def test_onednn_kernel_computes_what_int_mm_computes():
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
         # Each token alone, exactly as in its batch.
         torch.testing.assert_close(fast(x[1:2, 3:4]), got[1:2, 3:4], atol=0, rtol=0)
-        # The packed weights are not state: a copy or a pickle packs its own.
-        torch.testing.assert_close(copy.deepcopy(fast)(x), got, atol=0, rtol=0)
-        torch.testing.assert_close(pickle.loads(pickle.dumps(fast))(x), got, atol=0, rtol=0)
+        # The int8 weights are held once, packed; a copy or a pickle packs its own.
+        assert fast.weight_t is None
+        assert torch.equal(fast.int8_weight(), plain.int8_weight())
+        for clone in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):
+            torch.testing.assert_close(clone(x), got, atol=0, rtol=0)
+            assert clone.weight_t is None and torch.equal(clone.int8_weight(), plain.int8_weight())
     assert "_packed" not in fast.state_dict()
 
 
@@ -90,7 +93,7 @@ x[:, :8] *= 50  # outlier channels, as LLM activations have
 # The same quantization, with the product in float64 (exact for these integers).
 scale = x.abs().amax(dim=1, keepdim=True) / 127.0
 codes = torch.round(x / scale).clamp(-127, 127)
-exact = (codes.double() @ q.weight_t.double()) * scale.double() * q.weight_scale.double() + linear.bias.double()
+exact = (codes.double() @ q.int8_weight().t().double()) * scale.double() * q.weight_scale.double() + linear.bias.double()
 got = q(x).double()
 print(levels, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().max()), kernel)
 """
