@@ -75,16 +75,22 @@ def int8_copy(
     if not hasattr(torch, "_int_mm"):
         raise CmllmError(Errors.E077.format(why=f"PyTorch {torch.__version__} has no int8 matrix product (torch._int_mm)"))
     spec = handle.layers if handle is not None and handle.layers else unmask
+    # Frozen float32 embeddings are the same in the copy: shared, not copied (smoothing and
+    # quantizing change only the blocks' linear layers and norms). Not those under an adapter
+    # (a peft "base_layer"): merging writes into them.
+    shared = {id(m.weight): m.weight for name, m in decoder.named_modules()
+              if isinstance(m, nn.Embedding) and not name.endswith("base_layer")
+              and m.weight.dtype == torch.float32 and not m.weight.requires_grad}
     if handle is not None and handle.active:
         handle.remove()
         try:
-            clone = copy.deepcopy(decoder)
+            clone = copy.deepcopy(decoder, memo=dict(shared))
         finally:
             new = unmask_layers(decoder, spec)
             if rehook is not None:
                 rehook(new)
     else:
-        clone = copy.deepcopy(decoder)
+        clone = copy.deepcopy(decoder, memo=dict(shared))
     if callable(getattr(clone, "merge_and_unload", None)):
         clone = clone.merge_and_unload()
     clone = clone.float().eval().requires_grad_(False)

@@ -63,6 +63,8 @@ def test_int8_copy_merges_adapters_and_keeps_the_original(make_decoder, spec):
         want = model(input_ids=ids, use_cache=False).logits
         got = copy(input_ids=ids, use_cache=False).logits
     assert not any(isinstance(m, torch.nn.Linear) for m in copy.model.layers.modules())
+    # The frozen embeddings are shared with the original, not copied.
+    assert copy.model.embed_tokens.weight is model.get_base_model().model.embed_tokens.weight
     cosine = torch.nn.functional.cosine_similarity(want, got, dim=-1)
     assert cosine.min() > 0.99
     # The original still has its adapters, is float, and is unmasked as before.
@@ -72,6 +74,18 @@ def test_int8_copy_merges_adapters_and_keeps_the_original(make_decoder, spec):
     assert bidirectional_layers(copy) == expected
     if spec != "0000":
         assert handles["new"].layers == handle.layers
+
+
+def test_int8_copy_never_shares_an_embedding_that_merging_changes(make_decoder):
+    model = add_lora(make_decoder("llama", n_layers=4), r=4, alpha=8.0, dropout=0.0, target_modules=["q_proj", "embed_tokens"])
+    for name, p in model.named_parameters():
+        if "lora_embedding_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    embedding = model.get_base_model().model.embed_tokens.base_layer.weight
+    before = embedding.detach().clone()
+    copy = int8_copy(model, unmask="0000")
+    assert copy.model.embed_tokens.weight is not embedding
+    assert torch.equal(embedding, before)
 
 
 def test_int8_copy_refuses_other_devices(make_decoder):
