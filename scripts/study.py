@@ -49,7 +49,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from train import normalise_groups
 
@@ -288,14 +288,18 @@ def ledger_callback(path: Path, phase: str, rungs: Optional[Path]) -> Any:
 
             run, setup = trial.config["run"], trial.config["setup"]
             record = read_trial(setup, run)
-            stopped = json.loads(Path(rungs).read_text()).get("stopped", []) if rungs and Path(rungs).exists() else []
-            if record is None and run_name(run) not in stopped:
+            if record is None and run_name(run) not in stopped_runs(rungs):
                 return
             outcome = {"run": run, "status": "finished" if record else "pruned", "metrics": trial.last_result or {},
                        "record": record}
             Ledger(Path(path), setup).add(phase, setup, outcome)
 
     return AddToLedger()
+
+
+def stopped_runs(rungs: Optional[Any]) -> List[str]:
+    """The runs the screening scheduler stopped (pruned), from its state file."""
+    return json.loads(Path(rungs).read_text()).get("stopped", []) if rungs and Path(rungs).exists() else []
 
 
 def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources: Dict[str, Any],
@@ -328,26 +332,27 @@ def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources:
 
 
 def phase_outcomes(phase: str, runs: List[Dict[str, Any]], grid: Any, setup: Dict[str, Any],
-                   ledger: Ledger) -> List[Dict[str, Any]]:
+                   ledger: Ledger, rungs: Optional[Path] = None) -> List[Dict[str, Any]]:
     """Every run of a phase that ended: the ledger's, then this machine's experiment's
-    (added to the ledger if the callback missed them); one per run."""
+    (finished and pruned ones added to the ledger if the callback missed them); one per run."""
     from spacy_cmllm.study.trial import run_name
 
     found = {run_name(o["run"]): o for o in ledger.outcomes(phase, runs)}
-    for o in outcomes(grid, setup) if grid is not None else []:
+    for o in outcomes(grid, setup, stopped_runs(rungs)) if grid is not None else []:
         if run_name(o["run"]) in found:
             continue
-        if o["status"] != "error":
+        if o["status"] in ("finished", "pruned"):
             ledger.add(phase, setup, o)
         found[run_name(o["run"])] = o
     return [found[run_name(r)] for r in runs if run_name(r) in found]
 
 
-def outcomes(grid: Any, setup: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Per trial of a completed experiment: its run, status, last round and dev scores.
+def outcomes(grid: Any, setup: Dict[str, Any], stopped: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Per trial of an experiment: its run, status, last round and dev scores.
     finished = trained to the end of its budget (it wrote trial.json); error = failed;
-    otherwise the scheduler stopped it: pruned."""
-    from spacy_cmllm.study.trial import read_trial
+    pruned = the scheduler stopped it (``stopped``: its state's list); otherwise the
+    experiment was interrupted (Ctrl+C) while the trial trained or waited: unfinished."""
+    from spacy_cmllm.study.trial import read_trial, run_name
 
     result = []
     for trial in grid:
@@ -355,7 +360,8 @@ def outcomes(grid: Any, setup: Dict[str, Any]) -> List[Dict[str, Any]]:
             continue
         run = trial.config["run"]
         record = read_trial(setup, run)
-        status = "finished" if record is not None else "error" if trial.error is not None else "pruned"
+        status = ("finished" if record is not None else "error" if trial.error is not None
+                  else "pruned" if run_name(run) in stopped else "unfinished")
         metrics = trial.metrics or {}
         result.append({"run": run, "status": status, "eval_round": metrics.get("eval_round"), "metrics": metrics,
                        "record": record})
@@ -454,7 +460,9 @@ def run_study(args: argparse.Namespace) -> int:
                [stopper, ledger_callback(Path(args.ledger), "screen", Path(args.rungs))])
     if stopped():
         return interrupted(stopper)
-    screened = phase_outcomes("screen", screen_runs, grid, setup, ledger)
+    screened = phase_outcomes("screen", screen_runs, grid, setup, ledger, Path(args.rungs))
+    if cut_short("screen", screen_runs, screened):
+        return INTERRUPTED
     finalists = select_finalists(screened, args.finalists)
     (Path(args.screening)).parent.mkdir(parents=True, exist_ok=True)
     Path(args.screening).write_text(json.dumps({
@@ -477,6 +485,8 @@ def run_study(args: argparse.Namespace) -> int:
         if stopped():
             return interrupted(stopper)
         finals = phase_outcomes("final", final_runs, grid, setup, ledger)
+        if cut_short("final", final_runs, finals):
+            return INTERRUPTED
 
     # 3. Rows: test scores of the finished finalists (each scored once, by its trial); dev
     # only for the others.
@@ -502,6 +512,22 @@ def run_study(args: argparse.Namespace) -> int:
         print(f"{len(unfinished)} trial(s) did not finish; run the command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+# The exit status of a study cut short by Ctrl+C (128 + SIGINT), so that `spacy project
+# run` stops there instead of reporting on a phase that did not end.
+INTERRUPTED = 130
+
+
+def cut_short(phase: str, runs: List[Dict[str, Any]], ended: List[Dict[str, Any]]) -> bool:
+    """Whether an experiment returned with runs of the phase neither finished, pruned nor
+    failed (Tune returns like this after Ctrl+C): then the phase has not ended, and no
+    finalist may be chosen from it."""
+    open_runs = len(runs) - sum(o["status"] in ("finished", "pruned", "error") for o in ended)
+    if open_runs:
+        print(f"{phase}: interrupted with {open_runs} run(s) unfinished; run the same command again to resume",
+              file=sys.stderr, flush=True)
+    return open_runs > 0
 
 
 def interrupted(stopper: Any) -> int:

@@ -124,3 +124,41 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     lines = [line.split() for line in status.stdout.splitlines() if line.startswith(("screen", "final"))]
     assert {(line[2], line[4]) for line in lines if line[0] == "screen"} >= {("0000", "finished"), ("1111", "finished")}
     assert "rung at round 1:" in status.stdout
+
+
+def load_study_script():
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "scripts" / "study.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # study.py imports train.py beside it
+    spec = importlib.util.spec_from_file_location("study_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_interrupted_screen_is_neither_pruned_nor_over(tmp_path, capsys):
+    """Ctrl+C returns from Tune's fit with the trial under way neither finished nor stopped
+    by the scheduler: it must not enter the ledger as pruned, and no finalist may be chosen."""
+    from types import SimpleNamespace
+
+    study = load_study_script()
+    setup = {"work": str(tmp_path / "runs"), "base_model": "tiny", "batch_words": 40, "max_steps": 4,
+             "eval_frequency": 2, "baseline_steps": 8}
+    runs = [{"model": "smollm2", "unmask": u, "seed": 0, "phase": "screen"} for u in ("0000", "0110", "0111")]
+    finished = tmp_path / "runs" / "screen-smollm2-0000-s0" / "trial.json"
+    finished.parent.mkdir(parents=True)
+    finished.write_text(json.dumps({"scores": {}}))
+    rungs = tmp_path / "rungs.json"
+    rungs.write_text(json.dumps({"1": {"screen-smollm2-0110-s0": 0.5}, "stopped": ["screen-smollm2-0110-s0"]}))
+    grid = [SimpleNamespace(config={"run": r, "setup": setup}, error=None, metrics={"eval_round": 1, "ents_f": 0.5})
+            for r in runs]
+    ledger = study.Ledger(tmp_path / "ledger.jsonl", setup)
+    ended = study.phase_outcomes("screen", runs, grid, setup, ledger, rungs)
+    assert [o["status"] for o in ended] == ["finished", "pruned", "unfinished"]
+    assert sorted(e["run"]["unmask"] for e in ledger.entries("screen").values()) == ["0000", "0110"]
+    assert study.cut_short("screen", runs, ended)
+    assert "interrupted with 1 run(s) unfinished" in capsys.readouterr().err
+    # Once the last run ends, the phase is over.
+    assert not study.cut_short("screen", runs, ended[:2] + [dict(ended[2], status="pruned")])
