@@ -280,8 +280,3 @@ class Warnings(metaclass=_WithCodes):
         "annotation), so the other listeners' gradients were dropped too. Put a component "
         "that is annotated in every training doc last in the pipeline, or annotate the docs."
     )
-    W002 = (
-        "The int8 copy's fused elementwise kernels could not be compiled ({error}); it runs "
-        "them eagerly, which is correct but slower. torch.compile needs a C++ compiler "
-        "(e.g. gcc) on the PATH; set TORCHDYNAMO_DISABLE=1 to skip compiling without this warning."
-    )

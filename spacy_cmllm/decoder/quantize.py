@@ -30,10 +30,6 @@ bits, so the copy measures once per process which kernel is exact at 127, and us
 ``torch._int_mm`` with 7-bit weight levels where none is, or refuses (E077) where even that
 is not exact. (Exact 8-bit weights as two halves of at most 64, over a doubled inner
 dimension, were tried there: int8 became slower than float32.)
-
-The elementwise work around the products (quantizing, rescaling, the MLP's SiLU, RMSNorm)
-runs in kernels fused by torch.compile (decoder/fused.py): with the products in oneDNN it
-took most of the copy's time.
 """
 
 import copy
@@ -44,7 +40,6 @@ import torch
 from torch import nn
 
 from ..errors import CmllmError, Errors
-from .fused import elementwise_kernels, fuse_rms_norms
 from .layout import find_base_model
 from .smoothing import DEFAULT_ALPHA, smooth_for_int8
 from .unmask import UnmaskHandle, UnmaskSpec, unmask_layers
@@ -58,7 +53,6 @@ def int8_copy(
     rehook: Optional[Callable[[UnmaskHandle], None]] = None,
     calibration: Sequence[torch.Tensor] = (),
     smoothing: float = DEFAULT_ALPHA,
-    fuse: bool = True,
 ) -> nn.Module:
     """A merged, int8-quantized, unmasked copy of ``decoder`` for prediction on a CPU.
 
@@ -71,8 +65,6 @@ def int8_copy(
         for smoothing (decoder/smoothing.py); none: quantized without smoothing.
     smoothing: SmoothQuant's alpha, the share of each channel's range moved into the
         weights; 0 turns smoothing off.
-    fuse: run the elementwise work around the int8 products (quantization, rescaling,
-        SiLU, RMSNorm) in kernels fused by torch.compile (decoder/fused.py).
     RETURNS: the copy, in eval mode, without gradients.
     """
     device = next(decoder.parameters()).device
@@ -107,11 +99,7 @@ def int8_copy(
     if calibration and smoothing > 0:
         smooth_for_int8(clone, [ids.to(device) for ids in calibration], alpha=smoothing)
     kernel = int8_kernel()
-    base = find_base_model(clone)
-    replace_linears(base.layers, weight_levels=kernel.weight_levels, kernel=kernel.name, fuse=fuse)
-    if fuse:
-        fuse_rms_norms(base)
-        elementwise_kernels()  # compiled now, not inside the first prediction
+    replace_linears(find_base_model(clone).layers, weight_levels=kernel.weight_levels, kernel=kernel.name)
     return clone
 
 
@@ -236,20 +224,13 @@ class Int8Linear(nn.Module):
     weight_levels: the largest weight magnitude, 127 where the CPU's int8 product is exact
     over the full range, 63 where it is exact only below (see int8_kernel).
     kernel: "onednn" (prepacked weights) or "int_mm" (torch._int_mm).
-    shared: the input's codes, where other layers read the same input.
-    fused: quantize and rescale with the fused kernels of decoder/fused.py.
-    activation: "silu" to apply SiLU to the output (in the rescale pass, where fused)."""
+    shared: the input's codes, where other layers read the same input."""
 
     def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, kernel: str = "int_mm",
-                 shared: Optional[SharedTokenCodes] = None, fused: bool = False,
-                 activation: Optional[str] = None):
+                 shared: Optional[SharedTokenCodes] = None):
         super().__init__()
         if kernel not in ("onednn", "int_mm"):
             raise ValueError(f"kernel must be 'onednn' or 'int_mm', not {kernel!r}")
-        if activation not in (None, "silu"):
-            raise ValueError(f"activation must be None or 'silu', not {activation!r}")
-        self.fused = fused
-        self.activation = activation
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / float(weight_levels)
         quantized = torch.round(weight / scale[:, None]).clamp(-weight_levels, weight_levels).to(torch.int8)
@@ -274,37 +255,23 @@ class Int8Linear(nn.Module):
         shape = x.shape
         onednn = self.kernel == "onednn"
 
-        kernels = elementwise_kernels() if self.fused else None
-        silu = self.activation == "silu"
-
         def quantize() -> Tuple[torch.Tensor, torch.Tensor]:
-            rows = x.reshape(-1, self.in_features).float()
-            if kernels is not None:
-                return kernels.quantize(rows, onednn)
-            return quantize_per_token(rows, unsigned=onednn)
+            return quantize_per_token(x.reshape(-1, self.in_features).float(), unsigned=onednn)
 
         codes, scale = self.shared(x, quantize) if self.shared is not None else quantize()
         if onednn:
             if self._packed is None:
                 self._packed = _prepack(self.weight_t.t().contiguous())
                 self.weight_t = None
-            out = _onednn_linear(codes, self._packed, self.weight_scale, self.weight_zero_points)
-            if kernels is not None:
-                out = kernels.rescale(out, scale, None, self.bias, silu)
-            else:
-                out.mul_(scale)
-                if self.bias is not None:
-                    out.add_(self.bias)
-        elif kernels is not None:
-            out = kernels.rescale(torch._int_mm(codes, self.weight_t), scale, self.weight_scale, self.bias, silu)
+            out = _onednn_linear(codes, self._packed, self.weight_scale, self.weight_zero_points).mul_(scale)
+            if self.bias is not None:
+                out.add_(self.bias)
         else:
             out = torch._int_mm(codes, self.weight_t).mul(scale)
             if self.bias is not None:
                 out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
             else:
                 out.mul_(self.weight_scale)
-        if silu and kernels is None:
-            out = nn.functional.silu(out)
         return out.reshape(*shape[:-1], self.out_features)
 
     def int8_weight(self) -> torch.Tensor:
@@ -329,22 +296,15 @@ class Int8Linear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
                 f"(levels ±{self.weight_levels}), per-token activations, {self.kernel} kernel"
-                + (", shared input codes" if self.shared else "") + (", fused" if self.fused else "")
-                + (f", then {self.activation}" if self.activation else ""))
+                + (", shared input codes" if self.shared else ""))
 
 
 # Sibling layers that a Llama-layout block calls on one and the same tensor.
 SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
-def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str = "int_mm", fuse: bool = False) -> int:
-    """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many. With
-    ``fuse``, a Llama-layout MLP's SiLU moves into gate_proj's rescale pass."""
-    activations = {}
-    if fuse and _is_silu(getattr(module, "act_fn", None)) and all(
-            isinstance(getattr(module, name, None), nn.Linear) for name in ("gate_proj", "up_proj", "down_proj")):
-        activations["gate_proj"] = "silu"
-        module.act_fn = nn.Identity()
+def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str = "int_mm") -> int:
+    """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
     shared = {}
     for names in SHARED_INPUTS:
         siblings = [getattr(module, name, None) for name in names]
@@ -354,14 +314,8 @@ def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str 
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, kernel=kernel, shared=shared.get(name),
-                                             fused=fuse, activation=activations.get(name)))
+            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, kernel=kernel, shared=shared.get(name)))
             count += 1
         else:
-            count += replace_linears(child, weight_levels=weight_levels, kernel=kernel, fuse=fuse)
+            count += replace_linears(child, weight_levels=weight_levels, kernel=kernel)
     return count
-
-
-def _is_silu(act: Optional[nn.Module]) -> bool:
-    # transformers' ACT2FN["silu"] is nn.SiLU; older versions had their own SiLUActivation.
-    return isinstance(act, nn.SiLU) or type(act).__name__ == "SiLUActivation"

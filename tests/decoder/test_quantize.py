@@ -133,11 +133,11 @@ def test_shared_codes_quantize_a_block_input_once_and_never_serve_stale(make_dec
     from spacy_cmllm.decoder import quantize
 
     model = make_decoder("llama", n_layers=2)
-    unshared = int8_copy(model, unmask="00", fuse=False)
+    unshared = int8_copy(model, unmask="00")
     for module in unshared.modules():
         if isinstance(module, Int8Linear):
             module.shared = None
-    shared = int8_copy(model, unmask="00", fuse=False)
+    shared = int8_copy(model, unmask="00")
     calls = []
     real = quantize.quantize_per_token
     monkeypatch.setattr(quantize, "quantize_per_token", lambda x, **kw: calls.append(x.shape) or real(x, **kw))
@@ -157,43 +157,3 @@ def test_shared_codes_quantize_a_block_input_once_and_never_serve_stale(make_dec
     x.mul_(2.0)  # changed in place after q read it: k and v must not reuse its codes
     torch.testing.assert_close(attn.v_proj(x) / 2, attn.v_proj(x.clone()) / 2)
     torch.testing.assert_close(attn.k_proj(x), 2 * first, rtol=0.02, atol=1e-4)
-
-
-@pytest.mark.parametrize("family", ["llama", "mistral"])
-def test_fused_elementwise_kernels_compute_what_the_eager_ones_compute(make_decoder, family):
-    from spacy_cmllm.decoder.fused import FusedRMSNorm, elementwise_kernels
-
-    assert elementwise_kernels().compiled  # CI has a C++ compiler: the fused path is the one tested
-    model = make_decoder(family, n_layers=2)
-    eager, fused = int8_copy(model, unmask="01", fuse=False), int8_copy(model, unmask="01", fuse=True)
-    layer = fused.model.layers[0]
-    assert isinstance(layer.input_layernorm, FusedRMSNorm) and isinstance(fused.model.norm, FusedRMSNorm)
-    assert layer.mlp.gate_proj.activation == "silu" and isinstance(layer.mlp.act_fn, torch.nn.Identity)
-    assert all(m.fused for m in fused.modules() if isinstance(m, Int8Linear))
-    ids = torch.randint(1, 128, (3, 11))
-    with torch.no_grad():
-        want = eager(input_ids=ids, use_cache=False).logits
-        got = fused(input_ids=ids, use_cache=False).logits
-        # Rounding to the nearest code may differ where x / scale lands on .5 within an ulp.
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * want.abs().max().item())
-        # Each sequence alone, as in its batch (per-token scales, per-row reductions).
-        alone = fused(input_ids=ids[1:2], use_cache=False).logits
-    torch.testing.assert_close(alone, got[1:2], rtol=1e-5, atol=1e-5)
-
-
-def test_fused_kernels_fall_back_to_eager_with_a_warning(monkeypatch):
-    from spacy_cmllm.decoder import fused
-
-    def broken(fn, **kwargs):
-        def call(*args):
-            raise RuntimeError("no C++ compiler")
-        return call
-
-    fused.elementwise_kernels.cache_clear()
-    monkeypatch.setattr(fused.torch, "compile", broken)
-    try:
-        with pytest.warns(UserWarning, match="W002"):
-            kernels = fused.elementwise_kernels()
-        assert kernels is fused.EAGER
-    finally:
-        fused.elementwise_kernels.cache_clear()
