@@ -545,7 +545,7 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
     seeds, 95 % bootstrap intervals over test documents, paired differences against the anchors."""
     import numpy
 
-    from spacy_cmllm.study import bootstrap
+    from spacy_cmllm.study import bootstrap, claims
 
     scored = [r for r in rows if r.get("test_ner_f1") not in ("", None) and row_key(r) in counts]
     n_docs = {len(counts[row_key(r)]["test"]["ner"]) for r in scored}
@@ -586,12 +586,19 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
                     ref_members = groups.get(("smollm2", ref, members[0]["budget"], members[0]["batch_words"]))
                     if members[0]["unmask"] == ref or not ref_members:
                         continue
-                    diff = bootstrap.paired_difference(runs, per_seed(ref_members, task), weights, kind)
+                    diff = paired(members, ref_members, task)
                     if diff:
-                        diff = {**diff, "per_seed": [round(100 * d, 2) for d in diff["per_seed"]],
-                                "mean": round(100 * diff["mean"], 2), "ci": [round(100 * c, 2) for c in diff["ci"]]}
                         (out if task == "ner" else out[task])[f"vs_{ref}"] = diff
         return out
+
+    def paired(members, ref_members, task):
+        """Paired differences in percentage points (None where no seed is shared)."""
+        kind = "acc" if task == "pos" else "f1"
+        diff = bootstrap.paired_difference(per_seed(members, task), per_seed(ref_members, task), weights, kind)
+        if diff:
+            diff = {**diff, "per_seed": [round(100 * d, 2) for d in diff["per_seed"]],
+                    "mean": round(100 * diff["mean"], 2), "ci": [round(100 * c, 2) for c in diff["ci"]]}
+        return diff
 
     configs, baselines = {}, {}
     for (model, unmask, *_), members in sorted(groups.items()):
@@ -603,6 +610,13 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
                "bootstrap": {"over": "test documents", "resamples": n_resamples, "seed": seed, "level": 0.95},
                "test_docs": len(next(iter(counts.values()))["test"]["ner"]) if scored else 0,
                "configs": configs, "baselines": baselines}
+    # The claims compare decoder configurations trained alike (one budget, one batch size).
+    decoders = {}
+    for (model, unmask, budget, batch_words), members in groups.items():
+        if model == "smollm2" and decoders.setdefault(unmask, members) is not members:
+            raise SystemExit(f"{unmask} was trained at more than one budget or batch size; the claims need one")
+    summary["claims"] = claims.judge(sorted(decoders), lambda run, ref, task: paired(decoders[run], decoders[ref], task),
+                                     tasks, screening=screening)
     if screening:
         summary["screening"] = screening
     return summary
@@ -658,6 +672,14 @@ def report(args: argparse.Namespace) -> int:
         paired = [f"{e[k]['mean']:+6.2f} [{e[k]['ci'][0]:+.2f},{e[k]['ci'][1]:+.2f}]" if k in e else "" for k in ("vs_0000", "vs_1111")]
         print(f"{name:10} {e['seeds']:>2} {e['dev_f1_mean']:8.2f} {e['test_f1_mean']:8.2f} "
               f"[{e['test_f1_ci'][0]:.2f}, {e['test_f1_ci'][1]:.2f}] {paired[0]:>22} {paired[1]:>22}")
+    print(f"claims ({summary['claims']['rule']}):")
+    for name, claim in summary["claims"].items():
+        if not isinstance(claim, dict):  # the rule and min_seeds
+            continue
+        print(f"  {name}: " + "; ".join(f"{task} {claim[task]['verdict']}" for task in summary["tasks"]))
+        for c in claim["ner"]["comparisons"] if "ner" in claim else []:
+            interval = f"{c['mean']:+.2f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]" if c["ci"] else "no shared seed"
+            print(f"    NER {c['run']} vs {c['reference']}: {interval}, {c['seeds']} seed(s): {c['verdict']}")
     Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
     Path(args.summary).write_text(json.dumps(summary, indent=1) + "\n")
     if args.plot and summary["configs"]:

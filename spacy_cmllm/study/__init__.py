@@ -6,6 +6,8 @@ successive halving on the dev NER F1 that spaCy's evaluation loop reports.
 * ``scheduler``: ASHA that never stops the anchors ``0000`` and ``1111``; the rungs.
 * ``trial``: the Tune trainable (config + overrides -> ``spacy train``) and test scoring.
 * ``bootstrap``: per-document counts and 95 % bootstrap intervals over documents.
+* ``claims``: the paper's three claims judged from the paired differences: held, not
+  held or cannot tell, by one stated rule.
 
 Ray is imported only where it is used: ``pip install "spacy-cmllm[study]"``.
 """

@@ -117,6 +117,9 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     assert "test_f1_mean" in summary["baselines"]["spacy-cnn"]
     assert summary["screening"]["finalists"][:2] == ["0000", "1111"]
     assert summary["screening"]["rungs"] == [1, 2]
+    # One seed per configuration: no claim is judged.
+    assert {summary["claims"][claim][task]["verdict"] for claim in
+            ("unmasking_helps", "layerwise_beats_full", "output_side_matters_most") for task in summary["tasks"]} == {"cannot tell"}
     assert (results / "conll03_study.png").stat().st_size > 10_000
     # Where the study stands, from the ledger alone.
     status = subprocess.run([sys.executable, "scripts/study.py", "status"], cwd=project, capture_output=True, text=True)
@@ -162,3 +165,32 @@ def test_an_interrupted_screen_is_neither_pruned_nor_over(tmp_path, capsys):
     assert "interrupted with 1 run(s) unfinished" in capsys.readouterr().err
     # Once the last run ends, the phase is over.
     assert not study.cut_short("screen", runs, ended[:2] + [dict(ended[2], status="pruned")])
+
+
+def test_summary_judges_the_claims_from_three_seeds():
+    """Per-document counts made so that 0011 and 1111 beat 0000 on every seed and 0011 ties
+    1111 but for one seed: the first claim held, the second cannot tell, no mirror for the third."""
+    study = load_study_script()
+    n_docs = 20
+    ner = {"0000": [(6, 10, 10)] * 3, "0011": [(9, 10, 10)] * 3, "1111": [(9, 10, 10), (9, 10, 10), (10, 10, 10)]}
+    rows, counts = [], {}
+    for unmask, per_seed in ner.items():
+        for seed, doc in enumerate(per_seed):
+            row = {"model": "smollm2", "unmask": unmask, "seed": seed, "budget": 408, "batch_words": 500,
+                   "epochs": 1.0, "train_seconds": 3000, "cpu_capability": "AMX", "device": "cpu",
+                   "dev_ner_f1": 90.0, "test_ner_f1": 100 * 2 * doc[0] / (doc[1] + doc[2])}
+            rows.append({k: str(v) for k, v in row.items()})
+            counts[study.row_key(row)] = {"test": {"ner": [list(doc)] * n_docs, "chunks": [[1, 1, 1]] * n_docs,
+                                                   "pos": [[9, 10]] * n_docs}}
+    summary = study.summarise(rows, counts, n_resamples=100, seed=0)
+    helps = summary["claims"]["unmasking_helps"]["ner"]
+    assert helps["verdict"] == "held"
+    assert [(c["run"], c["mean"], c["ci"], c["verdict"]) for c in helps["comparisons"]] == [
+        ("0011", 30.0, [30.0, 30.0], "held"), ("1111", 33.33, [33.33, 33.33], "held")]
+    layerwise = summary["claims"]["layerwise_beats_full"]["ner"]
+    assert layerwise["verdict"] == "cannot tell" and layerwise["comparisons"][0]["per_seed"] == [0.0, 0.0, -10.0]
+    # Chunks and POS are tied everywhere: nothing is held.
+    assert summary["claims"]["unmasking_helps"]["chunks"]["verdict"] == "cannot tell"
+    assert summary["claims"]["output_side_matters_most"]["ner"]["comparisons"] == []
+    # The same numbers as the configurations' own paired differences.
+    assert summary["configs"]["0011"]["vs_0000"]["ci"] == helps["comparisons"][0]["ci"]
