@@ -583,10 +583,9 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
                 out[task] = stats
             if decoder:
                 for ref in ANCHORS:
-                    ref_members = groups.get(("smollm2", ref, members[0]["budget"], members[0]["batch_words"]))
-                    if members[0]["unmask"] == ref or not ref_members:
+                    if members[0]["unmask"] == ref or ref not in decoders:
                         continue
-                    diff = paired(members, ref_members, task)
+                    diff = paired(members, decoders[ref], task)
                     if diff:
                         (out if task == "ner" else out[task])[f"vs_{ref}"] = diff
         return out
@@ -600,21 +599,20 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
                     "mean": round(100 * diff["mean"], 2), "ci": [round(100 * c, 2) for c in diff["ci"]]}
         return diff
 
-    configs, baselines = {}, {}
+    # Decoder configurations are compared with each other (anchors, claims): trained alike,
+    # at one budget and one batch size.
+    decoders: Dict[str, List[Dict[str, str]]] = {}
+    baselines = {}
     for (model, unmask, *_), members in sorted(groups.items()):
-        if model == "smollm2":
-            configs[unmask] = entry(members, True)
-        else:
+        if model != "smollm2":
             baselines[model] = entry(members, False)
+        elif decoders.setdefault(unmask, members) is not members:
+            raise SystemExit(f"{unmask} was trained at more than one budget or batch size; the comparisons need one")
+    configs = {unmask: entry(members, True) for unmask, members in decoders.items()}
     summary = {"test_full": True, "tasks": tasks, "metric": "seqeval strict IOB2 micro F1 (NER, chunks); POS accuracy",
                "bootstrap": {"over": "test documents", "resamples": n_resamples, "seed": seed, "level": 0.95},
                "test_docs": len(next(iter(counts.values()))["test"]["ner"]) if scored else 0,
                "configs": configs, "baselines": baselines}
-    # The claims compare decoder configurations trained alike (one budget, one batch size).
-    decoders = {}
-    for (model, unmask, budget, batch_words), members in groups.items():
-        if model == "smollm2" and decoders.setdefault(unmask, members) is not members:
-            raise SystemExit(f"{unmask} was trained at more than one budget or batch size; the claims need one")
     summary["claims"] = claims.judge(sorted(decoders), lambda run, ref, task: paired(decoders[run], decoders[ref], task),
                                      tasks, screening=screening)
     if screening:
