@@ -1,24 +1,18 @@
 """The speed and int8 benchmarks end to end on a tiny decoder: every section runs and reports
 what the README's speed table reads."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
+from tests.scripts import ROOT, load_script
 from tests.tiny import TRAIN_DATA, save_tiny_decoder
 
-ROOT = Path(__file__).parents[2]
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_benchmark(name):
+    return load_script(ROOT / "benchmarks" / f"{name}.py", f"{name}_script")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +21,7 @@ def tiny_dir(tmp_path_factory, byte_level_tokenizer):
 
 
 def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, tmp_path):
-    speed = load_script("speed")
+    speed = load_benchmark("speed")
     result = speed.main(["--source", tiny_dir, "--words", "60", "--repeats", "1", "--train-steps", "1",
                          "--train-sentences", "2", "--position-docs", "2", "--tweets", "5", "--device", "cpu",
                          "--out", str(tmp_path)])
@@ -71,7 +65,7 @@ def trained(tiny_dir, tmp_path_factory):
 def test_int8_scores_compares_float_and_int8_on_the_same_docs(trained, tmp_path):
     model, data = trained
     out = tmp_path / "int8.json"
-    int8_scores = load_script("int8_scores")
+    int8_scores = load_benchmark("int8_scores")
     assert int8_scores.main([str(model), str(data), "--name", "tiny", "--out", str(out), "--smoothing", "0.3"]) == 0
     entry = json.loads(out.read_text())["tiny"]
     modes = entry["modes"]
@@ -92,7 +86,7 @@ def test_int8_scores_compares_float_and_int8_on_the_same_docs(trained, tmp_path)
 def test_int8_smoothing_measures_each_alpha_against_float32(trained, tmp_path):
     model, data = trained
     out = tmp_path / "smoothing.json"
-    assert load_script("int8_smoothing").main([str(model), str(data), "--alphas", "0,0.5", "--name", "tiny", "--out", str(out)]) == 0
+    assert load_benchmark("int8_smoothing").main([str(model), str(data), "--alphas", "0,0.5", "--name", "tiny", "--out", str(out)]) == 0
     entry = json.loads(out.read_text())["tiny"]
     assert set(entry["alphas"]) == {"0.0", "0.5"}
     for row in entry["alphas"].values():

@@ -7,15 +7,14 @@ only if present next to the repository (``../shared/data``); those tests skip ot
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.scripts import load_script
 from tests.corpora.samples import CONLL03_IOB1_TRAIN, CONLL03_IOB2_TRAIN, EWT_ASSET, SMALL_DOC
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,18 +23,13 @@ ASSETS = REPO_ROOT / "assets" / "ewt"
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 
 
-def load_script(name: str) -> ModuleType:
-    """Import scripts/<name>.py by path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"data_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
+def load_data_script(name: str) -> ModuleType:
+    return load_script(SCRIPTS / f"{name}.py", f"data_script_{name}")
 
 
-build = load_script("build_ewt_assets")
-convert = load_script("convert_ewt")
-conll03 = load_script("prepare_conll03")
+build = load_data_script("build_ewt_assets")
+convert = load_data_script("convert_ewt")
+conll03 = load_data_script("prepare_conll03")
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -1,11 +1,9 @@
 """benchmarks/gpu_check.py on a CPU: everything up to where CUDA is needed, and the same
 stages end to end on a tiny decoder (--cpu-dry-run)."""
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import spacy
@@ -14,12 +12,10 @@ from spacy.tokens import DocBin
 
 from tests.corpora.samples import CONLL03_IOB2_TRAIN
 from tests.processes import run_process_tree
+from tests.scripts import ROOT, load_script
 
-ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
-spec = importlib.util.spec_from_file_location("gpu_check_script", SCRIPT)
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_script(SCRIPT, "gpu_check_script")
 
 
 def env_without_gpu():

@@ -1,21 +1,15 @@
-import importlib.util
-from pathlib import Path
 
 import numpy
 import spacy
 from spacy.tokens import DocBin
 
 from spacy_cmllm.pipeline.model import get_backbone
+from tests.scripts import ROOT, load_script
 from tests.tiny import build_pipeline, save_tiny_decoder, train, train_examples
 
-ROOT = Path(__file__).parents[2]
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_project_script(name):
+    return load_script(ROOT / "scripts" / f"{name}.py", f"{name}_script")
 
 
 def lora_state(nlp):
@@ -24,7 +18,7 @@ def lora_state(nlp):
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, byte_level_tokenizer):
-    resume = load_script("resume")
+    resume = load_project_script("resume")
     model_dir = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=2)
     nlp = build_pipeline(model_dir, unmask="01")
     train(nlp, steps=3)

@@ -6,13 +6,13 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.processes import run_process_tree
 from tests.project.test_workflow import copy_project
 from tests.requirements import require
+from tests.scripts import ROOT, load_script
 from tests.tiny import save_tiny_decoder
 
 SENTENCES = [
@@ -130,15 +130,7 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
 
 
 def load_study_script():
-    import importlib.util
-
-    path = Path(__file__).parents[2] / "scripts" / "study.py"
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))  # study.py imports train.py beside it
-    spec = importlib.util.spec_from_file_location("study_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "study.py", "study_script")
 
 
 def test_an_interrupted_screen_is_neither_pruned_nor_over(tmp_path, capsys):

@@ -1,23 +1,17 @@
 """scripts/sweep.py: the plan, resuming, the summary, and `spacy project run sweep` end to end."""
 import csv
-import importlib.util
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.processes import run_process_tree
 from tests.project.test_workflow import CONLL03, conll03_slice, copy_project
 from tests.requirements import require
+from tests.scripts import ROOT, load_script
 from tests.tiny import save_tiny_decoder
 
-SCRIPTS = Path(__file__).parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))  # sweep.py imports train.py beside it
-spec = importlib.util.spec_from_file_location("sweep_script", SCRIPTS / "sweep.py")
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
+sweep = load_script(ROOT / "scripts" / "sweep.py", "sweep_script")
 
 
 def test_all_means_every_configuration_of_four_groups():

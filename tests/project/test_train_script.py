@@ -1,12 +1,8 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "train.py"
-spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
-train_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_script)
+from tests.scripts import ROOT, load_script
+
+train_script = load_script(ROOT / "scripts" / "train.py", "train_script")
 
 
 @pytest.mark.parametrize("value,want", [("0011", "0011"), (11, "0011"), (1, "0001"), (0, "0000"), (1100, "1100"), ('"0101"', "0101")])
