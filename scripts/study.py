@@ -480,26 +480,41 @@ def run_study(args: argparse.Namespace) -> int:
     final_runs += [{"model": b, "unmask": b, "seed": s, "phase": "final"} for s in seeds for b in baselines]
     finals: List[Dict[str, Any]] = []
     if final_runs:
+        # The rows of what has ended land before more trains (see 3.).
+        write_rows(screened + ledger.outcomes("final", final_runs), finalists, setup, train_words, csv_path, counts_path)
         grid = fit("final", pending("final", final_runs), setup, resources, storage, None,
                    [stopper, ledger_callback(Path(args.ledger), "final", None)])
-        if stopped():
-            return interrupted(stopper)
         finals = phase_outcomes("final", final_runs, grid, setup, ledger)
-        if cut_short("final", final_runs, finals):
-            return INTERRUPTED
 
-    # 3. Rows: test scores of the finished finalists (each scored once, by its trial); dev
-    # only for the others.
+    # 3. Rows: test scores of the finished finalists, dev only for the others. They land even
+    # when the final phase was interrupted (the finalists are chosen), so that a study spread
+    # over several sessions is reported, and committed, as it goes.
+    write_rows(screened + finals, finalists, setup, train_words, csv_path, counts_path)
+    if stopped():
+        return interrupted(stopper)
+    if final_runs and cut_short("final", final_runs, finals):
+        return INTERRUPTED
+    unfinished = [o for o in screened + finals if o["status"] == "error"]
+    if unfinished:
+        print(f"{len(unfinished)} trial(s) did not finish; run the command again to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_rows(ended: List[Dict[str, Any]], finalists: List[str], setup: Dict[str, Any], train_words: int,
+               csv_path: Path, counts_path: Path) -> None:
+    """A CSV row per finished trial not yet there: a finalist's (or a baseline's) with the test
+    scores its trial read once, and its per-document counts; a screened-out configuration's
+    with dev scores only (its test set is never read)."""
     done = {row_key(r) for r in read_rows(csv_path)}
-    for o in screened + finals:
+    for o in ended:
         if o["status"] != "finished":
             continue
         row = make_row(o, setup, train_words, None)
         if row_key(row) in done:
             continue
-        finalist = o["run"]["model"] != "smollm2" or o["run"]["unmask"] in finalists
         scores = None
-        if finalist:
+        if o["run"]["model"] != "smollm2" or o["run"]["unmask"] in finalists:
             scores = o["record"]["scores"]
             row = make_row(o, setup, train_words, scores)
             append_counts(counts_path, {k: row[k] for k in KEY}, {k: scores[k] for k in ("dev", "test") if k in scores})
@@ -507,11 +522,6 @@ def run_study(args: argparse.Namespace) -> int:
         done.add(row_key(row))
         print(f"-> {row['model']} {row['unmask']} seed {row['seed']}: dev NER {row['dev_ner_f1']}"
               + (f", test NER {row['test_ner_f1']} chunks {row['test_chunk_f1']} POS {row['tag_acc']}" if scores else ""), flush=True)
-    unfinished = [o for o in screened + finals if o["status"] == "error"]
-    if unfinished:
-        print(f"{len(unfinished)} trial(s) did not finish; run the command again to retry them", file=sys.stderr)
-        return 1
-    return 0
 
 
 # The exit status of a study cut short by Ctrl+C (128 + SIGINT), so that `spacy project

@@ -77,6 +77,12 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     assert {name: (runs / name / "trial.json").read_text() for name in done} == records
     ended = {f"{e['phase']}-{e['run']['model']}-{e['run']['unmask']}-s0" for e in map(json.loads, ledger.read_text().splitlines())}
     assert len(ended) > len(done)
+    if sum(name.startswith("screen") for name in ended) == 3:
+        # The screen is over and the finalists chosen: its finished runs' rows landed before
+        # the final phase trained, whether or not it was interrupted.
+        screened = {e["run"]["unmask"] for e in map(json.loads, ledger.read_text().splitlines())
+                    if e["phase"] == "screen" and e["status"] == "finished"}
+        assert {r["unmask"] for r in csv.DictReader((results / "conll03_study.csv").open())} >= screened
 
     # A fresh checkout: the ledger and the rungs are there, Tune's state and the trials' pipelines are not.
     shutil.rmtree(project / "training" / "study")
@@ -186,3 +192,32 @@ def test_summary_judges_the_claims_from_three_seeds():
     assert summary["claims"]["output_side_matters_most"]["ner"]["comparisons"] == []
     # The same numbers as the configurations' own paired differences.
     assert summary["configs"]["0011"]["vs_0000"]["ci"] == helps["comparisons"][0]["ci"]
+
+
+def test_rows_land_once_with_test_scores_for_finalists_only(tmp_path):
+    """The CSV takes each finished trial once, however often the study stops and resumes: a
+    finalist's (and a baseline's) with its test scores and per-document counts, a screened-out
+    configuration's with dev scores only, a pruned one not at all."""
+    study = load_study_script()
+    setup = {"max_steps": 4, "baseline_steps": 8, "batch_words": 40}
+    scores = {"test": {"ner": [[3, 4, 4], [1, 2, 2]], "chunks": [[2, 2, 2]] * 2, "pos": [[9, 10]] * 2},
+              "eval_seconds": 1.5}
+
+    def ended(model, unmask, seed, status="finished"):
+        record = {"train_seconds": 60.0, "cpu_capability": "AMX", "device": "cpu", "finished": "2026-12-04T10:00:00",
+                  "scores": scores} if status == "finished" else None
+        return {"run": {"model": model, "unmask": unmask, "seed": seed, "phase": "screen" if seed == 0 else "final"},
+                "status": status, "metrics": {"ents_f": 0.9, "words": 200, "eval_round": 2}, "record": record}
+
+    screened = [ended("smollm2", "0000", 0), ended("smollm2", "0110", 0), ended("smollm2", "1100", 0, "pruned")]
+    csv_path, counts_path = tmp_path / "study.csv", tmp_path / "counts.jsonl"
+    study.write_rows(screened, ["0000", "1111"], setup, 100, csv_path, counts_path)
+    study.write_rows(screened + [ended("smollm2", "0000", 1), ended("spacy-cnn", "spacy-cnn", 0)], ["0000", "1111"],
+                     setup, 100, csv_path, counts_path)
+    rows = study.read_rows(csv_path)
+    assert [(r["unmask"], r["seed"], r["budget"]) for r in rows] == [
+        ("0000", "0", "4"), ("0110", "0", "4"), ("0000", "1", "4"), ("spacy-cnn", "0", "8")]
+    assert [r["test_ner_f1"] for r in rows] == ["66.67", "", "66.67", "66.67"]  # (3+1) of 6 predicted and gold
+    assert rows[1]["dev_ner_f1"] == "90.0" and rows[0]["epochs"] == "2.0" and rows[0]["test_docs"] == "2"
+    counts = study.read_counts(counts_path)
+    assert sorted(k[1:3] for k in counts) == [("0000", "0"), ("0000", "1"), ("spacy-cnn", "0")]
