@@ -116,7 +116,9 @@ print(levels, _int_mm_exact(127), float((got - exact).abs().max() / exact.abs().
 @pytest.mark.parametrize("isa", ["native", "AVX2"])
 def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
     """oneDNN's AVX2 int8 kernel (no VNNI) sums pairs of products in 16 bits, which saturate
-    with full-range weights: there the copy must fall back to 7-bit weight levels."""
+    with full-range weights: held to AVX2 the prepacked kernel is never chosen, and where
+    torch._int_mm saturates too (on some AVX2 CPUs, not on others) the copy falls back to
+    7-bit weight levels. Whatever is chosen must be exact."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     if isa == "AVX2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
@@ -125,7 +127,7 @@ def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
     # oneDNN's prepacked kernel only where it is exact at 127; else _int_mm, 7-bit where it saturates.
     assert (levels, kernel) in ((127, "onednn"), (127 if full_range_exact else 63, "int_mm"))
     if isa == "AVX2":
-        assert (levels, kernel) == (63, "int_mm")
+        assert kernel == "int_mm"
     assert error < 1e-6
 
 
