@@ -82,7 +82,7 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
         # the final phase trained, whether or not it was interrupted.
         screened = {e["run"]["unmask"] for e in map(json.loads, ledger.read_text().splitlines())
                     if e["phase"] == "screen" and e["status"] == "finished"}
-        assert {r["unmask"] for r in csv.DictReader((results / "conll03_study.csv").open())} >= screened
+        assert {r["unmask"] for r in load_study_script().read_rows(results / "conll03_study.csv")} >= screened
 
     # A fresh checkout: the ledger and the rungs are there, Tune's state and the trials' pipelines are not.
     shutil.rmtree(project / "training" / "study")
