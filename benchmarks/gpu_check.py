@@ -3,6 +3,7 @@
 speed, and fits in 8 minutes.
 
     python benchmarks/gpu_check.py [--steps 100] [--budget 470] [--out benchmarks/results/gpu_check.json]
+    python benchmarks/gpu_check.py --replot benchmarks/results/gpu_check.json     (its plot again)
 
 Stages, each in a process of its own under a hard time limit (a stage that hangs is killed
 and reported as failed; the other stages still run):
@@ -16,7 +17,8 @@ and reported as failed; the other stages still run):
              then seqeval F1 (strict IOB2) on dev. Stops early at its time limit.
   speed      the ratios of benchmarks/speed.py, on CUDA
 
-Writes --out (JSON): the device, versions, and every check's result and timing. Exit status:
+Writes --out (JSON): the device, versions, and every check's result and timing, and beside it
+a plot (.png) of the stages' times and the speed stage's throughputs. Exit status:
 0 when every check passed, 1 when one failed, 2 when torch sees no CUDA GPU (nothing is run).
 The heads run on cupy (as under `spacy train --gpu-id 0`) when cupy is installed, else on
 the CPU beside the CUDA decoder.
@@ -75,6 +77,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--limit-scale", type=float, default=1.0,
                         help="multiply every stage's time limit by this (default %(default)s; raise it, and --budget, on a slow or shared machine)")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one, removed at the end)")
+    parser.add_argument("--replot", type=Path, default=None, metavar="REPORT", help="only draw REPORT's plot (REPORT with .png) and exit")
     # Internal: one stage in a child process.
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
@@ -178,7 +181,9 @@ def environment(device: str) -> Dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         **{name.replace("-", "_"): version(name) for name in ("transformers", "peft", "spacy", "thinc", "spacy-transformers", "bitsandbytes", "spacy-cmllm")},
-        "cupy": next((version(name) for name in ("cupy", "cupy-cuda12x", "cupy-cuda11x") if version(name)), None),
+        # cupy ships under one distribution per CUDA version (cupy-cuda12x, cupy-cuda13x, ...).
+        "cupy": next((f"{d.metadata['Name']} {d.version}" for d in importlib.metadata.distributions()
+                      if (d.metadata["Name"] or "").lower().startswith("cupy")), None),
         "device": device,
     }
     if device == "cuda":
@@ -191,6 +196,44 @@ def environment(device: str) -> Dict[str, Any]:
             bf16_supported=bool(torch.cuda.is_bf16_supported()),
         )
     return env
+
+
+def plot(report: Dict[str, Any], path: Path) -> None:
+    """Each stage's seconds against its limit (red: failed), and the speed stage's
+    throughputs on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checks = report["checks"]
+    speed = checks.get("speed", {})
+    rates = {f"{name.replace('_', ' ')} (words/s)": value for name, value in speed.get("words_per_s", {}).items()}
+    rates.update({f"{name.replace('_', ' ')} (pieces/s)": value for name, value in speed.get("pieces_per_s", {}).items()})
+    fig, axes = plt.subplots(1, 2 if rates else 1, figsize=(11 if rates else 5.5, 3.2), squeeze=False)
+    stages = axes[0][0]
+    names = list(checks)
+    stages.barh(names, [checks[n].get("seconds", 0.0) for n in names],
+                color=["#4c72b0" if check_passed(checks[n]) else "#c44e52" for n in names])
+    for i, name in enumerate(names):
+        if checks[name].get("limit_seconds"):
+            stages.plot([checks[name]["limit_seconds"]] * 2, [i - 0.4, i + 0.4], color="black", lw=1.5)
+    stages.invert_yaxis()
+    stages.set_xlabel("seconds (black: the stage's limit; red: failed)")
+    where = report["environment"].get("gpu") or report["mode"]
+    stages.set_title(f"gpu_check on {where}: {'passed' if report.get('passed') else 'failed'}", fontsize=9)
+    if rates:
+        times = axes[0][1]
+        times.barh(list(rates), list(rates.values()), color="#3b75af")
+        for i, value in enumerate(rates.values()):
+            times.text(value, i, f" {value:,.0f}", va="center", fontsize=7)
+        times.invert_yaxis()
+        times.set_xscale("log")
+        times.set_xlabel("speed stage throughput (log scale)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ the parent
@@ -231,11 +274,12 @@ def run(args: argparse.Namespace) -> int:
         report["seconds"] = round(time.monotonic() - start, 1)
         summarise(report)
         write_json(args.out, report)
+        plot(report, args.out.with_suffix(".png"))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     verdict = "passed" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
-    print(f"gpu_check {verdict} in {report['seconds']:.0f} s; report: {args.out}", flush=True)
+    print(f"gpu_check {verdict} in {report['seconds']:.0f} s; report: {args.out} (plot: {args.out.with_suffix('.png')})", flush=True)
     return exit_code(report)
 
 
@@ -604,6 +648,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
+    if args.replot:
+        plot(json.loads(args.replot.read_text(encoding="utf-8")), args.replot.with_suffix(".png"))
+        return 0
     if args.stage:
         return run_child(args)
     return run(args)

@@ -111,9 +111,33 @@ def test_report_from_fake_results(tmp_path, monkeypatch):
     assert report["mode"] == "cpu-dry-run" and report["environment"]["torch"] == torch.__version__
     assert report["checks"]["train"]["dev_seqeval_f1"] == 0.8
     assert report["checks"]["load_bf16"]["limit_seconds"] == gpu_check.STAGE_LIMITS["load_bf16"]
+    assert out.with_suffix(".png").stat().st_size > 0
     results["load_4bit"] = {"ok": True}
     assert gpu_check.main(["--cpu-dry-run", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["passed"] is True
+
+
+def test_replot_draws_a_committed_report_again(tmp_path):
+    report = {"mode": "cuda", "passed": False, "environment": {"gpu": "Some GPU"},
+              "checks": {"load_bf16": {"ok": True, "seconds": 30.0, "limit_seconds": 75.0},
+                         "speed": {"ok": False, "seconds": 110.0, "limit_seconds": 110.0,
+                                   "words_per_s": {"raw_hf_forward": 1000.0}, "pieces_per_s": {"train_nlp_update": 50.0}}}}
+    path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps(report))
+    assert gpu_check.main(["--replot", str(path)]) == 0
+    assert path.with_suffix(".png").stat().st_size > 0
+    report["checks"].pop("speed")
+    path.write_text(json.dumps(report))
+    assert gpu_check.main(["--replot", str(path)]) == 0
+
+
+def test_environment_names_cupy_of_any_cuda_version(monkeypatch):
+    class Dist:
+        metadata = {"Name": "cupy-cuda13x"}
+        version = "14.2.0"
+
+    monkeypatch.setattr(gpu_check.importlib.metadata, "distributions", lambda: [Dist()])
+    assert gpu_check.environment("cpu")["cupy"] == "cupy-cuda13x 14.2.0"
 
 
 def test_a_stage_past_its_limit_is_killed_and_reported(tmp_path):
