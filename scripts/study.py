@@ -375,6 +375,16 @@ def select_finalists(screened: List[Dict[str, Any]], n: int) -> List[str]:
     return list(ANCHORS) + [o["run"]["unmask"] for o in others[:n]]
 
 
+def predicts(rows: Any) -> bool:
+    """Whether per-document span counts (tp, predicted, gold) hold any predicted span: a
+    pipeline without a component for a task (the CNN baseline has no chunker) is scored on
+    it with nothing predicted, which is no score at all, not an F1 of 0."""
+    import numpy
+
+    rows = numpy.asarray(rows)
+    return bool(rows.size) and int(rows[:, 1].sum()) > 0
+
+
 def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     run, record, m = o["run"], o["record"], o["metrics"]
     decoder = run["model"] == "smollm2"
@@ -393,7 +403,7 @@ def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores:
 
         def total(split, task, kind):
             rows = scores.get(split, {}).get(task)
-            if not rows:
+            if not rows or (kind == "f1" and not predicts(rows)):
                 return None
             summed = numpy.asarray(rows).sum(axis=0)
             return float(f1_from_counts(summed) if kind == "f1" else accuracy_from_counts(summed))
@@ -581,6 +591,8 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
         for task in tasks:
             kind = "acc" if task == "pos" else "f1"
             runs = per_seed(members, task)
+            if kind == "f1" and not any(predicts(v) for v in runs.values()):
+                continue  # e.g. the CNN baseline has no chunker: no score, rather than F1 0
             values = [100 * float(bootstrap.score(v.sum(axis=0), kind)) for v in runs.values()]
             lo, hi = bootstrap.mean_interval(list(runs.values()), weights, kind)
             stats = {f"test_{kind}_mean": round(statistics.mean(values), 2),

@@ -221,3 +221,27 @@ def test_rows_land_once_with_test_scores_for_finalists_only(tmp_path):
     assert rows[1]["dev_ner_f1"] == "90.0" and rows[0]["epochs"] == "2.0" and rows[0]["test_docs"] == "2"
     counts = study.read_counts(counts_path)
     assert sorted(k[1:3] for k in counts) == [("0000", "0"), ("0000", "1"), ("spacy-cnn", "0")]
+
+
+def test_a_task_nothing_was_predicted_for_gets_no_score():
+    """The CNN baseline has no chunker: its chunking counts hold gold spans and no predicted
+    ones. Its row and summary leave chunking out instead of reporting an F1 of 0; a decoder
+    that predicts chunks keeps its score."""
+    study = load_study_script()
+    assert not study.predicts([[0, 0, 3], [0, 0, 2]]) and study.predicts([[0, 1, 3]])
+    rows, counts = [], {}
+    for model, chunks in (("smollm2", [1, 1, 1]), ("spacy-cnn", [0, 0, 1])):
+        row = {"model": model, "unmask": "0000" if model == "smollm2" else model, "seed": 0, "budget": 408,
+               "batch_words": 500, "epochs": 1.0, "train_seconds": 3000, "cpu_capability": "AVX2", "device": "cpu",
+               "dev_ner_f1": 90.0, "test_ner_f1": 90.0}
+        rows.append({k: str(v) for k, v in row.items()})
+        counts[study.row_key(row)] = {"test": {"ner": [[9, 10, 10]] * 5, "chunks": [chunks] * 5, "pos": [[9, 10]] * 5}}
+    summary = study.summarise(rows, counts, n_resamples=50, seed=0)
+    assert "chunks" not in summary["baselines"]["spacy-cnn"] and "pos" in summary["baselines"]["spacy-cnn"]
+    assert summary["configs"]["0000"]["chunks"]["test_f1_mean"] == 100.0
+    outcome = {"run": {"model": "spacy-cnn", "unmask": "spacy-cnn", "seed": 0, "phase": "final"}, "status": "finished",
+               "metrics": {"words": 100}, "record": {"train_seconds": 1.0, "cpu_capability": "AVX2", "device": "cpu",
+                                                      "finished": "now"}}
+    scores = {"test": counts[study.row_key(rows[1])]["test"], "eval_seconds": 1.0}
+    row = study.make_row(outcome, {"max_steps": 4, "baseline_steps": 8, "batch_words": 40}, 100, scores)
+    assert row["test_chunk_f1"] in ("", None) and row["test_ner_f1"] == 90.0
