@@ -24,12 +24,13 @@ scales stay outside the kernel: it is called with an activation scale of 1 and t
 codes shifted to uint8 (zero point 128), and each row is rescaled afterwards.
 
 On CPUs without VNNI (AVX2 only), oneDNN's int8 product multiplies pairs into 16-bit sums
-that saturate: with weights in the full int8 range neither kernel is then exact (off by up
-to 1e5 on extreme inputs). Weights of at most 63 in magnitude keep every pair sum inside 16
-bits, so the copy measures once per process which kernel is exact at 127, and uses
-``torch._int_mm`` with 7-bit weight levels where none is, or refuses (E077) where even that
-is not exact. (Exact 8-bit weights as two halves of at most 64, over a doubled inner
-dimension, were tried there: int8 became slower than float32.)
+that saturate: with weights in the full int8 range it is then not exact (off by up to 1e5
+on extreme inputs). Weights of at most 63 in magnitude keep every pair sum inside 16 bits,
+so the copy measures once per process which kernel is exact with which weights (int8_kernel)
+and refuses (E077) where none is. ``torch._int_mm`` is the last resort, not a way to keep
+8-bit weights there: on a CPU without VNNI it runs a plain loop, exact but far slower than
+float32. (Exact 8-bit weights as two halves of at most 64, over a doubled inner dimension,
+were tried on AVX2: int8 became slower than float32.)
 """
 
 import copy
@@ -114,11 +115,17 @@ class Int8Kernel(NamedTuple):
 @lru_cache(maxsize=None)
 def int8_kernel() -> Int8Kernel:
     """The fastest int8 product that is exact in this process, tried on the extreme inputs
-    where 16-bit pair sums saturate: oneDNN's prepacked kernel with 8-bit weights, else
-    ``torch._int_mm`` with 8-bit, else with 7-bit weights. Kernel choice depends on the CPU
-    and on ONEDNN_MAX_CPU_ISA, both fixed for a process."""
-    if _onednn_exact(127):
-        return Int8Kernel("onednn", 127)
+    where 16-bit pair sums saturate: oneDNN's prepacked kernel with 8-bit, else 7-bit
+    weights, else ``torch._int_mm`` with 8-bit, else 7-bit weights. Kernel choice depends on
+    the CPU and on ONEDNN_MAX_CPU_ISA, both fixed for a process.
+
+    oneDNN comes first at either width because ``torch._int_mm`` is never the faster one:
+    where the CPU has VNNI it reorders the weights at every call, and where it has not
+    (AVX2 only) it is exact at 8 bits only because it runs a plain loop — on a 2-core AVX2
+    CPU about 90x slower than the prepacked kernel on a (512, 576) x (576, 1536) product."""
+    for levels in (127, 63):
+        if _onednn_exact(levels):
+            return Int8Kernel("onednn", levels)
     for levels in (127, 63):
         if _int_mm_exact(levels):
             return Int8Kernel("int_mm", levels)
