@@ -55,8 +55,27 @@ def test_smoothing_folds_grouped_value_heads_consistently(make_decoder):
     assert not torch.allclose(row_factors, torch.ones_like(row_factors))
 
 
+def _kernel_exact_at(levels):
+    """An int8 kernel of this CPU that is exact with weights of ``levels``; None if none is."""
+    from spacy_cmllm.decoder import quantize
+
+    for name, exact in (("onednn", quantize._onednn_exact), ("int_mm", quantize._int_mm_exact)):
+        if exact(levels):
+            return quantize.Int8Kernel(name, levels)
+    return None
+
+
+# 7-bit weights (what a CPU without VNNI gets) take in the outliers smoothing moves into
+# them at half the resolution of 8-bit ones, so smoothing cuts less of the error there.
+@pytest.mark.parametrize("levels,most", [(127, 0.7), (63, 0.9)], ids=["8-bit", "7-bit"])
 @pytest.mark.parametrize("family", ["llama", "mistral"])
-def test_smoothing_cuts_int8_error_on_outlier_channels(make_decoder, family):
+def test_smoothing_cuts_int8_error_on_outlier_channels(make_decoder, monkeypatch, family, levels, most):
+    from spacy_cmllm.decoder import quantize
+
+    kernel = _kernel_exact_at(levels)
+    if kernel is None:
+        pytest.skip(f"no int8 kernel of this CPU is exact with weights of ±{levels}")
+    monkeypatch.setattr(quantize, "int8_kernel", lambda: kernel)
     model = make_decoder(family, n_layers=4, hidden_size=128)
     _plant_outliers(model)
     ids = torch.randint(1, 128, (2, 16))
@@ -66,7 +85,7 @@ def test_smoothing_cuts_int8_error_on_outlier_channels(make_decoder, family):
     smoothed = int8_copy(model, unmask="0011", calibration=calibration, smoothing=0.5)
     plain_error = _relative(_hidden(plain, ids), _hidden_unmasked(model, ids))
     smoothed_error = _relative(_hidden(smoothed, ids), _hidden_unmasked(model, ids))
-    assert smoothed_error < 0.7 * plain_error
+    assert smoothed_error < most * plain_error
     # The float original is untouched.
     torch.testing.assert_close(_hidden(model, ids), want, atol=0, rtol=0)
 
