@@ -121,8 +121,9 @@ def int8_kernel() -> Int8Kernel:
 
     oneDNN comes first at either width because ``torch._int_mm`` is never the faster one:
     where the CPU has VNNI it reorders the weights at every call, and where it has not
-    (AVX2 only) it is exact at 8 bits only because it runs a plain loop — on a 2-core AVX2
-    CPU about 90x slower than the prepacked kernel on a (512, 576) x (576, 1536) product."""
+    (AVX2 only) it is exact at 8 bits only because it runs a plain loop: on a 2-core AVX2
+    CPU (AMD EPYC) a (512, 576) x (576, 1536) product took 329 ms against 2.9 ms prepacked
+    and 6.2 ms in float32."""
     for levels in (127, 63):
         if _onednn_exact(levels):
             return Int8Kernel("onednn", levels)
