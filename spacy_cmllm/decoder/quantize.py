@@ -112,6 +112,16 @@ class Int8Kernel(NamedTuple):
     weight_levels: int
 
 
+# The order int8_kernel tries them in (why: its docstring).
+KERNEL_PREFERENCE = (Int8Kernel("onednn", 127), Int8Kernel("onednn", 63), Int8Kernel("int_mm", 127), Int8Kernel("int_mm", 63))
+
+
+def is_exact(kernel: Int8Kernel) -> bool:
+    """Whether ``kernel`` computes exact products in this process, on the extreme inputs."""
+    check = _onednn_exact if kernel.name == "onednn" else _int_mm_exact
+    return check(kernel.weight_levels)
+
+
 @lru_cache(maxsize=None)
 def int8_kernel() -> Int8Kernel:
     """The fastest int8 product that is exact in this process, tried on the extreme inputs
@@ -124,12 +134,9 @@ def int8_kernel() -> Int8Kernel:
     (AVX2 only) it is exact at 8 bits only because it runs a plain loop: on a 2-core AVX2
     CPU (AMD EPYC) a (512, 576) x (576, 1536) product took 329 ms against 2.9 ms prepacked
     and 6.2 ms in float32."""
-    for levels in (127, 63):
-        if _onednn_exact(levels):
-            return Int8Kernel("onednn", levels)
-    for levels in (127, 63):
-        if _int_mm_exact(levels):
-            return Int8Kernel("int_mm", levels)
+    for kernel in KERNEL_PREFERENCE:
+        if is_exact(kernel):
+            return kernel
     raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights"))
 
 

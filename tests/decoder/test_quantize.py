@@ -99,7 +99,7 @@ def test_int8_copy_refuses_other_devices(make_decoder):
 
 EXACTNESS_SCRIPT = r"""
 import torch
-from spacy_cmllm.decoder.quantize import Int8Linear, _int_mm_exact, _onednn_exact, int8_kernel
+from spacy_cmllm.decoder.quantize import Int8Kernel, Int8Linear, int8_kernel, is_exact
 
 kernel, levels = int8_kernel()
 torch.manual_seed(0)
@@ -112,7 +112,7 @@ scale = x.abs().amax(dim=1, keepdim=True) / 127.0
 codes = torch.round(x / scale).clamp(-127, 127)
 exact = (codes.double() @ q.int8_weight().t().double()) * scale.double() * q.weight_scale.double() + linear.bias.double()
 got = q(x).double()
-exact_at = [f(n) for f in (_onednn_exact, _int_mm_exact) for n in (127, 63)]
+exact_at = [is_exact(Int8Kernel(name, n)) for name in ("onednn", "int_mm") for n in (127, 63)]
 print(levels, float((got - exact).abs().max() / exact.abs().max()), kernel, *exact_at)
 """
 

@@ -55,16 +55,6 @@ def test_smoothing_folds_grouped_value_heads_consistently(make_decoder):
     assert not torch.allclose(row_factors, torch.ones_like(row_factors))
 
 
-def _kernel_exact_at(levels):
-    """An int8 kernel of this CPU that is exact with weights of ``levels``; None if none is."""
-    from spacy_cmllm.decoder import quantize
-
-    for name, exact in (("onednn", quantize._onednn_exact), ("int_mm", quantize._int_mm_exact)):
-        if exact(levels):
-            return quantize.Int8Kernel(name, levels)
-    return None
-
-
 # 7-bit weights (what a CPU without VNNI gets) take in the outliers smoothing moves into
 # them at half the resolution of 8-bit ones, so smoothing cuts less of the error there.
 @pytest.mark.parametrize("levels,most", [(127, 0.7), (63, 0.9)], ids=["8-bit", "7-bit"])
@@ -72,7 +62,7 @@ def _kernel_exact_at(levels):
 def test_smoothing_cuts_int8_error_on_outlier_channels(make_decoder, monkeypatch, family, levels, most):
     from spacy_cmllm.decoder import quantize
 
-    kernel = _kernel_exact_at(levels)
+    kernel = next((k for k in quantize.KERNEL_PREFERENCE if k.weight_levels == levels and quantize.is_exact(k)), None)
     if kernel is None:
         pytest.skip(f"no int8 kernel of this CPU is exact with weights of ±{levels}")
     monkeypatch.setattr(quantize, "int8_kernel", lambda: kernel)
