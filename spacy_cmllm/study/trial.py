@@ -18,15 +18,18 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from ..corpora.sentences import CHUNKS_KEY
 from ..hardware import cpu_capability
 
 ROOT = Path(__file__).resolve().parents[2]
 # model name -> config file in configs/; the decoder's row says which base model it used.
 CONFIGS = {"smollm2": "study.cfg", "spacy-cnn": "spacy-cnn.cfg"}
-CHUNKS_KEY = "chunks"
+# What the study scores, in report order.
+TASKS = ("ner", "chunks", "pos")
 TRIAL_FILE = "trial.json"
 
 
@@ -41,6 +44,33 @@ def device_name(use_gpu: int) -> str:
     import torch
 
     return torch.cuda.get_device_name(0)
+
+
+@lru_cache(maxsize=None)
+def tasks_of(model: str) -> Tuple[str, ...]:
+    """The tasks the pipeline of ``model``'s study config has a component for."""
+    return config_tasks(ROOT / "configs" / CONFIGS[model])
+
+
+def config_tasks(path: Path) -> Tuple[str, ...]:
+    """The study's tasks a pipeline config has a component for, read from its [components]:
+    a tagger is POS, spaCy's ner or a bio_tagger on doc.ents is NER, a bio_tagger on
+    doc.spans["chunks"] is chunking. A task without a component gets no score at all, not
+    an F1 of 0 (configs/spacy-cnn.cfg has no chunker)."""
+    from spacy.util import load_config
+
+    config = load_config(path, interpolate=False)
+    found = set()
+    for name in config["nlp"]["pipeline"]:
+        component = config["components"].get(name, {})
+        factory = component.get("factory")
+        if factory == "tagger":
+            found.add("pos")
+        elif factory == "ner" or (factory == "bio_tagger" and component.get("spans_key") is None):
+            found.add("ner")
+        elif factory == "bio_tagger" and component.get("spans_key") == CHUNKS_KEY:
+            found.add("chunks")
+    return tuple(task for task in TASKS if task in found)
 
 
 def budget_of(run: Dict[str, Any], setup: Dict[str, Any]) -> Dict[str, int]:

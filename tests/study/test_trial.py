@@ -1,5 +1,5 @@
-"""A study trial's training: spaCy's loop skips its first (after one update) evaluation,
-and the logger counts it as round 0 without reporting it."""
+"""A study trial: which tasks its config is scored on; in training, spaCy's loop skips its
+first (after one update) evaluation, and the logger counts it as round 0 without reporting it."""
 import io
 
 import spacy
@@ -8,7 +8,7 @@ from spacy.training.loop import train as train_loop
 from spacy.util import registry
 
 from spacy_cmllm.study.logger import tune_logger
-from spacy_cmllm.study.trial import first_evaluation_skipped
+from spacy_cmllm.study.trial import config_tasks, first_evaluation_skipped, tasks_of
 
 WORDS = ["I", "like", "green", "eggs"]
 TAGS = ["PRP", "VBP", "JJ", "NNS"]
@@ -53,3 +53,23 @@ def test_the_first_evaluation_is_skipped_and_not_reported():
     dev_calls.clear()
     train_loop(nlp, stdout=io.StringIO(), stderr=io.StringIO())
     assert len(dev_calls) == 3
+
+
+def test_the_study_configs_say_which_tasks_they_score():
+    assert tasks_of("smollm2") == ("ner", "chunks", "pos")
+    # No chunker: the CNN baseline is not scored on chunking at all (rather than 0 F1).
+    assert tasks_of("spacy-cnn") == ("ner", "pos")
+
+
+def test_tasks_are_read_from_the_components_not_their_names(tmp_path):
+    config = tmp_path / "pipeline.cfg"
+    config.write_text(
+        "[nlp]\npipeline = [\"entities\",\"phrases\",\"other\"]\n"
+        "[components]\n"
+        "[components.entities]\nfactory = \"bio_tagger\"\n"
+        "[components.phrases]\nfactory = \"bio_tagger\"\nspans_key = \"chunks\"\n"
+        "[components.other]\nfactory = \"bio_tagger\"\nspans_key = \"mentions\"\n"
+    )
+    assert config_tasks(config) == ("ner", "chunks")
+    config.write_text("[nlp]\npipeline = [\"morph\"]\n[components]\n[components.morph]\nfactory = \"tagger\"\n")
+    assert config_tasks(config) == ("pos",)
