@@ -50,6 +50,23 @@ def gold_token_docs(nlp, examples) -> list:
     return [Doc(nlp.vocab, words=[t.text for t in eg.reference], spaces=[bool(t.whitespace_) for t in eg.reference]) for eg in examples]
 
 
+def pipeline_parser(doc: str, results: Path) -> argparse.ArgumentParser:
+    """The arguments the int8 benchmarks share: a trained pipeline, a .spacy file of gold
+    Docs, and the named entry of a results file to write."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help="a trained spacy-cmllm pipeline")
+    parser.add_argument("data", type=Path, help="a .spacy file with gold entities and tags")
+    parser.add_argument("--name", required=True, help="the entry's name in the results, e.g. ewt or conll03")
+    parser.add_argument("--out", type=Path, default=results)
+    return parser
+
+
+def run_header(script: str, argv, args) -> dict:
+    """The first fields of a results entry: the command that made it, its pipeline and data."""
+    words = argv if argv is not None else sys.argv[1:]
+    return {"command": f"python benchmarks/{script} " + " ".join(words), "model": str(args.model), "data": str(args.data)}
+
+
 def machine() -> dict:
     return cpu_record()
 
@@ -120,11 +137,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a trained spacy-cmllm pipeline")
-    parser.add_argument("data", type=Path, help="a .spacy file with gold entities and tags")
-    parser.add_argument("--name", required=True, help="the entry's name in the results, e.g. ewt or conll03")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = pipeline_parser(__doc__, RESULTS)
     parser.add_argument("--smoothing", type=float, default=None, help="int8_smoothing (SmoothQuant alpha); default: the pipeline's")
     args = parser.parse_args(argv)
     nlp = spacy.load(args.model)
@@ -160,9 +173,7 @@ def main(argv=None) -> int:
         return round(int8_scores[key] - modes[against][key], 2)
 
     entry = {
-        "command": "python benchmarks/int8_scores.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "model": str(args.model),
-        "data": str(args.data),
+        **run_header("int8_scores.py", argv, args),
         "default_float": default,
         "modes": modes,
         "ner_f1_change": change("ner_f1", default),

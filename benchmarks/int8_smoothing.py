@@ -12,7 +12,6 @@ choose alpha on the first and report the second.
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_smoothing.json
 and redraws int8_smoothing.png. Accuracy only: no timings, so it may share the CPU.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ HERE = Path(__file__).parent
 # The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from int8_scores import gold_token_docs, machine, save_entry, versions  # noqa: E402
+from int8_scores import gold_token_docs, machine, pipeline_parser, run_header, save_entry, versions  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "int8_smoothing.json"
@@ -79,12 +78,8 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a trained spacy-cmllm pipeline")
-    parser.add_argument("data", type=Path, help="a .spacy file with gold entities and tags")
+    parser = pipeline_parser(__doc__, RESULTS)
     parser.add_argument("--alphas", default="0,0.3,0.5,0.65", help="comma-separated int8_smoothing values")
-    parser.add_argument("--name", required=True, help="the entry's name in the results, e.g. ewt-dev")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     alphas = [float(a) for a in args.alphas.split(",")]
     nlp = spacy.load(args.model)
@@ -97,9 +92,7 @@ def main(argv=None) -> int:
         rows[str(alpha)] = compare(nlp, examples, reference, predict(nlp, examples, int8=True, alpha=alpha))
         print(f"int8, alpha {alpha}: {rows[str(alpha)]}", flush=True)
     entry = {
-        "command": "python benchmarks/int8_smoothing.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "model": str(args.model),
-        "data": str(args.data),
+        **run_header("int8_smoothing.py", argv, args),
         "docs": len(examples),
         "tokens": sum(len(eg.reference) for eg in examples),
         "float32": {"ner_f1": float32["ner_f1"], "tag_acc": float32["tag_acc"]},
