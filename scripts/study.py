@@ -3,7 +3,7 @@
 train the finalists with several seeds, score them once on the full test sets.
 
     python scripts/study.py run CORPUS_DIR [--unmask all] [--seeds 0,1,2] [--epochs 1.0]
-        [--evals-per-epoch 4] [--grace-epochs 0.5] [--finalists 2] [--baselines spacy-cnn]
+        [--evals-per-epoch 4] [--grace-epochs 0.5] [--finalists 2] [--mirrors 1100] [--baselines spacy-cnn]
         [--address ray://host:10001] [--stop-after N]
     python scripts/study.py report [--resamples 2000]
     python scripts/study.py status
@@ -20,6 +20,10 @@ through the registered logger spacy-cmllm.TuneLogger.v1.
 2. Finalists: 0000, 1111 and the best --finalists others by final dev NER F1, each at
    every seed of --seeds at the full budget (the screening run is the screening seed's),
    and the baselines (configs/spacy-cnn.cfg, trained to convergence: patience on dev).
+   --mirrors names configurations trained at EVERY seed in this phase whatever the screen
+   said (their screening run may have been pruned): the input-side mirrors of output-side
+   finalists, without which "output-side groups matter most" has no reference to be judged
+   against. They are chosen before the study sees a test score, so no test score picks them.
 3. Test: each finished finalist is scored once on the FULL dev and test sets (gold
    tokens); per-document counts go to --counts for the bootstrap, one row per finished
    trial to --csv (screened-out trials: dev scores only, no test).
@@ -91,6 +95,11 @@ def parse_seeds(value: Any) -> List[int]:
     if not seeds:
         raise SystemExit("--seeds: give at least one seed")
     return seeds
+
+
+def parse_mirrors(value: Any, groups: int = GROUPS) -> List[str]:
+    """--mirrors: a comma list of group strings (leading zeros restored), "" for none."""
+    return [normalise_groups(part, groups) for part in str(value or "").split(",") if part.strip()]
 
 
 def corpus_words(path: Path) -> int:
@@ -476,12 +485,17 @@ def run_study(args: argparse.Namespace) -> int:
           f"{sum(o['status'] == 'pruned' for o in screened)} pruned; finalists {finalists}", flush=True)
 
     # 2. Finalists at the other seeds, and the baselines.
-    final_runs = runs_for(finalists, [s for s in seeds if s != screen_seed], "final")
+    mirrors = [m for m in parse_mirrors(args.mirrors) if m not in finalists]
+    if mirrors:
+        print(f"mirrors trained at every seed as references: {mirrors}", flush=True)
+    # Mirrors first: everything else of this phase may have ended in an earlier session.
+    final_runs = runs_for(mirrors, seeds, "final") + runs_for(finalists, [s for s in seeds if s != screen_seed], "final")
+    scored = finalists + mirrors
     final_runs += [{"model": b, "unmask": b, "seed": s, "phase": "final"} for s in seeds for b in baselines]
     finals: List[Dict[str, Any]] = []
     if final_runs:
         # The rows of what has ended land before more trains (see 3.).
-        write_rows(screened + ledger.outcomes("final", final_runs), finalists, setup, train_words, csv_path, counts_path)
+        write_rows(screened + ledger.outcomes("final", final_runs), scored, setup, train_words, csv_path, counts_path)
         grid = fit("final", pending("final", final_runs), setup, resources, storage, None,
                    [stopper, ledger_callback(Path(args.ledger), "final", None)])
         finals = phase_outcomes("final", final_runs, grid, setup, ledger)
@@ -489,7 +503,7 @@ def run_study(args: argparse.Namespace) -> int:
     # 3. Rows: test scores of the finished finalists, dev only for the others. They land even
     # when the final phase was interrupted (the finalists are chosen), so that a study spread
     # over several sessions is reported, and committed, as it goes.
-    write_rows(screened + finals, finalists, setup, train_words, csv_path, counts_path)
+    write_rows(screened + finals, scored, setup, train_words, csv_path, counts_path)
     if stopped():
         return interrupted(stopper)
     if final_runs and cut_short("final", final_runs, finals):
@@ -743,6 +757,8 @@ def main(argv: List[str]) -> int:
     run.add_argument("--grace-epochs", type=float, default=0.5, help="no pruning before this much training")
     run.add_argument("--reduction-factor", type=float, default=2)
     run.add_argument("--finalists", type=int, default=2, help="best non-anchor configurations taken to all seeds")
+    run.add_argument("--mirrors", default="", help="configurations trained at every seed after the screen, whatever it said "
+                     "(e.g. 1100, the input-side mirror of 0011, for the output-side claim)")
     run.add_argument("--baselines", default="spacy-cnn")
     run.add_argument("--baseline-epochs", type=float, default=10, help="at most this much training for a baseline")
     run.add_argument("--baseline-steps", type=int, default=0, help="a baseline's budget in steps (0: from --baseline-epochs)")

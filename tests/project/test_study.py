@@ -49,7 +49,7 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
         (data / name).write_text(conll(n))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     variables = ["--vars.base_model", tiny, "--vars.conll03_dir", str(data),
-                 "--vars.study_unmask", "0000,0011,1111", "--vars.study_seeds", "0",
+                 "--vars.study_unmask", "0000,0011,1111", "--vars.study_mirrors", "", "--vars.study_seeds", "0",
                  "--vars.study_steps", "2", "--vars.study_batch_words", "40", "--vars.study_evals_per_epoch", "2",
                  "--vars.study_baseline_epochs", "1", "--vars.study_resamples", "200"]
     run(project, "prepare-conll03", *variables)
@@ -248,3 +248,11 @@ def test_a_baseline_gets_no_score_for_a_task_it_has_no_component_for():
                                                          "finished": "now"}}
         row = study.make_row(outcome, setup, 100, {"test": counts[study.row_key(rows[0])]["test"], "eval_seconds": 1.0})
         assert (row["test_chunk_f1"] if row["test_chunk_f1"] != "" else None) == chunk_f1 and row["test_ner_f1"] == 90.0
+
+
+def test_mirrors_restore_leading_zeros_and_refuse_a_bad_spec():
+    study = load_script(ROOT / "scripts" / "study.py", "study_script")
+    assert study.parse_mirrors("1100, 11") == ["1100", "0011"]
+    assert study.parse_mirrors("") == []
+    with pytest.raises(SystemExit):
+        study.parse_mirrors("1102")
