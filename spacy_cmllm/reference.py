@@ -122,6 +122,9 @@ def format_default(value: Any) -> str:
     """A default as it would be written in a config file."""
     if value is inspect.Parameter.empty:
         return "required"
+    if isinstance(value, dict):
+        # A registered function's reference reads first, as in a config: {"@architectures": ...}.
+        value = dict(sorted(value.items(), key=lambda item: not item[0].startswith("@")))
     try:
         return f"`{json.dumps(value)}`"
     except TypeError:

@@ -105,3 +105,12 @@ def test_errors_page_names_the_exception_type_and_the_modules(tmp_path):
     assert "*Other things.* Shown as a warning: the run goes on." in page
     assert "[E900] Bad {what}: give {a dict}." in page
     assert "### W900" in page
+
+
+def test_every_parameter_of_the_package_says_what_it_means():
+    """A parameter added without an argument line in its docstring fails here, not in a
+    user's hands."""
+    from spacy_cmllm.reference import collect
+
+    undocumented = [f"{e.name}: {p.name}" for e in collect() for p in e.parameters if not p.meaning]
+    assert undocumented == []
