@@ -14,12 +14,10 @@ Writes benchmarks/results/annotate.json and annotate.png (`--replot` redraws the
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import spacy
@@ -28,6 +26,7 @@ from spacy.training import Example
 from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
 from spacy_cmllm.corpora import read_conllu
 from spacy_cmllm.pipeline.model import use_bf16_autocast
+from spacy_cmllm.provenance import PACKAGES, provenance
 
 ROOT = Path(__file__).parents[1]
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
@@ -82,7 +81,7 @@ def main() -> int:
     if args.replot:
         plot(json.loads(RESULTS.read_text()))
         return 0
-    import ray
+    import ray  # noqa: F401 -- stop before any work when Ray is missing
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="annotate-bench-"))
@@ -131,10 +130,7 @@ def main() -> int:
             "packed_vs_unpacked_docs_per_s": round(results["local"]["docs_per_s"] / results["local_unpacked"]["docs_per_s"], 2),
             "outputs_identical": identical,
             "packed_outputs_identical_to_unpacked": same_labels,
-            "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                        "python": platform.python_version()},
-            "versions": {"spacy-cmllm": version("spacy-cmllm"), "spacy": spacy.__version__, "torch": torch.__version__, "ray": ray.__version__},
+            **provenance(packages=(*PACKAGES, "ray")),
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")

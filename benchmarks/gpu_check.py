@@ -34,7 +34,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -166,36 +165,26 @@ def describe(name: str, check: Dict[str, Any]) -> str:
 
 
 def environment(device: str) -> Dict[str, Any]:
+    """The shared provenance record (commit, versions, machine, GPU), flattened as earlier
+    reports have it, plus what only a GPU check needs: cuDNN, cupy and bitsandbytes."""
     import torch
 
-    def version(package: str) -> Optional[str]:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return None
+    from spacy_cmllm.provenance import PACKAGES, provenance
 
-    env: Dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+    record = provenance(device=device, packages=(*PACKAGES, "bitsandbytes"))
+    return {
+        "commit": record["commit"],
+        "dirty": record["dirty"],
+        "recorded": record["recorded"],
+        **record["machine"],
+        **{name.replace("-", "_"): value for name, value in record["versions"].items()},
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        **{name.replace("-", "_"): version(name) for name in ("transformers", "peft", "spacy", "thinc", "spacy-transformers", "bitsandbytes", "spacy-cmllm")},
         # cupy ships under one distribution per CUDA version (cupy-cuda12x, cupy-cuda13x, ...).
         "cupy": next((f"{d.metadata['Name']} {d.version}" for d in importlib.metadata.distributions()
                       if (d.metadata["Name"] or "").lower().startswith("cupy")), None),
-        "device": device,
     }
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        env.update(
-            gpu=torch.cuda.get_device_name(0),
-            gpu_count=torch.cuda.device_count(),
-            compute_capability=f"{props.major}.{props.minor}",
-            gpu_memory_gb=round(props.total_memory / 2**30, 1),
-            bf16_supported=bool(torch.cuda.is_bf16_supported()),
-        )
-    return env
 
 
 def plot(report: Dict[str, Any], path: Path) -> None:

@@ -36,12 +36,13 @@ from torch.profiler import ProfilerActivity, profile
 
 from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
+from spacy_cmllm.provenance import provenance
 
 HERE = Path(__file__).parent
 # The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from int8_scores import gold_token_docs, machine, pipeline_parser, run_header, save_entry, versions  # noqa: E402
+from int8_scores import gold_token_docs, pipeline_parser, run_header, save_entry  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "int8_profile.json"
@@ -160,8 +161,7 @@ def main(argv=None) -> int:
         "ceiling_over": {mode: round(row["profiled_wall_s"] / floor, 2) for mode, row in modes.items() if mode != "int8"},
         "int8_kernel": int8_kernel().name,
         "int8_weight_levels": int8_kernel().weight_levels,
-        "machine": machine(),
-        "versions": versions(),
+        **provenance(),
     }
     save_entry(args.out, args.name, entry, plot)
     print(json.dumps({k: entry[k] for k in ("docs", "words", "int8_over", "ceiling_over")}))

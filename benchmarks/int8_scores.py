@@ -28,11 +28,10 @@ from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 
-import spacy_cmllm
 from spacy_cmllm.decoder.quantize import int8_kernel
-from spacy_cmllm.hardware import cpu_record
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.pipeline.scorer import iob2_tags
+from spacy_cmllm.provenance import provenance
 from spacy_cmllm.study.bootstrap import paired_difference, resample_weights, span_counts
 
 ROOT = Path(__file__).parents[1]
@@ -65,14 +64,6 @@ def run_header(script: str, argv, args) -> dict:
     """The first fields of a results entry: the command that made it, its pipeline and data."""
     words = argv if argv is not None else sys.argv[1:]
     return {"command": f"python benchmarks/{script} " + " ".join(words), "model": str(args.model), "data": str(args.data)}
-
-
-def machine() -> dict:
-    return cpu_record()
-
-
-def versions() -> dict:
-    return {"torch": torch.__version__, "spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__}
 
 
 def save_entry(out: Path, name: str, entry: dict, draw) -> None:
@@ -190,8 +181,7 @@ def main(argv=None) -> int:
         "int8_weight_levels": int8_kernel().weight_levels,
         "int8_kernel": int8_kernel().name,
         "int8_smoothing": model.attrs.get("int8_smoothing", 0.0),
-        "machine": machine(),
-        "versions": versions(),
+        **provenance(),
     }
     save_entry(args.out, args.name, entry, plot)
     print(json.dumps({k: entry[k] for k in ("default_float", "ner_f1_change", "ner_f1_change_ci95", "tag_acc_change", "speedup", "ner_f1_change_vs_fp32", "ner_f1_change_vs_fp32_ci95", "speedup_vs_fp32", "within_bound")}))

@@ -21,12 +21,13 @@ from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 
 from spacy_cmllm.decoder.quantize import int8_kernel
+from spacy_cmllm.provenance import provenance
 
 HERE = Path(__file__).parent
 # The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from int8_scores import gold_token_docs, machine, pipeline_parser, run_header, save_entry, versions  # noqa: E402
+from int8_scores import gold_token_docs, pipeline_parser, run_header, save_entry  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "int8_smoothing.json"
@@ -100,8 +101,7 @@ def main(argv=None) -> int:
         "best_alpha_by_vector_error": min(rows, key=lambda a: rows[a]["vector_relative_error"]),
         "int8_weight_levels": int8_kernel().weight_levels,
         "int8_kernel": int8_kernel().name,
-        "machine": machine(),
-        "versions": versions(),
+        **provenance(),
     }
     save_entry(args.out, args.name, entry, plot)
     return 0

@@ -43,7 +43,6 @@ bf16 autocast as the pipeline (mixed_precision = null: on where the hardware has
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
@@ -63,7 +62,7 @@ from spacy_cmllm.decoder.unmask import unmask_layers
 from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
-from spacy_cmllm.hardware import cpu_record
+from spacy_cmllm.provenance import provenance
 from spacy_cmllm.decoder.packing import SEGMENTS_KWARG
 from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING, use_bf16_autocast
 from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_training_windows, plan_windows
@@ -346,20 +345,7 @@ def main(argv=None) -> dict:
         "tweets": tweets,
         "training_positions": positions,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "machine": {
-            "platform": platform.platform(),
-            **cpu_record(),
-            "cuda": torch.cuda.is_available(),
-            "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "spacy": spacy.__version__,
-            "spacy_cmllm": spacy_cmllm.__version__,
-            "numpy": numpy.__version__,
-        },
+        **provenance(device=str(device)),
         "settings": {**{k: attrs[k] for k in ("window", "stride", "max_batch_pieces", "mixed_precision")}, "bf16_autocast": bf16},
         "repeats": args.repeats,
     }

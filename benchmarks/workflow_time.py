@@ -14,14 +14,14 @@ Writes the JSON and a PNG of the step times beside it.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import srsly
-import torch
+
+from spacy_cmllm.provenance import provenance
 
 ROOT = Path(__file__).parents[1]
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
@@ -85,19 +85,17 @@ def main(argv=None) -> int:
         return None if value is None else round(100 * value, 2)
 
     total = sum(steps.values())
+    record = provenance()
+    # What the children dispatched to, which --isa avx2 holds below the hardware's.
+    record["machine"].update(dispatch=capability(env) + (" (limited by environment), float32" if args.isa == "avx2" else ""),
+                             env={k: env[k] for k in AVX2_ENV if k in env})
     report = {
         "command": "python benchmarks/workflow_time.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "steps": steps,
         "total_minutes": round(total / 60, 1),
         "within_budget": total / 60 <= BUDGET_MINUTES,
         "test": {"ents_f": pct("ents_f"), "ents_seqeval_f": pct("ents_seqeval_f"), "tag_acc": pct("tag_acc")},
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "hardware_capability": torch.backends.cpu.get_cpu_capability(),
-            "dispatch": capability(env) + (" (limited by environment), float32" if args.isa == "avx2" else ""),
-            "env": {k: env[k] for k in AVX2_ENV if k in env},
-        },
+        **record,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

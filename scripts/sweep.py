@@ -2,12 +2,12 @@
 """The paper's layer-wise study as a resumable sweep: unmask configurations x seeds, plus
 baselines, every run with the same training budget; one CSV row per finished run.
 
-    python scripts/sweep.py run CORPUS_DIR --csv benchmarks/results/conll03_sweep.csv \
+    python scripts/sweep.py run CORPUS_DIR --csv benchmarks/results/conll03_recipe.csv \
         [--unmask all|0000,0011,...] [--seeds 0,1,2] [--baselines spacy-cnn,minilm] \
         [--max-steps 50] [--batch-words 256] [--dev-docs 25] [--test-docs 25] \
         [--set components.ner.model.dropout=0.2 ...]
-    python scripts/sweep.py report --csv benchmarks/results/conll03_sweep.csv \
-        --plot benchmarks/results/conll03_sweep.png --summary benchmarks/results/conll03_sweep_summary.json
+    python scripts/sweep.py report --csv benchmarks/results/conll03_recipe.csv \
+        --plot benchmarks/results/conll03_recipe.png --summary benchmarks/results/conll03_recipe_summary.json
 
 How a run is made, and why:
 * Each run is `spacy train` of a config in configs/ in a child process (clean memory, clean

@@ -279,6 +279,10 @@ def make_adapter_optimizer_v1(
     warmup (float): a fraction of total_steps if below 1, else a number of steps.
     schedule (str): "cosine", "linear" or "constant" decay after the warm-up.
     min_rate (float): the rate at total_steps.
+    beta1 (float): AdamW's decay rate of the gradients' running mean.
+    beta2 (float): AdamW's decay rate of the squared gradients' running mean.
+    eps (float): AdamW's term added to the denominator for numerical stability.
+    weight_decay (float): AdamW's decoupled weight decay.
     grad_clip (float): bound on the L2 norm of ALL adapter gradients together; 0 = off.
     """
     return AdapterOptimizer(

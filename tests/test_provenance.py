@@ -1,0 +1,40 @@
+import json
+import subprocess
+from pathlib import Path
+
+import spacy_cmllm
+from spacy_cmllm.hardware import cpu_capability
+from spacy_cmllm.provenance import git_commit, package_versions, provenance
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_provenance_names_the_checked_out_commit_versions_and_cpu():
+    record = provenance()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert record["commit"] == head.stdout.strip() and isinstance(record["dirty"], bool)
+    else:  # an unpacked source tree: no commit to claim
+        assert record["commit"] is None and record["dirty"] is None
+    assert record["versions"]["spacy-cmllm"] == spacy_cmllm.__version__
+    assert record["versions"]["torch"] and record["versions"]["spacy"]
+    assert record["machine"]["cpu"] == cpu_capability() and record["machine"]["device"] == "cpu"
+    assert record["recorded"].endswith("Z")
+    json.dumps(record)  # it goes into a results file as it is
+
+
+def test_outside_a_checkout_no_commit_is_claimed(tmp_path):
+    assert git_commit(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_a_package_that_is_not_installed_has_no_version():
+    assert package_versions(["surely-not-an-installed-distribution"]) == {"surely-not-an-installed-distribution": None}
+
+
+def test_every_benchmark_records_its_provenance_through_the_shared_helper():
+    """One recorder: each benchmark that writes results imports provenance, and none
+    describes the machine by hand (platform, ATen's capability) beside it."""
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        source = script.read_text(encoding="utf-8")
+        assert "provenance" in source, f"{script.name} writes results without provenance()"
+        assert "platform." not in source and "get_cpu_capability()," not in source, script.name
