@@ -280,3 +280,8 @@ class Warnings(metaclass=_WithCodes):
         "annotation), so the other listeners' gradients were dropped too. Put a component "
         "that is annotated in every training doc last in the pipeline, or annotate the docs."
     )
+    W110 = (
+        "The attribute_ruler learns no tag -> POS rules: {why}. token.pos_ stays unset and "
+        "pos_acc is not scored. Give a training corpus whose tokens have both token.tag_ and "
+        "token.pos_ (e.g. UD CoNLL-U with XPOS and UPOS), or remove the attribute_ruler."
+    )

@@ -316,6 +316,23 @@ def make_bio_tagger(
     return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, overwrite=overwrite, scorer=scorer)
 
 
+@registry.misc("spacy-cmllm.pos_patterns_from_corpus.v1")
+def make_pos_patterns_from_corpus_v1(*, path: Optional[str] = None, min_count: int = 1) -> List[Dict[str, Any]]:
+    """attribute_ruler patterns that set token.pos_ from the predicted token.tag_, learnt
+    from a corpus: each tag's majority UPOS, and (tag, lower-cased word) exceptions seen at
+    least min_count times. For [initialize.components.attribute_ruler.patterns].
+
+    path (Optional[str]): the training corpus (.spacy file or directory), e.g.
+        ${paths.train}; null gives no patterns (W110).
+    min_count (int): occurrences a (tag, word) exception needs.
+    """
+    from .pos_rules import pos_patterns_from_corpus
+
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise CmllmError(Errors.E040.format(name="min_count", value=min_count, why="must be an integer >= 1"))
+    return pos_patterns_from_corpus(path, min_count=min_count)
+
+
 @registry.loggers("spacy-cmllm.TuneLogger.v1")
 def make_tune_logger_v1(console: bool = True, progress_bar: bool = False):
     """A training logger that reports every dev evaluation to Ray Tune (ray.tune.report):
