@@ -7,7 +7,7 @@ import spacy
 from spacy.schemas import ConfigSchemaTraining
 from spacy.util import load_config, load_model_from_config, registry
 
-from tests.tiny import save_tiny_decoder, train_examples
+from tests.tiny import UPOS, save_corpus, save_tiny_decoder, train_examples
 from tests.requirements import require
 
 ALL_CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
@@ -164,21 +164,12 @@ def test_default_config_sets_pos_and_reports_pos_acc(tiny_dir, tmp_path):
     attribute_ruler learns its rules at initialize, the dev scores have pos_acc, and the
     trained pipeline sets token.pos_ on every token."""
     from spacy.cli.train import train
-    from spacy.tokens import DocBin
 
-    upos = {"NNP": "PROPN", "VBZ": "VERB", "VBD": "VERB", "IN": "ADP", "CC": "CCONJ", "NN": "NOUN", ".": "PUNCT"}
-    nlp = spacy.blank("en")
-    docs = []
-    for eg in train_examples(nlp):
-        doc = eg.reference
-        for token in doc:
-            token.pos_ = upos[token.tag_]
-        docs.append(doc)
-    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    corpus = save_corpus(tmp_path / "train.spacy")
     overrides = {
         **cpu_overrides(tiny_dir),
-        "paths.train": str(tmp_path / "train.spacy"),
-        "paths.dev": str(tmp_path / "train.spacy"),
+        "paths.train": corpus,
+        "paths.dev": corpus,
         "training.eval_frequency": 2,
         "training.batcher.size.rate": 50,
         "training.logger.progress_bar": False,
@@ -192,4 +183,4 @@ def test_default_config_sets_pos_and_reports_pos_acc(tiny_dir, tmp_path):
     doc = trained("John lives in New York and works for Google .")
     assert all(token.pos_ for token in doc)
     # POS follows the predicted tag through the learnt rules.
-    assert all(token.pos_ == upos[token.tag_] for token in doc)
+    assert all(token.pos_ == UPOS[token.tag_] for token in doc)
