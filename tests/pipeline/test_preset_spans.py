@@ -234,3 +234,11 @@ def test_overwrite_must_be_a_bool():
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="bio_tagger -> overwrite"):
         nlp.add_pipe("bio_tagger", config={"overwrite": "sometimes"})
+
+
+def test_overlapping_preset_spans_are_kept_and_avoided(chunker):
+    doc = chunker.make_doc(TEXTS[0])
+    doc.spans["chunks"] = [Span(doc, 3, 5, label="XP"), Span(doc, 4, 7, label="YP")]
+    found = spans(chunker.get_pipe("bio_tagger")(doc))
+    assert (3, 5, "XP") in found and (4, 7, "YP") in found
+    assert all(end <= 3 or start >= 7 for start, end, label in found if label not in ("XP", "YP")), found
