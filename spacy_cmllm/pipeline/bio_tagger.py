@@ -171,12 +171,11 @@ class BIOTagger(TrainablePipe):
         entities and those blocked by doc.set_ents(blocked=...), as spaCy's ner reads them
         (an explicit O is no constraint: entity_ruler sets it on every other token); for
         spans, those covered by the group already under spans_key."""
-        reserved = numpy.zeros(len(doc), dtype=bool)
         if self.spans_key is None:
-            for i, token in enumerate(doc):
-                # ent_iob 1 = I, 3 = B (ent_type 0 with B: blocked).
-                reserved[i] = token.ent_iob in (1, 3)
-        elif self.spans_key in doc.spans:
+            # ent_iob 1 = I, 3 = B (B with ent_type 0: blocked), 2 = O, 0 = missing.
+            return numpy.isin(doc.to_array("ENT_IOB"), (1, 3))
+        reserved = numpy.zeros(len(doc), dtype=bool)
+        if self.spans_key in doc.spans:
             for span in doc.spans[self.spans_key]:
                 reserved[span.start : span.end] = True
         return reserved
@@ -201,7 +200,8 @@ class BIOTagger(TrainablePipe):
             doc.ents = spans
             return
         # The preset Span objects themselves, so that their kb_id and id survive.
-        blocked = [doc[i : i + 1] for i, token in enumerate(doc) if token.ent_iob == 3 and token.ent_type == 0]
+        iob_type = doc.to_array(["ENT_IOB", "ENT_TYPE"])
+        blocked = [doc[i : i + 1] for i in numpy.flatnonzero((iob_type[:, 0] == 3) & (iob_type[:, 1] == 0))]
         doc.set_ents(list(doc.ents) + spans, blocked=blocked, default="outside")
 
     def _set_spans(self, doc: Doc, spans: List[Span]) -> None:

@@ -242,3 +242,10 @@ def test_overlapping_preset_spans_are_kept_and_avoided(chunker):
     found = spans(chunker.get_pipe("bio_tagger")(doc))
     assert (3, 5, "XP") in found and (4, 7, "YP") in found
     assert all(end <= 3 or start >= 7 for start, end, label in found if label not in ("XP", "YP")), found
+
+
+def test_empty_and_whitespace_docs_beside_preset_ones(keeping):
+    docs = [keeping.make_doc(""), keeping.make_doc(TEXTS[0]), keeping.make_doc("  ")]
+    docs[1].ents = [Span(docs[1], 3, 5, label="GPE")]
+    out = list(keeping.get_pipe("bio_tagger").pipe(docs))
+    assert ents(out[0]) == [] and (3, 5, "GPE") in ents(out[1])
