@@ -79,11 +79,14 @@ def dependencies_without_spacy_cmllm(tmp_path: Path) -> Path:
     `venv --system-site-packages` would give where they are installed system-wide."""
     deps = tmp_path / "deps"
     deps.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        name = entry.name.lower()
-        if name.startswith(("spacy_cmllm", "__editable__", BASE_MODULE)) or name.endswith(".pth"):
-            continue
-        (deps / entry.name).symlink_to(entry)
+    paths = sysconfig.get_paths()
+    for folder in dict.fromkeys(Path(paths[key]).resolve() for key in ("purelib", "platlib")):
+        for entry in folder.iterdir():
+            name = entry.name.lower()
+            if name.startswith(("spacy_cmllm", "__editable__", BASE_MODULE)) or name.endswith(".pth"):
+                continue
+            if not (deps / entry.name).exists():
+                (deps / entry.name).symlink_to(entry)
     return deps
 
 
