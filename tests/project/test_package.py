@@ -192,6 +192,9 @@ def test_packaged_wheel_installs_and_loads_without_the_repository(tmp_path, byte
     assert loaded["pipeline"] == ["transformer", "tagger", "attribute_ruler", "ner"]
     assert all(loaded["tags"]) and all(loaded["pos"]) and set(loaded["iob"]) <= {"B", "I", "O"}
     assert loaded["meta"]["license"] == "CC BY-SA 4.0" and loaded["meta"]["author"] == "Test Author"
+    # spaCy's own search for plugins adds spacy-transformers, but no second spacy-cmllm.
+    names = [r.split(">")[0].split("=")[0] for r in loaded["meta"]["requirements"]]
+    assert names.count("spacy-cmllm") == 1 and "spacy-transformers" in names and BASE_DIST in names
 
     info = run([python, "-m", "spacy", "info", f"en_{PACKAGE}"], env=clean_env(), cwd=outside).stdout
     for text in ("Test Author", "CC BY-SA 4.0", "Trained on two test sentences", f"{BASE_DIST}=={BASE_VERSION}"):
