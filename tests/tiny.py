@@ -138,6 +138,26 @@ def train_examples(nlp):
     ]
 
 
+# A UPOS for each tag of TRAIN_DATA, for corpora that carry token.pos_ as EWT does.
+UPOS = {"NNP": "PROPN", "VBZ": "VERB", "VBD": "VERB", "IN": "ADP", "CC": "CCONJ", "NN": "NOUN", ".": "PUNCT"}
+
+
+def save_corpus(path, with_pos=True):
+    """TRAIN_DATA (tags, entities and, with_pos, UPOS) as a .spacy file; returns str(path)."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    docs = []
+    for eg in train_examples(spacy.blank("en")):
+        doc = eg.reference
+        if with_pos:
+            for token in doc:
+                token.pos_ = UPOS[token.tag_]
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(path)
+    return str(path)
+
+
 def train(nlp, steps=40, lr=0.003, seed=0):
     """Initialize and train on TRAIN_DATA; returns the list of losses per step."""
     from thinc.api import Adam, fix_random_seed

@@ -344,6 +344,7 @@ def build_bio_tagger_v1(
     default_config={
         "model": DEFAULT_MODEL,
         "spans_key": None,
+        "overwrite": False,
         "scorer": {"@scorers": "spacy-cmllm.bio_scorer.v1"},
     },
     # For spans_key = null; with a key, weight spans_{key}_f in [training.score_weights].
@@ -360,19 +361,40 @@ def make_bio_tagger(
     name: str,
     model: Model[List[Doc], List[Floats2d]],
     spans_key: Optional[str],
+    overwrite: bool,
     scorer: Optional[Callable],
 ) -> BIOTagger:
     """The bio_tagger component: IOB2 token classification, constrained Viterbi decoding.
 
     model (Model[List[Doc], List[Floats2d]]): per-token IOB2 class probabilities, by
         default spacy-cmllm.BIOTagger.v1.
-    spans_key (Optional[str]): null: write and learn doc.ents (replacing any); a key: write
+    spans_key (Optional[str]): null: write and learn doc.ents; a key: write
         and learn doc.spans[spans_key], leaving doc.ents alone.
+    overwrite (bool): false (as spaCy's ner): entities already in doc.ents (or spans already
+        in doc.spans[spans_key]), e.g. from an entity_ruler before this component, are kept
+        and new ones are predicted around them; true: they are replaced.
     scorer (Optional[Callable]): called with spans_key; default spacy-cmllm.bio_scorer.v1.
     """
     if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
         raise CmllmError(Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string"))
-    return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+    return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, overwrite=overwrite, scorer=scorer)
+
+
+@registry.misc("spacy-cmllm.pos_patterns_from_corpus.v1")
+def make_pos_patterns_from_corpus_v1(*, path: Optional[str] = None, min_count: int = 1) -> List[Dict[str, Any]]:
+    """attribute_ruler patterns that set token.pos_ from the predicted token.tag_, learnt
+    from a corpus: each tag's majority UPOS, and (tag, lower-cased word) exceptions seen at
+    least min_count times. For [initialize.components.attribute_ruler.patterns].
+
+    path (Optional[str]): the training corpus (.spacy file or directory), e.g.
+        ${paths.train}; null gives no patterns (W110).
+    min_count (int): occurrences a (tag, word) exception needs.
+    """
+    from .pos_rules import pos_patterns_from_corpus
+
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise CmllmError(Errors.E040.format(name="min_count", value=min_count, why="must be an integer >= 1"))
+    return pos_patterns_from_corpus(path, min_count=min_count)
 
 
 @registry.loggers("spacy-cmllm.TuneLogger.v1")

@@ -5,6 +5,11 @@ the decoder, or spaCy's own Tok2Vec), trained with cross-entropy and decoded wit
 constrained Viterbi, so it never writes an invalid sequence. It writes ``doc.ents``, or
 ``doc.spans[spans_key]`` for chunking and other span tasks. The factory is registered in
 ``architectures.py``.
+
+Spans already there when it runs (from an ``entity_ruler`` or ``span_ruler`` before it) are
+kept, as spaCy's ``ner`` keeps preset entities: their tokens are fixed to O in the search
+and the preset spans are written back unchanged, so a new span can neither overlap nor
+continue one. ``overwrite = true`` replaces them instead.
 """
 
 from itertools import islice
@@ -12,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Dropout, Model, Optimizer, Softmax_v2, chain, set_dropout_rate, with_array, zero_init
@@ -78,6 +83,7 @@ class BIOTagger(TrainablePipe):
         name: str = "bio_tagger",
         *,
         spans_key: Optional[str] = None,
+        overwrite: bool = False,
         scorer: Optional[Callable] = score_bio,
     ) -> None:
         """Construct the component (weights are sized at initialize).
@@ -87,12 +93,15 @@ class BIOTagger(TrainablePipe):
         name (str): the component's name in the pipeline and in the losses.
         spans_key (Optional[str]): None: write and learn doc.ents; a key: write and learn
             doc.spans[spans_key], leaving doc.ents alone.
+        overwrite (bool): False: keep the entities (or spans under spans_key) a doc already
+            has and predict around them; True: replace them.
         scorer (Optional[Callable]): called with the examples and spans_key.
         """
         self.vocab = vocab
         self.model = model
         self.name = name
         self.spans_key = spans_key
+        self.overwrite = overwrite
         self.scorer = scorer
         # Only the labels: spans_key comes from the config, so a loaded pipeline can be
         # pointed at another key without the saved cfg overriding it.
@@ -145,10 +154,35 @@ class BIOTagger(TrainablePipe):
             return [numpy.zeros(len(doc), dtype=numpy.int64) for doc in docs]
         probs = self.model.predict(docs)
         ops = self.model.ops
-        return [iob2.viterbi(numpy.log(numpy.maximum(ops.to_numpy(p), _MIN_PROB))) for p in probs]
+        class_ids = []
+        for doc, p in zip(docs, probs):
+            log_probs = numpy.log(numpy.maximum(ops.to_numpy(p), _MIN_PROB))
+            allowed = None
+            if not self.overwrite:
+                reserved = self._reserved_tokens(doc)
+                if reserved.any():
+                    allowed = numpy.ones(log_probs.shape, dtype=bool)
+                    allowed[reserved, 1:] = False
+            class_ids.append(iob2.viterbi(log_probs, allowed))
+        return class_ids
+
+    def _reserved_tokens(self, doc: Doc) -> numpy.ndarray:
+        """The tokens that new spans must leave alone: for doc.ents, those of preset
+        entities and those blocked by doc.set_ents(blocked=...), as spaCy's ner reads them
+        (an explicit O is no constraint: entity_ruler sets it on every other token); for
+        spans, those covered by the group already under spans_key."""
+        if self.spans_key is None:
+            # ent_iob 1 = I, 3 = B (B with ent_type 0: blocked), 2 = O, 0 = missing.
+            return numpy.isin(doc.to_array("ENT_IOB"), (1, 3))
+        reserved = numpy.zeros(len(doc), dtype=bool)
+        if self.spans_key in doc.spans:
+            for span in doc.spans[self.spans_key]:
+                reserved[span.start : span.end] = True
+        return reserved
 
     def set_annotations(self, docs: Iterable[Doc], class_ids: Sequence[numpy.ndarray]) -> None:
-        """Write the spans: replace doc.ents, or set doc.spans[spans_key].
+        """Write the spans to doc.ents or doc.spans[spans_key], beside the preset ones
+        (replacing them with overwrite = true). Other tokens of doc.ents become O.
 
         docs (Iterable[Doc]): the docs.
         class_ids (Sequence[numpy.ndarray]): from predict.
@@ -157,9 +191,27 @@ class BIOTagger(TrainablePipe):
         for doc, ids in zip(docs, class_ids):
             spans = [Span(doc, start, end, label=labels[k]) for start, end, k in iob2.decode_spans(ids)]
             if self.spans_key is None:
-                doc.ents = spans
+                self._set_ents(doc, spans)
             else:
-                doc.spans[self.spans_key] = spans
+                self._set_spans(doc, spans)
+
+    def _set_ents(self, doc: Doc, spans: List[Span]) -> None:
+        if self.overwrite:
+            doc.ents = spans
+            return
+        # The preset Span objects themselves, so that their kb_id and id survive.
+        iob_type = doc.to_array(["ENT_IOB", "ENT_TYPE"])
+        blocked = [doc[i : i + 1] for i in numpy.flatnonzero((iob_type[:, 0] == 3) & (iob_type[:, 1] == 0))]
+        doc.set_ents(list(doc.ents) + spans, blocked=blocked, default="outside")
+
+    def _set_spans(self, doc: Doc, spans: List[Span]) -> None:
+        key = self.spans_key
+        if self.overwrite or key not in doc.spans:
+            doc.spans[key] = spans
+            return
+        preset = doc.spans[key]
+        merged = sorted(list(preset) + spans, key=lambda s: (s.start, s.end))
+        doc.spans[key] = SpanGroup(doc, name=key, attrs=dict(preset.attrs), spans=merged)
 
     # -- training ------------------------------------------------------------------------
 

@@ -6,12 +6,13 @@ class 2 + 2k is I-L_k. Decoding never yields an invalid sequence: I-X may only f
 B-X or I-X of the same type, and no sequence starts with I-X.
 """
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
 OUTSIDE = 0
 _LARGE = 1e30
+_FORBIDDEN = 1e200
 
 
 def class_names(labels: Sequence[str]) -> List[str]:
@@ -82,7 +83,7 @@ def is_valid(ids: Sequence[int]) -> bool:
     return True
 
 
-def viterbi(log_probs: numpy.ndarray) -> numpy.ndarray:
+def viterbi(log_probs: numpy.ndarray, allowed: Optional[numpy.ndarray] = None) -> numpy.ndarray:
     """The highest-scoring valid IOB2 sequence under per-token log-probabilities.
 
     The transition constraints have a shape that avoids the full classes x classes table:
@@ -91,6 +92,9 @@ def viterbi(log_probs: numpy.ndarray) -> numpy.ndarray:
 
     log_probs (numpy.ndarray): (n_tokens, 1 + 2 * n_types) log-probabilities (any
         per-token scores whose sum along a sequence is to be maximised).
+    allowed (Optional[numpy.ndarray]): (n_tokens, 1 + 2 * n_types) booleans, the classes
+        each token may take (e.g. only O on the tokens of a preset entity); None = all.
+        O must be allowed wherever the allowed I- classes could not be reached.
     RETURNS (numpy.ndarray): int64 class ids of length n_tokens; ties go to the lower id.
     """
     # Non-finite scores become large finite ones: inf - inf would make NaNs, and a NaN
@@ -101,6 +105,13 @@ def viterbi(log_probs: numpy.ndarray) -> numpy.ndarray:
     n, width = scores.shape
     if width % 2 != 1:
         raise ValueError(f"expected 1 + 2 * n_types columns, got {width}")
+    if allowed is not None:
+        allowed = numpy.asarray(allowed, dtype=bool)
+        if allowed.shape != scores.shape:
+            raise ValueError(f"allowed has shape {allowed.shape}, expected {scores.shape}")
+        # Far below any reachable score (each is >= -_LARGE per token), yet finite, so
+        # that a forbidden class never wins and no NaN appears.
+        scores = numpy.where(allowed, scores, -_FORBIDDEN)
     if n == 0:
         return numpy.zeros(0, dtype=numpy.int64)
     n_types = width // 2

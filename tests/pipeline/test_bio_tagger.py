@@ -183,8 +183,8 @@ def test_disk_round_trip_predicts_identically(which, trained_tok2vec, trained_li
 # -- in-process training -------------------------------------------------------------------
 
 
-def test_replaces_existing_entities():
-    nlp = tok2vec_pipeline()
+def test_replaces_existing_entities_with_overwrite():
+    nlp = tok2vec_pipeline(overwrite=True)
     fit(nlp, entity_examples(nlp))
     doc = nlp.make_doc(TEXTS[0])
     doc.ents = [Span(doc, 1, 3, label="JUNK")]
@@ -335,6 +335,7 @@ def test_default_config_and_score_weights():
     assert config["model"]["@architectures"] == "spacy-cmllm.BIOTagger.v1"
     assert config["model"]["dropout"] == 0.1
     assert config["spans_key"] is None
+    assert config["overwrite"] is False
     assert config["scorer"] == {"@scorers": "spacy-cmllm.bio_scorer.v1"}
     assert nlp.config["training"]["score_weights"]["ents_f"] == 1.0
     assert tagger.labels == ()

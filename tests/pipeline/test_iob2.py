@@ -91,3 +91,43 @@ def test_non_finite_scores_still_give_a_valid_path(bad):
 def test_empty_doc_and_no_types():
     assert viterbi(numpy.zeros((0, 3))).tolist() == []
     assert viterbi(numpy.zeros((4, 1))).tolist() == [0, 0, 0, 0]
+
+
+def brute_force_best_allowed(scores, allowed):
+    """The best total score over the valid sequences that use only allowed classes."""
+    n, width = scores.shape
+    best = -numpy.inf
+    for seq in itertools.product(range(width), repeat=n):
+        if is_valid(seq) and all(allowed[t, c] for t, c in enumerate(seq)):
+            best = max(best, scores[numpy.arange(n), list(seq)].sum())
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(score_matrices(max_len=5, max_types=2), st.data())
+def test_viterbi_with_fixed_outside_tokens_matches_brute_force(scores, data):
+    # As the bio_tagger constrains it around preset entities: some tokens may only be O.
+    n, width = scores.shape
+    fixed = numpy.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    allowed = numpy.ones((n, width), dtype=bool)
+    allowed[fixed, 1:] = False
+    path = viterbi(scores, allowed)
+    assert is_valid(path.tolist())
+    assert (path[fixed] == 0).all()
+    found = scores[numpy.arange(n), path].sum()
+    assert found == pytest.approx(brute_force_best_allowed(scores, allowed), abs=1e-9)
+
+
+def test_viterbi_constraint_beats_any_score_and_cuts_a_span():
+    # A confident entity over tokens 0-3; token 2 is fixed to O, so the span cannot run
+    # through it: it ends at 1 and token 3 (I- favoured) must start a new one or be O.
+    probs = numpy.full((4, 3), 0.01)
+    probs[0, 1] = probs[1, 2] = probs[2, 2] = probs[3, 2] = 0.98
+    allowed = numpy.ones((4, 3), dtype=bool)
+    allowed[2, 1:] = False
+    path = viterbi(numpy.log(probs), allowed)
+    assert path.tolist()[:3] == [1, 2, 0]
+    assert path[3] in (0, 1)
+    assert viterbi(numpy.log(probs)).tolist() == [1, 2, 2, 2]
+    with pytest.raises(ValueError, match="allowed has shape"):
+        viterbi(numpy.log(probs), allowed[:2])

@@ -7,7 +7,7 @@ import spacy
 from spacy.schemas import ConfigSchemaTraining
 from spacy.util import load_config, load_model_from_config, registry
 
-from tests.tiny import save_tiny_decoder, train_examples
+from tests.tiny import UPOS, save_corpus, save_tiny_decoder, train_examples
 from tests.requirements import require
 
 ALL_CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
@@ -61,7 +61,9 @@ def cpu_overrides(tiny_dir):
 def test_config_resolves_like_debug_config(path, tiny_dir):
     config = load_config(path, overrides={"components.transformer.model.name": tiny_dir})
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names == ["transformer", "tagger", "ner"]
+    # The `all` recipe sets token.pos_ from the tags (see test_default_config_sets_pos).
+    ruler = ["attribute_ruler"] if path.stem == "default" else []
+    assert nlp.pipe_names == ["transformer", "tagger", *ruler, "ner"]
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
     arch = filled["components"]["transformer"]["model"]
@@ -155,3 +157,30 @@ def test_baseline_config_trains_a_step_on_cpu(path):
     nlp.initialize(lambda: examples)
     losses = nlp.update(examples, sgd=Adam(0.001))
     assert {"tagger", "ner"} <= set(losses)
+
+
+def test_default_config_sets_pos_and_reports_pos_acc(tiny_dir, tmp_path):
+    """`spacy train` of the `all` recipe on a corpus with PTB tags and UPOS: the
+    attribute_ruler learns its rules at initialize, the dev scores have pos_acc, and the
+    trained pipeline sets token.pos_ on every token."""
+    from spacy.cli.train import train
+
+    corpus = save_corpus(tmp_path / "train.spacy")
+    overrides = {
+        **cpu_overrides(tiny_dir),
+        "paths.train": corpus,
+        "paths.dev": corpus,
+        "training.eval_frequency": 2,
+        "training.batcher.size.rate": 50,
+        "training.logger.progress_bar": False,
+    }
+    train(Path(__file__).parents[2] / "configs" / "default.cfg", tmp_path / "out", use_gpu=-1, overrides=overrides)
+    trained = spacy.load(tmp_path / "out" / "model-last")
+    assert trained.pipe_names == ["transformer", "tagger", "attribute_ruler", "ner"]
+    performance = trained.meta["performance"]
+    assert isinstance(performance["pos_acc"], float) and 0.0 < performance["pos_acc"] <= 1.0
+    assert trained.config["training"]["score_weights"]["pos_acc"] == 0.0
+    doc = trained("John lives in New York and works for Google .")
+    assert all(token.pos_ for token in doc)
+    # POS follows the predicted tag through the learnt rules.
+    assert all(token.pos_ == UPOS[token.tag_] for token in doc)
