@@ -270,6 +270,7 @@ class Errors(metaclass=_WithCodes):
         "outliers into the weights (SmoothQuant); set int8_smoothing = 0 in the "
         "CausalMaskLLM.v3 config to quantize without it."
     )
+    # Sequence repetition
     E090 = (
         "repeat={repeat} with window={window} puts {positions} positions in a decoder "
         "sequence, but the model's sliding window is {sliding}: its causal layers could not "
