@@ -1,8 +1,9 @@
 """What sequence repetition costs and early exit saves, measured in one run.
 
-For each setting (repeat r, exit layer) one pipeline of the same architecture is built on
-the same base decoder (CausalMaskLLM.v4, the shipped recipe's settings otherwise) and its
-transformer component is timed on the same gold-token Docs:
+For each setting (repeat r, exit layer) one pipeline of the same architecture
+(CausalMaskLLM.v4, the shipped recipe's settings otherwise) is built around ONE loaded
+decoder, shared, so that every setting runs the same weights and the run holds one model in
+memory; its transformer component is timed on the same gold-token Docs:
 
 * prediction: words/s of the transformer's predict over all Docs (packed, as shipped);
 * training: words/s of the decoder's forward + backward (``begin_update`` and its backprop
@@ -43,14 +44,17 @@ def gold_docs(path: Path, n_docs: int) -> List[Doc]:
     return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs]
 
 
-def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int):
-    """A blank pipeline with only the transformer, initialized (weights loaded)."""
+def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int, backbone=None):
+    """A blank pipeline with only the transformer, initialized: around ``backbone`` where
+    one is given (nothing loaded), else with its weights loaded."""
     nlp = spacy.blank("en")
     model = {
         "@architectures": "spacy-cmllm.CausalMaskLLM.v4", "name": base, "unmask": unmask, "repeat": repeat,
         "window": window, "stride": stride, "hidden_layers": [exit_layer] if exit_layer else [-1],
     }
-    nlp.add_pipe("transformer", config={"model": model})
+    trf = nlp.add_pipe("transformer", config={"model": model})
+    if backbone is not None:
+        trf.model.shims[0]._model = backbone
     nlp.initialize()
     return nlp
 
@@ -87,7 +91,12 @@ def time_train(nlp, docs: Sequence[Doc], batch_words: int) -> float:
 
 def measure(settings: List[Dict[str, int]], docs: Sequence[Doc], *, base: str, unmask: str, window: int, stride: int,
             rounds: int, batch_words: int, train_docs: int) -> List[Dict[str, object]]:
-    pipelines = [transformer_pipeline(base, unmask=unmask, window=window, stride=stride, **s) for s in settings]
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    first = transformer_pipeline(base, unmask=unmask, window=window, stride=stride, **settings[0])
+    shared = get_backbone(first.get_pipe("transformer").model)
+    pipelines = [first] + [transformer_pipeline(base, unmask=unmask, window=window, stride=stride, backbone=shared, **s)
+                           for s in settings[1:]]
     n_words = sum(len(d) for d in docs)
     train_set = list(docs[:train_docs]) if train_docs else list(docs)
     n_train = sum(len(d) for d in train_set)
@@ -95,10 +104,11 @@ def measure(settings: List[Dict[str, int]], docs: Sequence[Doc], *, base: str, u
         time_predict(nlp, docs[:2])
     predict = [[] for _ in settings]
     train = [[] for _ in settings]
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for i, nlp in enumerate(pipelines):
             predict[i].append(time_predict(nlp, docs))
             train[i].append(time_train(nlp, train_set, batch_words))
+            print(f"round {round_ + 1}/{rounds} {settings[i]}: predict {predict[i][-1]:.1f} s, train {train[i][-1]:.1f} s", flush=True)
     rows = []
     for s, p, t in zip(settings, predict, train):
         rows.append({**s, "predict_words_per_s": round(n_words / statistics.median(p), 1),
