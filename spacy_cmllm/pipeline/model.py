@@ -333,7 +333,11 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
                 ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id)
             ids_t = torch.from_numpy(ids).to(device)
             if segments is None:
-                hidden = _hidden(model, decoder, ids_t, torch.from_numpy(mask).to(device))
+                # Nothing padded: no mask at all, decided here on the host. The decoder then
+                # neither synchronises with the GPU to find out nor builds a 4-D mask, and
+                # SDPA may use its flash kernel (it cannot with an explicit mask).
+                mask_t = None if mask.all() else torch.from_numpy(mask).to(device)
+                hidden = _hidden(model, decoder, ids_t, mask_t)
             else:
                 hidden = _hidden(model, decoder, ids_t, None, segments=segments)
             longest = hidden.shape[1]

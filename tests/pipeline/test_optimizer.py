@@ -89,3 +89,29 @@ def test_adapters_and_heads_get_their_own_learning_rates(model_dir):
     assert float(moved.max()) == pytest.approx(adapter_lr, rel=0.05)
     head_moved = numpy.abs(softmax.get_param("W") - head_before).max()
     assert head_moved == pytest.approx(head_lr, rel=0.05)
+
+
+def test_a_step_does_not_read_the_norm_back(monkeypatch):
+    """The norm stays a tensor until someone asks for it: reading it as a float every step
+    would make the host wait for the GPU once per step."""
+    reads = []
+
+    class Watched(torch.Tensor):
+        def __float__(self):
+            reads.append("float")
+            return super().__float__()
+
+        def item(self):
+            reads.append("item")
+            return super().item()
+
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clip(*a, **k).as_subclass(Watched))
+    module = torch.nn.Linear(4, 4)
+    stepper = AdapterStepper(AdapterOptimizer(learn_rate=1e-3, total_steps=10, warmup=0), module)
+    for _ in range(3):
+        for p in module.parameters():
+            p.grad = torch.full_like(p, 2.0)
+        stepper.step()
+    assert reads == []
+    assert stepper.last_grad_norm == pytest.approx(2.0 * 20**0.5) and reads
