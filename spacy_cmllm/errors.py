@@ -271,6 +271,14 @@ class Errors(metaclass=_WithCodes):
         "CausalMaskLLM.v3 config to quantize without it."
     )
 
+    # GPU check (benchmarks/gpu_check.py) and in-memory sources
+    E130 = (
+        "No model is registered under {source!r} in this process (registered: {known}). "
+        "'memory:' sources are built in-process by a function given to "
+        "spacy_cmllm.decoder.load.register_memory_source (benchmarks and tests); a saved "
+        "pipeline needs a hub name, a directory or a file as its `name`."
+    )
+
 
 class Warnings(metaclass=_WithCodes):
     W001 = (
