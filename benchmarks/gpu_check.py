@@ -29,6 +29,7 @@ of the script itself, not of a GPU (4-bit is skipped there: it needs CUDA).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -54,7 +55,10 @@ EWT_DIR = ROOT / "assets" / "ewt"
 DEFAULT_OUT = HERE / "results" / "gpu_check.json"
 # Hard limits in seconds per stage (imports and model loading included); the whole run is
 # also bounded by --budget. Together they stay under 8 minutes.
-STAGE_LIMITS = {"load_bf16": 75, "load_4bit": 75, "train": 210, "speed": 110}
+STAGE_LIMITS = {
+    "load_bf16": 30, "load_4bit": 40, "train": 75, "speed": 60,
+    "profile": 70, "llama2_7b": 80, "mistral_7b": 80, "gaps": 45,
+}
 STAGES = list(STAGE_LIMITS)
 NO_GPU_EXIT = 2
 
@@ -296,6 +300,7 @@ def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, lim
         command += ["--conll-dir", str(args.conll_dir)]
     if args.cpu_dry_run:
         command.append("--cpu-dry-run")
+    command += ["--out", str(args.out)]  # the profile stage writes its trace beside the report
     started = time.monotonic()
     try:
         code: Optional[int] = subprocess.run(command, timeout=limit).returncode
@@ -636,12 +641,409 @@ def stage_speed(record: StageRecord, args: argparse.Namespace, deadline: float) 
     )
 
 
+# ------------------------------------------------------------------ profile, 7B, gaps
+
+
+TARGETS = {"update_vs_plain_peft": 0.9, "update_words_per_s": 10_000.0, "memory_vs_plain_peft": 1.1, "predict_vs_raw_forward": 0.9}
+# Realistic training batches in words: the recipe's (configs/default.cfg: 500) and a larger
+# one a GPU can afford; the 7B configs' own (256) and 1,024. Tiny on --cpu-dry-run.
+PROFILE_BATCH_WORDS = (500, 2000)
+BIG_BATCH_WORDS = (256, 1024)
+DRY_BATCH_WORDS = (40, 80)
+
+
+def stages_module():
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import gpu_stages
+
+    return gpu_stages
+
+
+def stage_examples(args: argparse.Namespace, nlp: Any, split: str, limit_words: int) -> List[Any]:
+    """The first `limit_words` words of a split of the stage's corpus (CoNLL-2003, or the
+    bundled EWT), as Examples for `nlp`."""
+    from spacy.training import Corpus
+
+    corpus = Path(args.work) / "corpus"
+    if not (corpus / f"{split}.spacy").exists():
+        prepare_corpus(corpus, args.conll_dir)
+    examples, words = [], 0
+    for eg in Corpus(corpus / f"{split}.spacy")(nlp):
+        if words >= limit_words:
+            break
+        examples.append(eg)
+        words += len(eg.reference)
+    return examples
+
+
+def heads_on_device(args: argparse.Namespace) -> int:
+    """Put the heads where `spacy train --gpu-id 0` would (cupy, with torch's allocator so
+    that torch's memory counters see them too); returns the gpu id (-1: numpy)."""
+    from thinc.api import require_gpu, set_gpu_allocator
+
+    gpu_id = heads_gpu_id(args.device)
+    if gpu_id >= 0:
+        require_gpu(gpu_id)
+        set_gpu_allocator("pytorch")
+    return gpu_id
+
+
+def build_initialized(config_path: Path, overrides: Dict[str, Any], init_examples: List[Any]) -> Any:
+    import spacy
+    from spacy.util import load_config
+
+    config = load_config(config_path, overrides=overrides, interpolate=True)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    nlp.initialize(lambda: init_examples)
+    return nlp
+
+
+def compare_training(nlp: Any, batch: List[Any], *, device: Any, bf16: bool, repeats: int) -> Dict[str, Any]:
+    """nlp.update against the plain peft loop over the very decoder calls nlp.update makes on
+    `batch`: words/s of each (median of interleaved runs) and peak GPU memory of each."""
+    import torch
+
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    gs = stages_module()
+    sync = gs.synchronizer(device)
+    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    optimizer = nlp.create_optimizer()
+    first = gs.timed(lambda: nlp.update(batch, sgd=optimizer), sync)  # warm-up: first use of every kernel
+    with gs.recorded_calls(backbone.decoder) as calls:
+        nlp.update(batch, sgd=optimizer)
+    plain = gs.plain_peft_loop(backbone.decoder, calls, hidden_size=backbone.hidden_size, bf16=bf16)
+    plain()
+    update_memory = gs.peak_memory(lambda: nlp.update(batch, sgd=optimizer), device)
+    plain_memory = gs.peak_memory(plain, device)
+    t_update, t_plain = gs.interleaved(repeats, sync, lambda: nlp.update(batch, sgd=optimizer), plain)
+    words = gs.n_words(batch)
+    pieces = sum(int(gs.real_positions(kwargs).numel()) for kwargs in calls)
+    n_calls = len(calls)
+    del calls, plain
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "batch_docs": len(batch),
+        "batch_words": words,
+        "decoder_calls": n_calls,
+        "real_positions": pieces,
+        "first_update_seconds": round(first, 4),
+        "update_seconds": round(t_update, 5),
+        "plain_seconds": round(t_plain, 5),
+        "update_words_per_s": round(words / t_update, 1),
+        "plain_words_per_s": round(words / t_plain, 1),
+        "update_vs_plain_peft": round(t_plain / t_update, 4),
+        "update_peak_mb": None if update_memory is None else round(update_memory, 1),
+        "plain_peak_mb": None if plain_memory is None else round(plain_memory, 1),
+        "memory_vs_plain_peft": round(update_memory / plain_memory, 4) if update_memory and plain_memory else None,
+    }
+
+
+def compare_prediction(nlp: Any, docs: List[Any], *, device: Any, bf16: bool, repeats: int) -> Dict[str, Any]:
+    """The transformer component's predict against the raw decoder replaying its calls."""
+    gs = stages_module()
+    sync = gs.synchronizer(device)
+    trf = nlp.get_pipe("transformer")
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    decoder = get_backbone(trf.model).decoder
+    trf.predict(docs)
+    with gs.recorded_calls(decoder) as calls:
+        trf.predict(docs)
+    raw = gs.raw_forward(decoder, calls, bf16=bf16)
+    raw()
+    t_trf, t_raw = gs.interleaved(repeats, sync, lambda: trf.predict(docs), raw)
+    words = sum(len(doc) for doc in docs)
+    return {
+        "docs": len(docs),
+        "words": words,
+        "decoder_calls": len(calls),
+        "transformer_words_per_s": round(words / t_trf, 1),
+        "raw_forward_words_per_s": round(words / t_raw, 1),
+        "predict_vs_raw_forward": round(t_raw / t_trf, 4),
+    }
+
+
+def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float) -> None:
+    """SmolLM2-135M, the recipe (configs/default.cfg, bf16 under autocast on CUDA): nlp.update
+    under torch.profiler (host and CUDA activities), and against the plain peft loop."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    gs = stages_module()
+    device = torch.device(args.device)
+    bf16 = args.device == "cuda"
+    sizes = DRY_BATCH_WORDS if args.cpu_dry_run else PROFILE_BATCH_WORDS
+    repeats = 2 if args.cpu_dry_run else 5
+    gpu_id = heads_on_device(args)
+    started = time.perf_counter()
+    corpus = Path(args.work) / "corpus"
+    overrides = recipe_overrides(args, corpus)
+    import spacy
+
+    examples = stage_examples(args, spacy.blank("en"), "train", sum(sizes) * 2)
+    nlp = build_initialized(CONFIG, overrides, examples)
+    examples = stage_examples(args, nlp, "train", sum(sizes) * 2)
+    record.update(init_seconds=round(time.perf_counter() - started, 1), gpu_id=gpu_id, heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
+                  batch_words=list(sizes), bf16_autocast=bf16, targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "update_words_per_s")})
+    runs = {}
+    for size in sizes:
+        batch = gs.word_batches(examples, size)[0]
+        runs[str(size)] = compare_training(nlp, batch, device=device, bf16=bf16, repeats=repeats)
+        record.update(training=runs)
+    # The profile: a few steps of the recipe's batch size, after the warm-ups above.
+    batch = gs.word_batches(examples, sizes[0])[0]
+    optimizer = nlp.create_optimizer()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    steps = 3
+    sync = gs.synchronizer(device)
+    sync()
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            nlp.update(batch, sgd=optimizer)
+        sync()
+        wall = time.perf_counter() - start
+    summary = gs.profile_summary(prof, wall_seconds=wall, steps=steps)
+    trace = args.out.with_name(args.out.stem + "_profile_trace.json.gz")
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(trace))
+    best = max(runs.values(), key=lambda run: run["update_words_per_s"])
+    meets = {
+        "update_vs_plain_peft": all(run["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for run in runs.values()),
+        "update_words_per_s": best["update_words_per_s"] >= TARGETS["update_words_per_s"],
+    }
+    record.update(
+        ok=all(math.isfinite(run["update_words_per_s"]) for run in runs.values()),
+        profile=summary,
+        trace=trace.name,
+        meets_targets=meets,
+        summary=", ".join(f"{size} words: update {run['update_words_per_s']:,.0f} words/s = {run['update_vs_plain_peft']:.2f} of plain peft" for size, run in runs.items())
+        + f"; device busy {summary['device_busy_fraction']}",
+    )
+
+
+def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, shape_name: str) -> None:
+    """A 7B shape with random weights on the device through the 7B config's pipeline (bf16
+    base, its LoRA and gradient checkpointing), then the same in 4-bit NF4 where bitsandbytes
+    imports."""
+    import gc
+
+    import spacy
+    import torch
+
+    from spacy_cmllm import load_decoder
+    from spacy_cmllm.decoder.probe import bidirectional_layers
+    from spacy_cmllm.decoder.unmask import parse_spec
+    from spacy_cmllm.errors import CodedError
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    gs = stages_module()
+    device = torch.device(args.device)
+    shapes = gs.TINY_SHAPES if args.cpu_dry_run else gs.SHAPES
+    config_path = ROOT / "configs" / ("mistral-7b-qlora.cfg" if shape_name == "mistral_7b" else "llama2-7b-qlora.cfg")
+    sizes = DRY_BATCH_WORDS if args.cpu_dry_run else BIG_BATCH_WORDS
+    repeats = 2 if args.cpu_dry_run else 3
+    gpu_id = heads_on_device(args)
+    started = time.perf_counter()
+    _, tokenizer = load_decoder(args.source, lm_head=False)
+    source = gs.random_decoder_source(shape_name, shapes[shape_name], tokenizer, device)
+    corpus = Path(args.work) / "corpus"
+    blank = spacy.blank("en")
+    train = stage_examples(args, blank, "train", sum(sizes) * 2)
+    dev_docs = [eg.predicted for eg in stage_examples(args, blank, "dev", 300 if args.cpu_dry_run else 3000)]
+    record.update(shape={**shapes[shape_name], "vocab_size": len(tokenizer)}, config=config_path.name, gpu_id=gpu_id,
+                  vocab_note="the SmolLM2 tokenizer's 49,152 ids (its ids must index the embedding); the published shape has 32,000",
+                  targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "memory_vs_plain_peft", "predict_vs_raw_forward")})
+    variants = [None, "4bit"]
+    results: Dict[str, Any] = {}
+    for quantization in variants:
+        key = "nf4" if quantization else "bf16"
+        overrides = {
+            "paths.train": str(corpus / "train.spacy"),
+            "paths.dev": str(corpus / "dev.spacy"),
+            "components.transformer.model.name": source,
+            "components.transformer.model.quantization": quantization,
+            "components.transformer.model.device": args.device,
+            "components.transformer.model.mixed_precision": args.device == "cuda",
+        }
+        try:
+            variant_started = time.perf_counter()
+            nlp = build_initialized(config_path, overrides, train)
+        except CodedError as err:
+            results[key] = {"skipped": str(err)}
+            record.update(variants=results)
+            continue
+        backbone = get_backbone(nlp.get_pipe("transformer").model)
+        n_layers = backbone.n_layers
+        expected = list(parse_spec("0011", n_layers))
+        measured = [i for i, b in enumerate(bidirectional_layers(backbone.decoder)) if b]
+        result: Dict[str, Any] = {
+            "init_seconds": round(time.perf_counter() - variant_started, 1),
+            "parameters_b": round(sum(p.numel() for p in backbone.decoder.parameters()) / 1e9, 3),
+            "linear4bit_modules": sum(type(m).__name__ == "Linear4bit" for m in backbone.decoder.modules()),
+            "gradient_checkpointing": bool(getattr(backbone.base_model, "gradient_checkpointing", False)),
+            "probe": {"expected": expected, "measured": measured, "ok": measured == expected},
+            "weights_memory_mb": round(torch.cuda.memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        }
+        results[key] = result
+        record.update(variants=results)
+        bf16 = args.device == "cuda"
+        result["training"] = {}
+        for size in sizes:
+            batch = gs.word_batches(train, size)[0]
+            result["training"][str(size)] = compare_training(nlp, batch, device=device, bf16=bf16, repeats=repeats)
+            record.update(variants=results)
+        result["prediction"] = compare_prediction(nlp, dev_docs, device=device, bf16=bf16, repeats=repeats)
+        record.update(variants=results)
+        del nlp, backbone
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    bf16_run = results.get("bf16", {})
+    ok = bool(bf16_run.get("probe", {}).get("ok")) and "prediction" in bf16_run
+    meets = {}
+    if ok:
+        meets = {
+            "update_vs_plain_peft": all(r["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for r in bf16_run["training"].values()),
+            "memory_vs_plain_peft": all((r["memory_vs_plain_peft"] or 0) <= TARGETS["memory_vs_plain_peft"] for r in bf16_run["training"].values()) if device.type == "cuda" else None,
+            "predict_vs_raw_forward": bf16_run["prediction"]["predict_vs_raw_forward"] >= TARGETS["predict_vs_raw_forward"],
+        }
+    nf4 = results.get("nf4", {})
+    record.update(
+        ok=ok,
+        meets_targets=meets,
+        summary=(
+            f"bf16: probe {'ok' if ok else 'FAILED'}; "
+            + ", ".join(f"{size} words {r['update_words_per_s']:,.0f} words/s ({r['update_vs_plain_peft']:.2f} of plain, memory x{r['memory_vs_plain_peft']})"
+                        for size, r in bf16_run.get("training", {}).items())
+            + (f"; predict {bf16_run['prediction']['predict_vs_raw_forward']:.2f} of raw" if "prediction" in bf16_run else "")
+            + ("; nf4 skipped: " + nf4["skipped"][:120] if "skipped" in nf4 else ("; nf4 ran" if nf4 else ""))
+        ),
+    )
+
+
+def sentence_docs(docs: List[Any], vocab: Any) -> List[Any]:
+    """One Doc per sentence (per 25 tokens where a doc has no sentence boundaries)."""
+    from spacy.tokens import Doc
+
+    out = []
+    for doc in docs:
+        if doc.has_annotation("SENT_START"):
+            spans = list(doc.sents)
+        else:
+            spans = [doc[i : i + 25] for i in range(0, len(doc), 25)]
+        out.extend(Doc(vocab, words=[t.text for t in span]) for span in spans if len(span))
+    return out
+
+
+def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -> None:
+    """The two CUDA gaps: packed-vs-alone vectors in float32 per TF32 setting and SDPA
+    backend, which SDPA kernel each kind of call runs, and the component against the raw
+    forward with its overhead split into the component's named regions."""
+    import numpy
+    import spacy
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.profiler import ProfilerActivity, profile
+
+    from spacy_cmllm.pipeline.model import PROFILE_REGIONS
+
+    gs = stages_module()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    corpus = Path(args.work) / "corpus"
+    overrides = recipe_overrides(args, corpus)
+    started = time.perf_counter()
+    blank = spacy.blank("en")
+    init = stage_examples(args, blank, "train", 300)
+    nlp = build_initialized(CONFIG, overrides, init)
+    docs = sentence_docs([eg.reference for eg in stage_examples(args, blank, "dev", 300 if args.cpu_dry_run else 3000)], nlp.vocab)
+    trf = nlp.get_pipe("transformer")
+    model = trf.model
+    record.update(init_seconds=round(time.perf_counter() - started, 1), docs=len(docs), words=sum(len(d) for d in docs),
+                  defaults={"allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                            "float32_matmul_precision": torch.get_float32_matmul_precision()})
+
+    def vectors(pack: bool) -> List[Any]:
+        model.attrs["pack"] = pack
+        batch = trf.predict(docs)
+        return [numpy.asarray(d.model_output.last_hidden_state.get() if hasattr(d.model_output.last_hidden_state, "get") else d.model_output.last_hidden_state)
+                for d in batch.doc_data if d.model_output.last_hidden_state is not None and d.model_output.last_hidden_state.size]
+
+    saved = {"pack": model.attrs["pack"], "mixed_precision": model.attrs["mixed_precision"]}
+    backends = {"default": None, "math": SDPBackend.MATH}
+    if cuda:
+        backends.update(efficient=SDPBackend.EFFICIENT_ATTENTION, cudnn=SDPBackend.CUDNN_ATTENTION, flash=SDPBackend.FLASH_ATTENTION)
+    differences: Dict[str, Any] = {}
+    tf32_before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        model.attrs["mixed_precision"] = False  # float32, no autocast, as speed.py's equality check
+        for tf32 in ((False, True) if cuda else (False,)):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            for name, backend in backends.items():
+                key = f"tf32_{'on' if tf32 else 'off'}/{name}"
+                try:
+                    with (sdpa_kernel(backend) if backend is not None else contextlib.nullcontext()):
+                        alone, packed = vectors(False), vectors(True)
+                    differences[key] = float(max(numpy.abs(a - b).max() for a, b in zip(alone, packed)))
+                except Exception as err:  # a backend that cannot run these calls says why
+                    differences[key] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                record.update(packed_vs_alone_max_abs_difference=differences)
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        kernels = {}
+        for precision in (("fp32", False), ("bf16", True)) if cuda else (("fp32", False),):
+            model.attrs["mixed_precision"] = precision[1]
+            for pack in (False, True):
+                model.attrs["pack"] = pack
+                kernels[f"{precision[0]}/{'packed' if pack else 'alone'}"] = gs.sdpa_kernels_of(lambda: trf.predict(docs), device)
+        record.update(sdpa_kernels=kernels)
+        # The component against the raw forward, at the pipeline's precision, packed as shipped.
+        model.attrs.update(saved)
+        bf16 = bool(model.attrs["mixed_precision"]) if model.attrs["mixed_precision"] is not None else cuda
+        ratios = {}
+        for label, pack, tf32 in (("packed", True, False), ("alone", False, False)) + ((("packed_tf32", True, True),) if cuda else ()):
+            model.attrs["pack"] = pack
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            ratios[label] = compare_prediction(nlp, docs, device=device, bf16=bf16, repeats=2 if args.cpu_dry_run else 5)
+            record.update(component_vs_raw=ratios)
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        model.attrs["pack"] = True
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        gs.synchronizer(device)()
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            trf.predict(docs)
+            gs.synchronizer(device)()
+            wall = time.perf_counter() - start
+        found = {e.key: e for e in prof.key_averages()}
+        regions = {key: round(found[label].cpu_time_total / 1000, 3) for key, label in PROFILE_REGIONS.items() if label in found}
+        record.update(predict_regions_ms={**regions, "wall": round(wall * 1000, 3)})
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        model.attrs.update(saved)
+    numeric = [v for v in differences.values() if isinstance(v, float)]
+    record.update(
+        ok=bool(numeric) and all(math.isfinite(v) for v in numeric),
+        summary=f"packed vs alone (fp32): {', '.join(f'{k} {v:.1e}' for k, v in differences.items() if isinstance(v, float))}; "
+        + ", ".join(f"{k} {v['predict_vs_raw_forward']:.2f} of raw" for k, v in record.data.get("component_vs_raw", {}).items()),
+    )
+
+
 STAGE_FUNCTIONS: Dict[str, Callable[[StageRecord, argparse.Namespace, float], None]] = {
     "load_bf16": stage_load_bf16,
     "load_4bit": stage_load_4bit,
     "train": stage_train,
     "speed": stage_speed,
+    "profile": stage_profile,
+    "llama2_7b": lambda record, args, deadline: stage_7b(record, args, deadline, "llama2_7b"),
+    "mistral_7b": lambda record, args, deadline: stage_7b(record, args, deadline, "mistral_7b"),
+    "gaps": stage_gaps,
 }
+
+
 
 
 def main(argv: Optional[List[str]] = None) -> int:

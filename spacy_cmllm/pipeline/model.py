@@ -12,6 +12,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
+from torch.profiler import record_function
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
 from thinc.api import Model, PyTorchShim
@@ -35,6 +36,18 @@ TRAIN_MAX_PADDING = 0.03
 
 # Attrs that say how the decoder runs, not what it learned (the config's value wins at load).
 RUN_SETTINGS = {"pack": False, "int8": False, "int8_smoothing": DEFAULT_ALPHA}
+
+
+# torch.profiler labels of the transformer component's parts (benchmarks/gpu_check.py reads
+# them): piece encoding, the decoder's forward (window planning included), the copy of its
+# output to the heads, its backward, and the adapters' optimizer step.
+PROFILE_REGIONS = {
+    "pieces": "cmllm.pieces",
+    "forward": "cmllm.decoder_forward",
+    "to_heads": "cmllm.to_heads",
+    "backward": "cmllm.decoder_backward",
+    "adapter_step": "cmllm.adapter_step",
+}
 
 
 @dataclass
@@ -149,7 +162,8 @@ class BackboneShim(PyTorchShim):
             return super().finish_update(optimizer)
         if self.stepper is None or self.stepper.module is not self._model:
             self.stepper = AdapterStepper(self.adapter_optimizer, self._model)
-        self.stepper.step()
+        with record_function(PROFILE_REGIONS["adapter_step"]):
+            self.stepper.step()
 
 
 def build_model(
@@ -233,7 +247,8 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         # The adapters are about to change: a merged int8 copy would be stale.
         backbone.drop_int8_decoder()
     tokenizer = backbone.tokenizer
-    pieces = backbone.piece_encoder.encode_docs(docs)
+    with record_function(PROFILE_REGIONS["pieces"]):
+        pieces = backbone.piece_encoder.encode_docs(docs)
     bos_id = tokenizer.bos_token_id if model.attrs["add_bos"] else None
     if is_train:
         # Each piece once: no overlap to compute (and backpropagate) twice.
@@ -248,8 +263,11 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
             [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id
         )
     backbone.train(is_train)
-    vectors = _run_decoder(model, backbone, plan, is_train)
-    output = _to_batch(model, docs, pieces, vectors, tokenizer)
+    # Named regions for torch.profiler (near-free without one): where a step's time goes.
+    with record_function(PROFILE_REGIONS["forward"]):
+        vectors = _run_decoder(model, backbone, plan, is_train)
+    with record_function(PROFILE_REGIONS["to_heads"]):
+        output = _to_batch(model, docs, pieces, vectors, tokenizer)
     if vectors.requires_grad:
         _check_previous_backprop(backbone)
         backbone.awaiting_backprop = True
@@ -258,8 +276,9 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         backbone.awaiting_backprop = False
         gradients = d_output.doc_gradients or []
         if gradients and vectors.requires_grad:
-            d_vectors = gradients_to_torch([g[0] for g in gradients], like=vectors)
-            torch.autograd.backward(vectors, grad_tensors=d_vectors)
+            with record_function(PROFILE_REGIONS["backward"]):
+                d_vectors = gradients_to_torch([g[0] for g in gradients], like=vectors)
+                torch.autograd.backward(vectors, grad_tensors=d_vectors)
         return docs
 
     return output, backprop
