@@ -115,3 +115,15 @@ def test_a_step_does_not_read_the_norm_back(monkeypatch):
         stepper.step()
     assert reads == []
     assert stepper.last_grad_norm == pytest.approx(2.0 * 20**0.5) and reads
+
+
+def test_adamw_is_fused_only_when_every_adapter_is_on_a_gpu():
+    from types import SimpleNamespace
+
+    from spacy_cmllm.pipeline.optimizer import adamw_kernel
+
+    on_gpu, on_cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    assert adamw_kernel([on_gpu, on_gpu]) == {"fused": True}
+    assert adamw_kernel([on_gpu, on_cpu]) == {} and adamw_kernel([]) == {}
+    stepper = AdapterStepper(AdapterOptimizer(total_steps=10), torch.nn.Linear(2, 2))
+    assert not stepper.optimizer.defaults.get("fused")
