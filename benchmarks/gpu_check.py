@@ -649,7 +649,7 @@ TARGETS = {"update_vs_plain_peft": 0.9, "update_words_per_s": 10_000.0, "memory_
 # one a GPU can afford; the 7B configs' own (256) and 1,024. Tiny on --cpu-dry-run.
 PROFILE_BATCH_WORDS = (500, 2000)
 BIG_BATCH_WORDS = (256, 1024)
-DRY_BATCH_WORDS = (40, 80)
+DRY_BATCH_WORDS = (40,)
 
 
 def stages_module():
@@ -776,7 +776,7 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
     device = torch.device(args.device)
     bf16 = args.device == "cuda"
     sizes = DRY_BATCH_WORDS if args.cpu_dry_run else PROFILE_BATCH_WORDS
-    repeats = 2 if args.cpu_dry_run else 5
+    repeats = 1 if args.cpu_dry_run else 5
     gpu_id = heads_on_device(args)
     started = time.perf_counter()
     corpus = Path(args.work) / "corpus"
@@ -797,7 +797,7 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
     batch = gs.word_batches(examples, sizes[0])[0]
     optimizer = nlp.create_optimizer()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    steps = 3
+    steps = 2 if args.cpu_dry_run else 3
     sync = gs.synchronizer(device)
     sync()
     with profile(activities=activities) as prof:
@@ -845,7 +845,7 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
     shapes = gs.TINY_SHAPES if args.cpu_dry_run else gs.SHAPES
     config_path = ROOT / "configs" / ("mistral-7b-qlora.cfg" if shape_name == "mistral_7b" else "llama2-7b-qlora.cfg")
     sizes = DRY_BATCH_WORDS if args.cpu_dry_run else BIG_BATCH_WORDS
-    repeats = 2 if args.cpu_dry_run else 3
+    repeats = 1 if args.cpu_dry_run else 3
     gpu_id = heads_on_device(args)
     started = time.perf_counter()
     _, tokenizer = load_decoder(args.source, lm_head=False)
@@ -853,7 +853,7 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
     corpus = Path(args.work) / "corpus"
     blank = spacy.blank("en")
     train = stage_examples(args, blank, "train", sum(sizes) * 2)
-    dev_docs = [eg.predicted for eg in stage_examples(args, blank, "dev", 300 if args.cpu_dry_run else 3000)]
+    dev_docs = [eg.predicted for eg in stage_examples(args, blank, "dev", 60 if args.cpu_dry_run else 3000)]
     record.update(shape={**shapes[shape_name], "vocab_size": len(tokenizer)}, config=config_path.name, gpu_id=gpu_id,
                   vocab_note="the SmolLM2 tokenizer's 49,152 ids (its ids must index the embedding); the published shape has 32,000",
                   targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "memory_vs_plain_peft", "predict_vs_raw_forward")})
@@ -958,9 +958,9 @@ def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -
     overrides = recipe_overrides(args, corpus)
     started = time.perf_counter()
     blank = spacy.blank("en")
-    init = stage_examples(args, blank, "train", 300)
+    init = stage_examples(args, blank, "train", 100 if args.cpu_dry_run else 300)
     nlp = build_initialized(CONFIG, overrides, init)
-    docs = sentence_docs([eg.reference for eg in stage_examples(args, blank, "dev", 300 if args.cpu_dry_run else 3000)], nlp.vocab)
+    docs = sentence_docs([eg.reference for eg in stage_examples(args, blank, "dev", 60 if args.cpu_dry_run else 3000)], nlp.vocab)
     trf = nlp.get_pipe("transformer")
     model = trf.model
     record.update(init_seconds=round(time.perf_counter() - started, 1), docs=len(docs), words=sum(len(d) for d in docs),
@@ -1007,7 +1007,7 @@ def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -
         for label, pack, tf32 in (("packed", True, False), ("alone", False, False)) + ((("packed_tf32", True, True),) if cuda else ()):
             model.attrs["pack"] = pack
             torch.backends.cuda.matmul.allow_tf32 = tf32
-            ratios[label] = compare_prediction(nlp, docs, device=device, bf16=bf16, repeats=2 if args.cpu_dry_run else 5)
+            ratios[label] = compare_prediction(nlp, docs, device=device, bf16=bf16, repeats=1 if args.cpu_dry_run else 5)
             record.update(component_vs_raw=ratios)
         torch.backends.cuda.matmul.allow_tf32 = tf32_before
         model.attrs["pack"] = True

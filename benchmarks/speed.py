@@ -395,6 +395,10 @@ def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
     # The equality check runs in float32 without autocast (bf16 rounds differently for
     # different batch shapes, packed or not); the timings below at the pipeline's precision.
     model.attrs["mixed_precision"] = False
+    # ... and with TF32 off: where something has switched float32 matrix products to TF32
+    # (10-bit mantissa), packed and unpacked rows would differ by TF32's rounding, not ours.
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
         for pack in (False, True):
             model.attrs["pack"] = pack
@@ -409,6 +413,7 @@ def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
             vectors[pack] = [d._.trf_data.model_output.last_hidden_state for d in docs if len(d)]
     finally:
         model.attrs["mixed_precision"] = precision
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     difference = max(float(numpy.abs(a - b).max()) for a, b in zip(vectors[False], vectors[True]))
     scale = max(float(numpy.abs(a).max()) for a in vectors[False])
 
@@ -428,7 +433,7 @@ def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
         "decoder_calls": {"unpacked": calls[False], "packed": calls[True]},
         "max_abs_difference": difference,
         "max_abs_value": scale,
-        "equality_precision": "float32, no autocast",
+        "equality_precision": "float32, no autocast, TF32 off",
     }
 
 
