@@ -334,6 +334,12 @@ def run_child(args: argparse.Namespace) -> int:
     from spacy_cmllm.errors import CodedError
 
     record = StageRecord(args.stage_out)
+    if args.cpu_dry_run:
+        import torch
+
+        # Tiny matrices: a second thread only adds synchronisation (tens of times slower
+        # on a busy machine); the dry run tests the stages, not the CPU.
+        torch.set_num_threads(1)
     started = time.perf_counter()
     deadline = started + (args.stage_seconds or STAGE_LIMITS[args.stage])
     try:
@@ -869,6 +875,10 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
             "components.transformer.model.device": args.device,
             "components.transformer.model.mixed_precision": args.device == "cuda",
         }
+        if args.device != "cuda":
+            # A bf16 base on a CPU is the slow path for tiny matrices (seconds a step): the
+            # dry run tests the stage, not the precision.
+            overrides["components.transformer.model.dtype"] = "float32"
         try:
             variant_started = time.perf_counter()
             nlp = build_initialized(config_path, overrides, train)
