@@ -370,6 +370,16 @@ def main(argv=None) -> dict:
     return result
 
 
+def real_positions(kwargs) -> int:
+    """Real positions (BOS included) of one decoder call: packed rows count their segment ids,
+    padded rows their mask; a call without a mask has no padding."""
+    segments = kwargs.get(SEGMENTS_KWARG)
+    if segments is not None:
+        return int((segments > 0).sum())
+    mask = kwargs.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel())
+
+
 def count_decoder_positions(backbone):
     """A spy on the decoder: decoder calls, positions, and real positions (BOS included)."""
     counted = {"calls": 0, "positions": 0, "real": 0}
@@ -378,7 +388,7 @@ def count_decoder_positions(backbone):
         counted["calls"] += 1
         counted["positions"] += int(kwargs["input_ids"].numel())
         segments = kwargs.get(SEGMENTS_KWARG)
-        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
+        counted["real"] += real_positions(kwargs)
 
     return counted, backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
 
@@ -636,7 +646,7 @@ def training_positions(nlp, backbone, source: str, examples) -> dict:
     def spy(module, args, kwargs):
         counted["positions"] += int(kwargs["input_ids"].numel())
         segments = kwargs.get(SEGMENTS_KWARG)
-        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
+        counted["real"] += real_positions(kwargs)
 
     hook = backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
     try:

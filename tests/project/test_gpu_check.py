@@ -164,7 +164,7 @@ def test_cpu_dry_run_runs_every_stage(tmp_path, conll_dir):
     assert checks["load_bf16"]["ok"] and checks["load_bf16"]["measured_layers"] == [2, 3] == checks["load_bf16"]["expected_layers"]
     assert checks["load_4bit"]["skipped"] and "E012" in checks["load_4bit"]["error"]
     train = checks["train"]
-    assert train["ok"] and train["steps"] == 2 and train["heads_ops"] == "NumpyOps" and train["hidden_arrays"] == "numpy"
+    assert train["ok"] and train["steps"] == 3 and train["training_loop"] == "spacy.training.loop.train" and train["heads_ops"] == "NumpyOps" and train["hidden_arrays"] == "numpy"
     assert train["dev_docs_scored"] == 6 and 0 <= train["dev_seqeval_f1"] <= 1
     assert checks["speed"]["ok"] and set(checks["speed"]["ratios"]) == {"inference_vs_raw_hf", "unmasked_vs_causal", "training_vs_plain_peft"}
     assert all(check["seconds"] <= check["limit_seconds"] for check in checks.values())
@@ -229,3 +229,21 @@ def test_cpu_dry_run_of_the_profile_7b_and_gaps_stages(tmp_path, conll_dir):
     assert gaps["ok"] and set(gaps["packed_vs_alone_max_abs_difference"]) == {"tf32_off/default", "tf32_off/math"}
     assert all(0 <= v < 1e-3 for v in gaps["packed_vs_alone_max_abs_difference"].values())
     assert set(gaps["component_vs_raw"]) == {"packed", "alone"} and gaps["sdpa_kernels"]
+
+
+def test_training_stops_at_its_deadline_right_after_an_evaluation():
+    infos, stamps = [], []
+    logger, callback = gpu_check.train_callbacks(train_deadline=0.0, every=10, infos=infos, stamps=stamps)
+    from spacy.util import registry
+
+    before_update = registry.callbacks.get(callback["@callbacks"])()
+    for step in range(11):  # past the deadline from the start, but not right after an evaluation
+        before_update(None, {"step": step, "epoch": 0})
+    with pytest.raises(gpu_check.TimeUp):
+        before_update(None, {"step": 11, "epoch": 0})
+    assert len(stamps) == 12
+    log_step, finalize = registry.loggers.get(logger["@loggers"])()(None, None, None)
+    log_step(None)
+    log_step({"step": 10, "words": 500, "losses": {"ner": 3.0}, "score": 0.1})
+    assert infos == [{"step": 10, "words": 500, "losses": {"ner": 3.0}}]
+    assert gpu_check.eval_frequency(100) == 10 and gpu_check.eval_frequency(2) == 2
