@@ -27,7 +27,7 @@ from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
 from .packing import pack_rows, pad_packed
-from .transfer import gradients_to_torch, to_heads
+from .transfer import gradients_to_torch, to_device, to_heads
 from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
@@ -346,16 +346,16 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             if any(len(row) > 1 for row in batch_rows):
                 packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id)
                 ids = packed.input_ids
-                segments = torch.from_numpy(packed.segments).to(device)
+                segments = to_device(packed.segments, device)
             else:
                 # One window per row: the plain padded call computes the same.
                 ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id)
-            ids_t = torch.from_numpy(ids).to(device)
+            ids_t = to_device(ids, device)
             if segments is None:
                 # Nothing padded: no mask at all, decided here on the host. The decoder then
                 # neither synchronises with the GPU to find out nor builds a 4-D mask, and
                 # SDPA may use its flash kernel (it cannot with an explicit mask).
-                mask_t = None if mask.all() else torch.from_numpy(mask).to(device)
+                mask_t = None if mask.all() else to_device(mask, device)
                 hidden = _hidden(model, decoder, ids_t, mask_t)
             else:
                 hidden = _hidden(model, decoder, ids_t, None, segments=segments)
@@ -368,7 +368,7 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             flat_parts.append(hidden.reshape(-1, width))
             offset += hidden.shape[0] * longest
         flat = flat_parts[0] if len(flat_parts) == 1 else torch.cat(flat_parts)
-        index = torch.from_numpy(window_start[plan.gather_window] + plan.gather_position).to(device)
+        index = to_device(window_start[plan.gather_window] + plan.gather_position, device)
         vectors = flat.index_select(0, index).float()
     return vectors
 
