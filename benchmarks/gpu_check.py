@@ -13,9 +13,21 @@ and reported as failed; the other stages still run):
   load_4bit  the same in 4-bit NF4 through bitsandbytes (E012 says what is missing)
   train      the recipe of configs/default.cfg (bio_tagger head) for --steps steps with the
              base in bf16 under bf16 autocast, on CoNLL-2003 (--conll-dir; cut into Docs of
-             <= 150 words as scripts/prepare_conll03.py does) or, without it, the bundled EWT;
-             then seqeval F1 (strict IOB2) on dev. Stops early at its time limit.
+             <= 150 words as scripts/prepare_conll03.py does) or, without it, the bundled EWT,
+             through spaCy's own training loop (spacy.training.loop.train); then seqeval F1
+             (strict IOB2) on dev. Stops early at its time limit.
   speed      the ratios of benchmarks/speed.py, on CUDA
+  profile    nlp.update of the recipe under torch.profiler (host and CUDA activities): top
+             operators, copies, synchronisations, the transformer's named regions against the
+             heads; words/s against a plain peft loop replaying the same decoder calls
+  llama2_7b  Llama-2-7B / Mistral-7B shapes with random weights built on the GPU, through
+  mistral_7b the 7B configs (bf16, then NF4 where bitsandbytes imports): the unmask probe,
+             nlp.update words/s and peak memory against the plain loop, predict against the
+             raw forward
+  gaps       packed-vs-alone vectors in float32 per TF32 setting and SDPA backend, the SDPA
+             kernel each kind of call runs, the component against the raw forward
+
+docs/gpu-check.md explains the stages, their targets and the one device command.
 
 Writes --out (JSON): the device, versions, and every check's result and timing, and beside it
 a plot (.png) of the stages' times and the speed stage's throughputs. Exit status:

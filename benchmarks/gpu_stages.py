@@ -224,7 +224,7 @@ def profile_summary(prof: Any, *, wall_seconds: float, steps: int, top: int = 15
     copies = {"HtoD": 0, "DtoH": 0, "DtoD": 0}
     try:
         raw = list(prof.profiler.kineto_results.events())
-    except AttributeError:
+    except Exception:  # a profiler without the raw trace: the kernel counts stay empty
         raw = []
     for event in raw:
         device_type = str(event.device_type())
@@ -339,15 +339,16 @@ def quantize_nf4(model: torch.nn.Module) -> int:
                 child.in_features, child.out_features, bias=child.bias is not None,
                 compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4", device="meta",
             )
+            # Params4bit quantizes on its first move to a CUDA device, wherever it starts.
             quantized.weight = bnb.nn.Params4bit(
-                child.weight.data.to("cpu"), requires_grad=False, compress_statistics=True, quant_type="nf4"
+                child.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4"
             ).to(device)
             if child.bias is not None:
                 quantized.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
             setattr(parent, child_name, quantized)
             replaced += 1
+    # What peft's prepare_model_for_kbit_training and LoRA dispatch look for.
     model.is_loaded_in_4bit = True
-    model.is_quantized = True
     model.config.quantization_config = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16
     )
