@@ -19,7 +19,7 @@ from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
-from ..decoder.packing import check_packing_supported, packed_inputs
+from ..decoder.packing import check_packing_supported, packed_inputs, segments_to_device
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, CodedError, Errors, Warnings
 from ..hardware import NATIVE_BF16, cpu_capability
@@ -346,7 +346,7 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             if any(len(row) > 1 for row in batch_rows):
                 packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id)
                 ids = packed.input_ids
-                segments = to_device(packed.segments, device)
+                segments = segments_to_device(packed.segments, device, move=to_device)
             else:
                 # One window per row: the plain padded call computes the same.
                 ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id)
