@@ -278,6 +278,14 @@ class Errors(metaclass=_WithCodes):
         "spacy_cmllm.decoder.load.register_memory_source (benchmarks and tests); a saved "
         "pipeline needs a hub name, a directory or a file as its `name`."
     )
+    E131 = (
+        "The decoder's {n} adapter tensors are on a GPU and are stepped by spaCy's optimizer "
+        "([training.optimizer]: the architecture has no adapter_optimizer), which thinc can "
+        "only do through cupy, and cupy is not installed. Give the adapters their own "
+        "optimizer (spacy-cmllm.CausalMaskLLM.v3 with an adapter_optimizer section, as in "
+        "configs/default.cfg), or install cupy for your CUDA version (e.g. pip install "
+        "cupy-cuda12x) and train with --gpu-id 0."
+    )
 
 
 class Warnings(metaclass=_WithCodes):

@@ -21,7 +21,7 @@ from transformers.file_utils import ModelOutput
 
 from ..decoder.packing import check_packing_supported, packed_inputs, segments_to_device
 from ..decoder.smoothing import DEFAULT_ALPHA
-from ..errors import CmllmError, CodedError, Errors, Warnings
+from ..errors import CmllmError, CmllmRuntimeError, CodedError, Errors, Warnings
 from ..hardware import NATIVE_BF16, cpu_capability
 from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
@@ -159,11 +159,26 @@ class BackboneShim(PyTorchShim):
 
     def finish_update(self, optimizer: Any) -> None:
         if self.adapter_optimizer is None:
-            return super().finish_update(optimizer)
+            _check_thinc_can_step(self._model)
+            with record_function(PROFILE_REGIONS["adapter_step"]):
+                return super().finish_update(optimizer)
         if self.stepper is None or self.stepper.module is not self._model:
             self.stepper = AdapterStepper(self.adapter_optimizer, self._model)
         with record_function(PROFILE_REGIONS["adapter_step"]):
             self.stepper.step()
+
+
+def _check_thinc_can_step(module: torch.nn.Module) -> None:
+    """thinc's optimizer steps a torch parameter through an array of its device's kind: a
+    parameter on a GPU through cupy. Without cupy that fails deep inside thinc with
+    "'NoneType' object is not callable"; say what to do instead (E131)."""
+    from thinc.compat import cupy_from_dlpack
+
+    if cupy_from_dlpack is not None:
+        return
+    on_gpu = [name for name, p in module.named_parameters() if p.requires_grad and p.grad is not None and p.is_cuda]
+    if on_gpu:
+        raise CmllmRuntimeError(Errors.E131.format(n=len(on_gpu)))
 
 
 def build_model(

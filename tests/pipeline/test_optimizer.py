@@ -127,3 +127,23 @@ def test_adamw_is_fused_only_when_every_adapter_is_on_a_gpu():
     assert adamw_kernel([on_gpu, on_cpu]) == {} and adamw_kernel([]) == {}
     stepper = AdapterStepper(AdapterOptimizer(total_steps=10), torch.nn.Linear(2, 2))
     assert not stepper.optimizer.defaults.get("fused")
+
+
+def test_adapters_on_a_gpu_without_cupy_or_their_own_optimizer_are_explained(monkeypatch):
+    """Without adapter_optimizer, thinc's optimizer steps the adapters, which for tensors on a
+    GPU it can only do through cupy: without cupy, E131 says what to do (thinc's own failure
+    is "'NoneType' object is not callable")."""
+    import thinc.compat
+
+    from spacy_cmllm.errors import CodedError
+    from spacy_cmllm.pipeline.model import _check_thinc_can_step
+
+    module = torch.nn.Linear(2, 2)
+    module.weight.grad = torch.ones_like(module.weight)
+    monkeypatch.setattr(thinc.compat, "cupy_from_dlpack", None)
+    _check_thinc_can_step(module)  # on the CPU: thinc steps numpy views, no cupy needed
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    with pytest.raises(CodedError, match=r"E131.*1 adapter tensors.*adapter_optimizer.*cupy"):
+        _check_thinc_can_step(module)
+    monkeypatch.setattr(thinc.compat, "cupy_from_dlpack", lambda capsule: capsule)
+    _check_thinc_can_step(module)
