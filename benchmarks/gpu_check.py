@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -550,6 +551,9 @@ def eval_frequency(steps: int) -> int:
     return 10 if steps % 10 == 0 else steps
 
 
+_REGISTERED = itertools.count()
+
+
 def train_callbacks(train_deadline: float, every: int, infos: List[Dict[str, Any]], stamps: List[float]):
     """A logger that keeps every evaluation's info, and a before_update callback that stamps
     each step's start and stops the run (TimeUp) once the deadline has passed, right after an
@@ -557,7 +561,7 @@ def train_callbacks(train_deadline: float, every: int, infos: List[Dict[str, Any
     unique to this process."""
     from spacy.util import registry
 
-    suffix = f"{os.getpid()}_{len(stamps)}"
+    suffix = f"{os.getpid()}_{next(_REGISTERED)}"
 
     def logger():
         def setup(nlp, stdout, stderr):
