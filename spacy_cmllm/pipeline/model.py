@@ -16,6 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
+from torch.profiler import record_function
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
 from thinc.api import Model, PyTorchShim
@@ -24,15 +25,15 @@ from transformers.file_utils import ModelOutput
 
 from ..decoder.early_exit import exit_after, resolve_states
 from ..decoder.layout import decoder_layers
-from ..decoder.packing import check_packing_supported, packed_inputs
+from ..decoder.packing import check_packing_supported, packed_inputs, segments_to_device
 from ..decoder.smoothing import DEFAULT_ALPHA
-from ..errors import CmllmError, CodedError, Errors, Warnings
+from ..errors import CmllmError, CmllmRuntimeError, CodedError, Errors, Warnings
 from ..hardware import NATIVE_BF16, cpu_capability
 from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
 from .packing import pack_rows, pad_packed
-from .transfer import gradients_to_torch, to_heads
+from .transfer import gradients_to_torch, to_device, to_heads
 from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
@@ -41,6 +42,18 @@ TRAIN_MAX_PADDING = 0.03
 
 # Attrs that say how the decoder runs, not what it learned (the config's value wins at load).
 RUN_SETTINGS = {"pack": False, "int8": False, "int8_smoothing": DEFAULT_ALPHA}
+
+
+# torch.profiler labels of the transformer component's parts (benchmarks/gpu_check.py reads
+# them): piece encoding, the decoder's forward (window planning included), the copy of its
+# output to the heads, its backward, and the adapters' optimizer step.
+PROFILE_REGIONS = {
+    "pieces": "cmllm.pieces",
+    "forward": "cmllm.decoder_forward",
+    "to_heads": "cmllm.to_heads",
+    "backward": "cmllm.decoder_backward",
+    "adapter_step": "cmllm.adapter_step",
+}
 
 
 @dataclass
@@ -158,10 +171,26 @@ class BackboneShim(PyTorchShim):
 
     def finish_update(self, optimizer: Any) -> None:
         if self.adapter_optimizer is None:
-            return super().finish_update(optimizer)
+            _check_thinc_can_step(self._model)
+            with record_function(PROFILE_REGIONS["adapter_step"]):
+                return super().finish_update(optimizer)
         if self.stepper is None or self.stepper.module is not self._model:
             self.stepper = AdapterStepper(self.adapter_optimizer, self._model)
-        self.stepper.step()
+        with record_function(PROFILE_REGIONS["adapter_step"]):
+            self.stepper.step()
+
+
+def _check_thinc_can_step(module: torch.nn.Module) -> None:
+    """thinc's optimizer steps a torch parameter through an array of its device's kind: a
+    parameter on a GPU through cupy. Without cupy that fails deep inside thinc with
+    "'NoneType' object is not callable"; say what to do instead (E131)."""
+    from thinc.compat import cupy_from_dlpack
+
+    if cupy_from_dlpack is not None:
+        return
+    on_gpu = [name for name, p in module.named_parameters() if p.requires_grad and p.grad is not None and p.is_cuda]
+    if on_gpu:
+        raise CmllmRuntimeError(Errors.E131.format(n=len(on_gpu)))
 
 
 def build_model(
@@ -264,7 +293,8 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         # The adapters are about to change: a merged int8 copy would be stale.
         backbone.drop_int8_decoder()
     tokenizer = backbone.tokenizer
-    pieces = backbone.piece_encoder.encode_docs(docs)
+    with record_function(PROFILE_REGIONS["pieces"]):
+        pieces = backbone.piece_encoder.encode_docs(docs)
     bos_id = tokenizer.bos_token_id if model.attrs["add_bos"] else None
     if is_train:
         # Each piece once: no overlap to compute (and backpropagate) twice.
@@ -281,8 +311,11 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
             repeat=model.attrs.get("repeat", 1),
         )
     backbone.train(is_train)
-    vectors = _run_decoder(model, backbone, plan, is_train)
-    output = _to_batch(model, docs, pieces, vectors, tokenizer)
+    # Named regions for torch.profiler (near-free without one): where a step's time goes.
+    with record_function(PROFILE_REGIONS["forward"]):
+        vectors = _run_decoder(model, backbone, plan, is_train)
+    with record_function(PROFILE_REGIONS["to_heads"]):
+        output = _to_batch(model, docs, pieces, vectors, tokenizer)
     if vectors.requires_grad:
         _check_previous_backprop(backbone)
         backbone.awaiting_backprop = True
@@ -291,8 +324,9 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
         backbone.awaiting_backprop = False
         gradients = d_output.doc_gradients or []
         if gradients and vectors.requires_grad:
-            d_vectors = gradients_to_torch([g[0] for g in gradients], like=vectors)
-            torch.autograd.backward(vectors, grad_tensors=d_vectors)
+            with record_function(PROFILE_REGIONS["backward"]):
+                d_vectors = gradients_to_torch([g[0] for g in gradients], like=vectors)
+                torch.autograd.backward(vectors, grad_tensors=d_vectors)
         return docs
 
     return output, backprop
@@ -361,13 +395,17 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             if any(len(row) > 1 for row in batch_rows):
                 packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id)
                 ids = packed.input_ids
-                segments = torch.from_numpy(packed.segments).to(device)
+                segments = segments_to_device(packed.segments, device, move=to_device)
             else:
                 # One window per row: the plain padded call computes the same.
                 ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id)
-            ids_t = torch.from_numpy(ids).to(device)
+            ids_t = to_device(ids, device)
             if segments is None:
-                hidden = _hidden(model, decoder, ids_t, torch.from_numpy(mask).to(device))
+                # Nothing padded: no mask at all, decided here on the host. The decoder then
+                # neither synchronises with the GPU to find out nor builds a 4-D mask, and
+                # SDPA may use its flash kernel (it cannot with an explicit mask).
+                mask_t = None if mask.all() else to_device(mask, device)
+                hidden = _hidden(model, decoder, ids_t, mask_t)
             else:
                 hidden = _hidden(model, decoder, ids_t, None, segments=segments)
             longest = hidden.shape[1]
@@ -379,7 +417,7 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             flat_parts.append(hidden.reshape(-1, width))
             offset += hidden.shape[0] * longest
         flat = flat_parts[0] if len(flat_parts) == 1 else torch.cat(flat_parts)
-        index = torch.from_numpy(window_start[plan.gather_window] + plan.gather_position).to(device)
+        index = to_device(window_start[plan.gather_window] + plan.gather_position, device)
         vectors = flat.index_select(0, index).float()
     return vectors
 

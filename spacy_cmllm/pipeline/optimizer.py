@@ -98,6 +98,15 @@ class AdapterOptimizer:
         return self.min_rate + (self.learn_rate - self.min_rate) * factor
 
 
+def adamw_kernel(parameters) -> dict:
+    """AdamW's fused CUDA kernel when every adapter is on a GPU: one launch for all of them,
+    where the default steps them in groups of several kernels each; elsewhere the default."""
+    parameters = list(parameters)
+    if parameters and all(p.is_cuda for p in parameters):
+        return {"fused": True}
+    return {}
+
+
 class AdapterStepper:
     """A torch AdamW over the trainable parameters of `module`, stepped once per update."""
 
@@ -107,14 +116,22 @@ class AdapterStepper:
         parameters = [p for p in module.parameters() if p.requires_grad]
         self.parameters = parameters
         self.step_count = 0
-        self.last_grad_norm: Optional[float] = None
+        # Kept as a tensor on the adapters' device: reading it as a float every step would
+        # wait for the GPU to finish the step (one synchronisation per step, for a log line).
+        self._last_grad_norm: Optional[torch.Tensor] = None
         self.optimizer = torch.optim.AdamW(
             parameters,
             lr=settings.rate(0),
             betas=(settings.beta1, settings.beta2),
             eps=settings.eps,
             weight_decay=settings.weight_decay,
+            **adamw_kernel(parameters),
         )
+
+    @property
+    def last_grad_norm(self) -> Optional[float]:
+        """The global L2 norm of the adapter gradients at the last step (before clipping)."""
+        return None if self._last_grad_norm is None else float(self._last_grad_norm)
 
     def step(self) -> None:
         """Clip the global gradient norm, step, and clear the gradients. Parameters that got
@@ -125,7 +142,7 @@ class AdapterStepper:
                 norm = torch.nn.utils.clip_grad_norm_(with_grad, self.settings.grad_clip)
             else:
                 norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in with_grad]))
-            self.last_grad_norm = float(norm)
+            self._last_grad_norm = norm.detach()
             for group in self.optimizer.param_groups:
                 group["lr"] = self.settings.rate(self.step_count)
             self.optimizer.step()

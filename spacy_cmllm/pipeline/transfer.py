@@ -27,6 +27,17 @@ from ..errors import CmllmRuntimeError, Errors
 _HOST_OPS = NumpyOps()
 
 
+def to_device(array: numpy.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array as a tensor on `device`. To a GPU through pinned memory without waiting:
+    a copy from ordinary (pageable) memory first waits for everything queued on the GPU, so
+    each decoder call's inputs would stall the host until the previous call had finished."""
+    tensor = torch.from_numpy(numpy.ascontiguousarray(array))
+    if device.type != "cuda":
+        return tensor.to(device)
+    # The caching host allocator keeps the pinned block until the copy has run.
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def heads_device(ops: Ops) -> torch.device:
     """The torch device where the arrays of `ops` live: the CPU for numpy ops, the current
     cupy device for cupy ops (require_gpu(N) makes N current)."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spacy_cmllm.decoder.lora import add_lora
-from spacy_cmllm.decoder.unmask import PADDING_KWARG, unmask_layers
+from spacy_cmllm.decoder.unmask import UNMASKED_KWARG, unmask_layers
 from tests.decoder.test_unmask import ids_and_mask
 
 # Different batch sizes and padding per call; the last one has no padding at all, so an
@@ -57,7 +57,8 @@ def test_checkpointed_gradients_equal_plain_ones(make_decoder, family, attn, lor
 @pytest.mark.parametrize("family", ["llama", "mistral"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_layer_called_alone_reads_padding_from_its_mask(make_decoder, family, attn):
-    """A layer called outside the base model (no padding keyword) hides padding too."""
+    """A layer called outside the base model (without the mask the base model's hook built
+    for the call) hides padding too."""
     model = make_decoder(family, attn=attn, sliding_window=4 if family == "mistral" else None)
     unmask_layers(model, "0011")
     layer = model.model.layers[6]
@@ -68,8 +69,8 @@ def test_layer_called_alone_reads_padding_from_its_mask(make_decoder, family, at
         model.model(input_ids=ids, attention_mask=mask, use_cache=False)
         hook.remove()
         args, kwargs = calls[0]
-        assert kwargs[PADDING_KWARG] is mask
+        assert isinstance(kwargs[UNMASKED_KWARG], torch.Tensor) and kwargs[UNMASKED_KWARG].dim() == 4
         through_base = layer(*args, **kwargs)[0]
-        del kwargs[PADDING_KWARG]
+        del kwargs[UNMASKED_KWARG]
         alone = layer(*args, **kwargs)[0]
     torch.testing.assert_close(alone, through_base, atol=0, rtol=0)

@@ -312,3 +312,28 @@ def test_smollm2_second_load_reads_the_cache(smollm2, no_conversion):
     torch.testing.assert_close(model.norm.weight, reference.model.norm.weight)
     text = "He rejects it"
     assert tokenizer(text)["input_ids"] == reference_tokenizer(text)["input_ids"]
+
+
+# --- models built in this process ----------------------------------------------------------
+
+
+def test_memory_source_is_built_by_its_registered_function(tiny_llama_dir):
+    from spacy_cmllm.decoder.load import register_memory_source
+    from spacy_cmllm.errors import CmllmFileNotFoundError
+
+    calls = []
+
+    def build(**options):
+        calls.append(options)
+        model, tokenizer = load_decoder(tiny_llama_dir, lm_head=options["lm_head"])
+        return model.train(), tokenizer
+
+    unregister = register_memory_source("tiny-shape", build)
+    try:
+        model, tokenizer = load_decoder("memory:tiny-shape", dtype="bfloat16", lm_head=False)
+        assert isinstance(model, LlamaModel) and not model.training and tokenizer.pad_token == "</s>"
+        assert calls == [{"dtype": "bfloat16", "quantization": None, "attn_implementation": "sdpa", "lm_head": False}]
+    finally:
+        unregister()
+    with pytest.raises(CmllmFileNotFoundError, match=r"E130.*memory:tiny-shape.*registered: none"):
+        load_decoder("memory:tiny-shape")

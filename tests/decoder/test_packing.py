@@ -1,10 +1,12 @@
 """Packed rows: several sequences in one row of a decoder call, each computing exactly what
 it computes alone (decoder/packing.py + the unmasked layers of decoder/unmask.py)."""
 
+import numpy
 import pytest
 import torch
 
 from spacy_cmllm.decoder.packing import SEGMENTS_KWARG, check_segments, packed_inputs, segment_positions
+from spacy_cmllm.errors import CmllmError
 from spacy_cmllm.decoder.unmask import unmask_layers
 
 
@@ -127,3 +129,23 @@ def test_gradient_checkpointing_recomputes_with_each_calls_segments(make_decoder
         sum(o.square().sum() for o in outs).backward()
         grads.append(model.model.layers[3].self_attn.q_proj.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_segments_are_validated_once(monkeypatch):
+    """Validated on the host, then not again on the device: on a GPU each validation waits
+    for the GPU (it reads a result back)."""
+    import spacy_cmllm.decoder.packing as packing
+
+    reads = []
+    original = torch.Tensor.any
+    monkeypatch.setattr(torch.Tensor, "any", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
+    moved = packing.segments_to_device(numpy.array([[1, 1, 2, 0]]), torch.device("cpu"), move=lambda a, d: torch.from_numpy(a.copy()))
+    validated = len(reads)
+    assert validated == 2 and moved.tolist() == [[1, 1, 2, 0]]
+    packing.check_segments(moved)
+    assert len(reads) == validated
+    fresh = torch.tensor([[1, 2, 1, 0]])
+    with pytest.raises(CmllmError, match="E078"):
+        packing.check_segments(fresh)
+    with pytest.raises(CmllmError, match="E078"):
+        packing.segments_to_device(numpy.array([[1, 2, 1, 0]]), torch.device("cpu"))

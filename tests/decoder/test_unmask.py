@@ -244,3 +244,32 @@ def test_numeric_spec_explains_lost_zeros():
     # spaCy's CLI parses "--...unmask 0011" as JSON: 11.
     with pytest.raises(ValueError, match="E005.*leading zeros"):
         parse_spec(11, 32)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_unmasked_layers_mask_built_once_per_call(make_decoder, attn, monkeypatch):
+    """One mask per decoder call, shared by every unmasked layer: built per layer it cost a
+    GPU synchronisation (is anything padded?) and a dozen small kernels in each of them."""
+    import spacy_cmllm.decoder.unmask as unmask
+
+    model = make_decoder("llama", attn=attn)
+    handle = unmask_layers(model, "0011")  # four layers
+    built = []
+    original = unmask.padding_only_mask
+    monkeypatch.setattr(unmask, "padding_only_mask", lambda *a, **k: built.append(1) or original(*a, **k))
+    seen = []
+    hooks = [model.model.layers[i].self_attn.register_forward_pre_hook(lambda m, a, k: seen.append(k.get("attention_mask")), with_kwargs=True) for i in handle.layers]
+    ids, mask = ids_and_mask([9, 5])
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+    assert len(built) == 1 and len(seen) == len(handle.layers)
+    assert all(m is seen[0] for m in seen) and seen[0].dim() == 4
+    # Nothing padded: the unmasked layers get no mask at all (SDPA may then use flash).
+    seen.clear()
+    ids, mask = ids_and_mask([9, 9])
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+        model(input_ids=ids)
+    assert len(seen) == 2 * len(handle.layers) and all(m is None for m in seen)
+    for hook in hooks:
+        hook.remove()

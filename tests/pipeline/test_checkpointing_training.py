@@ -38,6 +38,8 @@ def trained_adapters(model_dir, checkpointing):
 
     def record(module, args, kwargs):
         mask = kwargs["attention_mask"]
+        if mask is None:  # nothing padded
+            mask = torch.ones_like(kwargs["input_ids"])
         if module.training:
             calls.append((tuple(mask.shape), int((mask == 0).sum())))
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spacy_cmllm.pipeline.model import get_backbone
-from tests.tiny import TRAIN_DATA, build_pipeline, save_tiny_decoder, train
+from tests.tiny import TRAIN_DATA, build_pipeline, save_tiny_decoder, train, train_examples
 
 TEXT = "John lives in New York and works for Google ."
 
@@ -218,7 +218,8 @@ def test_training_computes_each_piece_once_prediction_overlaps(model_dir):
     backbone = get_backbone(nlp.get_pipe("transformer").model)
     calls = []
     hook = backbone.decoder.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone())),
+        # attention_mask None: nothing padded in that call.
+        lambda module, args, kwargs: calls.append((kwargs["input_ids"].clone(), torch.ones_like(kwargs["input_ids"]) if kwargs["attention_mask"] is None else kwargs["attention_mask"].clone())),
         with_kwargs=True,
     )
     words = "John lives in New York and works for Google . Mary visited Paris with Acme Corp yesterday .".split()
@@ -244,3 +245,26 @@ def test_training_computes_each_piece_once_prediction_overlaps(model_dir):
     assert sorted(real[real != bos].tolist()) == sorted(pieces.ids.tolist())
     # Prediction reads every piece from a window with context on both sides: more positions.
     assert sum(len(ids) for ids in predicted) > len(real)
+
+
+def test_unpadded_calls_pass_no_mask(model_dir):
+    """A decoder call whose rows are all full gets attention_mask None, decided on the host:
+    no GPU synchronisation to find out, no 4-D mask, so SDPA may pick its flash kernel."""
+    nlp = build_pipeline(model_dir)
+    nlp.initialize(lambda: train_examples(nlp))
+    trf = nlp.get_pipe("transformer")
+    backbone = get_backbone(trf.model)
+    masks = []
+    hook = backbone.decoder.register_forward_pre_hook(lambda m, a, k: masks.append(k.get("attention_mask")), with_kwargs=True)
+    long, short = nlp.make_doc("one two three four five six"), nlp.make_doc("one two")
+    try:
+        same = trf.predict([long, nlp.make_doc(long.text)])
+        assert masks == [None]
+        masks.clear()
+        mixed = trf.predict([long, short])
+        assert len(masks) == 1 and isinstance(masks[0], torch.Tensor) and bool((masks[0] == 0).any())
+    finally:
+        hook.remove()
+    # The same vectors either way.
+    first = lambda batch: batch.doc_data[0].model_output.last_hidden_state  # noqa: E731
+    numpy.testing.assert_allclose(first(same), first(mixed), atol=1e-5)

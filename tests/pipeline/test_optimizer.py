@@ -89,3 +89,61 @@ def test_adapters_and_heads_get_their_own_learning_rates(model_dir):
     assert float(moved.max()) == pytest.approx(adapter_lr, rel=0.05)
     head_moved = numpy.abs(softmax.get_param("W") - head_before).max()
     assert head_moved == pytest.approx(head_lr, rel=0.05)
+
+
+def test_a_step_does_not_read_the_norm_back(monkeypatch):
+    """The norm stays a tensor until someone asks for it: reading it as a float every step
+    would make the host wait for the GPU once per step."""
+    reads = []
+
+    class Watched(torch.Tensor):
+        def __float__(self):
+            reads.append("float")
+            return super().__float__()
+
+        def item(self):
+            reads.append("item")
+            return super().item()
+
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clip(*a, **k).as_subclass(Watched))
+    module = torch.nn.Linear(4, 4)
+    stepper = AdapterStepper(AdapterOptimizer(learn_rate=1e-3, total_steps=10, warmup=0), module)
+    for _ in range(3):
+        for p in module.parameters():
+            p.grad = torch.full_like(p, 2.0)
+        stepper.step()
+    assert reads == []
+    assert stepper.last_grad_norm == pytest.approx(2.0 * 20**0.5) and reads
+
+
+def test_adamw_is_fused_only_when_every_adapter_is_on_a_gpu():
+    from types import SimpleNamespace
+
+    from spacy_cmllm.pipeline.optimizer import adamw_kernel
+
+    on_gpu, on_cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    assert adamw_kernel([on_gpu, on_gpu]) == {"fused": True}
+    assert adamw_kernel([on_gpu, on_cpu]) == {} and adamw_kernel([]) == {}
+    stepper = AdapterStepper(AdapterOptimizer(total_steps=10), torch.nn.Linear(2, 2))
+    assert not stepper.optimizer.defaults.get("fused")
+
+
+def test_adapters_on_a_gpu_without_cupy_or_their_own_optimizer_are_explained(monkeypatch):
+    """Without adapter_optimizer, thinc's optimizer steps the adapters, which for tensors on a
+    GPU it can only do through cupy: without cupy, E131 says what to do (thinc's own failure
+    is "'NoneType' object is not callable")."""
+    import thinc.compat
+
+    from spacy_cmllm.errors import CodedError
+    from spacy_cmllm.pipeline.model import _check_thinc_can_step
+
+    module = torch.nn.Linear(2, 2)
+    module.weight.grad = torch.ones_like(module.weight)
+    monkeypatch.setattr(thinc.compat, "cupy_from_dlpack", None)
+    _check_thinc_can_step(module)  # on the CPU: thinc steps numpy views, no cupy needed
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    with pytest.raises(CodedError, match=r"E131.*1 adapter tensors.*adapter_optimizer.*cupy"):
+        _check_thinc_can_step(module)
+    monkeypatch.setattr(thinc.compat, "cupy_from_dlpack", lambda capsule: capsule)
+    _check_thinc_can_step(module)

@@ -116,7 +116,8 @@ def decoder_spy(backbone):
         counted["calls"] += 1
         counted["positions"] += int(kwargs["input_ids"].numel())
         segments = kwargs.get("cmllm_segments")
-        counted["real"] += int((segments > 0).sum()) if segments is not None else int(kwargs["attention_mask"].sum())
+        mask = kwargs["attention_mask"]  # None: nothing padded
+        counted["real"] += int((segments > 0).sum()) if segments is not None else int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel())
 
     return counted, backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
 

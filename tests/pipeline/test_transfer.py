@@ -131,3 +131,18 @@ def test_pipeline_transfers_once_per_batch_and_back(tiny_nlp, monkeypatch):
     assert len(outputs) == 1
     ((types, device, dtype),) = gradients
     assert types == [numpy.ndarray] * 2 and device == torch.device("cpu") and dtype == torch.float32
+
+
+def test_to_device_pins_and_does_not_wait_on_a_gpu(monkeypatch):
+    """On a CPU a plain tensor; towards a GPU through pinned memory with non_blocking (a copy
+    from pageable memory waits for the GPU's queue), here with the move itself recorded."""
+    from spacy_cmllm.pipeline.transfer import to_device
+
+    array = numpy.arange(6, dtype="int64").reshape(2, 3)[:, ::2]  # not contiguous
+    on_cpu = to_device(array, torch.device("cpu"))
+    assert on_cpu.tolist() == [[0, 2], [3, 5]] and on_cpu.dtype == torch.int64
+    moves = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: moves.append("pinned") or self.clone())
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False: moves.append((str(device), non_blocking)) or self)
+    assert to_device(array, torch.device("cuda", 0)).tolist() == [[0, 2], [3, 5]]
+    assert moves == ["pinned", ("cuda:0", True)]
