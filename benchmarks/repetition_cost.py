@@ -20,7 +20,6 @@ writes benchmarks/results/repetition_cost.json and .png (``--out``).
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import Dict, List, Sequence
 
 import numpy
 import spacy
-import torch
 from spacy.tokens import Doc, DocBin
 
 ROOT = Path(__file__).parents[1]
@@ -44,13 +42,15 @@ def gold_docs(path: Path, n_docs: int) -> List[Doc]:
     return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs]
 
 
-def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int, backbone=None):
+def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int, backbone=None,
+                         mixed_precision=None):
     """A blank pipeline with only the transformer, initialized: around ``backbone`` where
     one is given (nothing loaded), else with its weights loaded."""
     nlp = spacy.blank("en")
     model = {
         "@architectures": "spacy-cmllm.CausalMaskLLM.v4", "name": base, "unmask": unmask, "repeat": repeat,
         "window": window, "stride": stride, "hidden_layers": [exit_layer] if exit_layer else [-1],
+        "mixed_precision": mixed_precision,
     }
     trf = nlp.add_pipe("transformer", config={"model": model})
     if backbone is not None:
@@ -90,18 +90,19 @@ def time_train(nlp, docs: Sequence[Doc], batch_words: int) -> float:
 
 
 def measure(settings: List[Dict[str, int]], docs: Sequence[Doc], *, base: str, unmask: str, window: int, stride: int,
-            rounds: int, batch_words: int, train_docs: int) -> List[Dict[str, object]]:
+            rounds: int, batch_words: int, train_docs: int, mixed_precision=None) -> List[Dict[str, object]]:
     from spacy_cmllm.pipeline.model import get_backbone
 
-    first = transformer_pipeline(base, unmask=unmask, window=window, stride=stride, **settings[0])
+    common = dict(unmask=unmask, window=window, stride=stride, mixed_precision=mixed_precision)
+    first = transformer_pipeline(base, **common, **settings[0])
     shared = get_backbone(first.get_pipe("transformer").model)
-    pipelines = [first] + [transformer_pipeline(base, unmask=unmask, window=window, stride=stride, backbone=shared, **s)
-                           for s in settings[1:]]
+    pipelines = [first] + [transformer_pipeline(base, **common, backbone=shared, **s) for s in settings[1:]]
     n_words = sum(len(d) for d in docs)
     train_set = list(docs[:train_docs]) if train_docs else list(docs)
     n_train = sum(len(d) for d in train_set)
-    for nlp in pipelines:  # warm-up: first-call allocations and kernel choices
-        time_predict(nlp, docs[:2])
+    for nlp in pipelines:  # warm-up: first-call allocations and kernels built per shape
+        time_predict(nlp, docs)
+        time_train(nlp, train_set, batch_words)
     predict = [[] for _ in settings]
     train = [[] for _ in settings]
     for round_ in range(rounds):
@@ -145,15 +146,8 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
 def main(argv=None) -> int:
-    from spacy_cmllm.hardware import cpu_record
+    from spacy_cmllm.provenance import provenance
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="a .spacy file of documents (gold tokens are used)")
@@ -167,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stride", type=int, default=192)
     parser.add_argument("--batch-words", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", choices=["default", "fp32", "bf16"], default="default",
+                        help="default: bf16 autocast where the CPU computes bf16 natively, as the pipeline does")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     repeats = [int(x) for x in args.repeats.split(",")]
@@ -175,10 +171,11 @@ def main(argv=None) -> int:
     settings += [{"repeat": r, "exit_layer": e} for e in exits for r in repeats if (r, e) != (1, 0)]
     docs = gold_docs(args.data, args.docs)
     rows = measure(settings, docs, base=args.base, unmask=args.unmask, window=args.window, stride=args.stride,
-                   rounds=args.rounds, batch_words=args.batch_words, train_docs=args.train_docs)
+                   rounds=args.rounds, batch_words=args.batch_words, train_docs=args.train_docs,
+                   mixed_precision={"default": None, "fp32": False, "bf16": True}[args.precision])
     words = argv if argv is not None else sys.argv[1:]
-    result = {"command": "python benchmarks/repetition_cost.py " + " ".join(words), "commit": commit(),
-              "torch": torch.__version__, "machine": cpu_record(), "words": sum(len(d) for d in docs),
+    result = {"command": "python benchmarks/repetition_cost.py " + " ".join(words), **provenance(),
+              "precision": args.precision, "words": sum(len(d) for d in docs),
               "train_words": sum(len(d) for d in (docs[: args.train_docs] if args.train_docs else docs)), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
