@@ -20,15 +20,13 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import spacy
 from spacy.cli.init_config import init_config
 from spacy.training import Corpus
 
-import spacy_cmllm
-from spacy_cmllm.hardware import cpu_record
+from spacy_cmllm.provenance import provenance
 from spacy_cmllm.pipeline.pos_rules import learn_pos_rules, read_docs, rules_to_patterns
 
 ROOT = Path(__file__).parents[1]
@@ -99,9 +97,8 @@ def main(argv=None) -> dict:
         compared = head_versus_rules(args.corpus, pipeline, min_count=args.min_count)
     report = {
         "command": "python benchmarks/pos_rules.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": {**cpu_record(), "note": args.note},
-        "versions": {"spacy": spacy.__version__, "spacy_cmllm": spacy_cmllm.__version__},
+        **provenance(),
+        "note": args.note,
         "corpus": str(args.corpus),
         "min_count": args.min_count,
         "rules_on_gold_tags": rules_on_gold_tags(args.corpus, min_count=args.min_count),

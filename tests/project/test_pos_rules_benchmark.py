@@ -25,4 +25,4 @@ def test_pos_rules_benchmark_compares_rules_and_head(tmp_path):
         row = report["cnn_head_versus_rules"][split]
         assert 0.0 <= row["pos_acc_head"] <= 1.0 and 0.0 <= row["pos_acc_rules"] <= 1.0
         assert row["rules_minus_head"] == row["pos_acc_rules"] - row["pos_acc_head"]
-    assert report["machine"]["note"] == "test" and report["command"].startswith("python benchmarks/pos_rules.py")
+    assert report["note"] == "test" and report["machine"]["cpu"] and report["command"].startswith("python benchmarks/pos_rules.py")
