@@ -276,6 +276,15 @@ class Errors(metaclass=_WithCodes):
         "nlp.pipe(..., n_process=N) computes on, a whole number >= 1 (e.g. the number of "
         "cores divided by N), or unset it for one thread per worker."
     )
+    # Listeners
+    E101 = (
+        "{missing} of {total} Docs reached a transformer listener without the decoder's "
+        "states (doc._.trf_data): {upstream} did not run on them, so every token would get "
+        "a zero vector and a label from the head's bias alone (e.g. NNP for every token). "
+        "Keep the transformer enabled before its listeners, e.g. "
+        "nlp.select_pipes(enable=[\"transformer\", \"tagger\"]), and do not pass Docs "
+        "that doc_cleaner has already emptied back into a listening component."
+    )
 
 
 class Warnings(metaclass=_WithCodes):

@@ -10,7 +10,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ragged
 
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, Errors
@@ -272,6 +272,27 @@ def build_bio_tagger_v1(
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise CmllmError(Errors.E040.format(name="dropout", value=dropout, why="must be a number in [0, 1)"))
     return build_bio_tagger_model(tok2vec, nO=nO, dropout=float(dropout))
+
+
+@registry.architectures("spacy-cmllm.TransformerListener.v1")
+def build_transformer_listener_v1(
+    *,
+    pooling: Model[Ragged, Floats2d],
+    grad_factor: float = 1.0,
+    upstream: str = "*",
+) -> Model[List[Doc], List[Floats2d]]:
+    """spacy-transformers.TransformerListener.v1 that fails (E101) instead of returning
+    zero vectors when a Doc reaches it in prediction without doc._.trf_data, i.e. when
+    the transformer component did not run (disabled, or its output already cleaned).
+
+    pooling (Model[Ragged, Floats2d]): how a token's piece vectors become one, e.g.
+        reduce_mean.v1.
+    grad_factor (float): scale of the gradients passed back to the transformer.
+    upstream (str): the transformer component's name, or "*" for any.
+    """
+    from .listener import build_checked_listener
+
+    return build_checked_listener(pooling=pooling, grad_factor=grad_factor, upstream=upstream)
 
 
 @Language.factory(
