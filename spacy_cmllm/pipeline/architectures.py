@@ -332,6 +332,24 @@ def make_bio_tagger(
     return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
 
 
+@registry.loggers("spacy-cmllm.ConsoleLogger.v1")
+def make_console_logger_v1(*, progress_bar: bool = True, progress_every: int = 10, console_output: bool = True):
+    """spaCy's console logger (its table, and its progress bar on a terminal) that also
+    prints a plain progress line every ``progress_every`` steps when stdout is not a
+    terminal (logs of `spacy project run`, CI), and explains at the start what the
+    learning rates do during the warm-up ("Initial learn rate: 0.0").
+
+    progress_bar (bool): spaCy's progress bar up to the next evaluation (terminal only).
+    progress_every (int): steps between plain progress lines off a terminal; 0 = none.
+    console_output (bool): print anything at all.
+    """
+    from .console_logger import console_logger
+
+    if isinstance(progress_every, bool) or not isinstance(progress_every, int) or progress_every < 0:
+        raise CmllmError(Errors.E040.format(name="progress_every", value=progress_every, why="must be a whole number >= 0"))
+    return console_logger(progress_bar=progress_bar, progress_every=progress_every, console_output=console_output)
+
+
 @registry.loggers("spacy-cmllm.TuneLogger.v1")
 def make_tune_logger_v1(console: bool = True, progress_bar: bool = False):
     """A training logger that reports every dev evaluation to Ray Tune (ray.tune.report):
