@@ -153,6 +153,10 @@ def plot(result: Dict[str, Any], path: Path) -> None:
     ax.set_xlabel(f"Docs through nlp.pipe (growth in brackets: {result['warm_up_docs']:,} to {result['docs']:,} Docs)",
                   fontsize=8)
     ax.set_ylabel("RSS (MiB)")
+    caches = ", ".join(f"{k}={v}" for k, v in result["machine"].get("shape_cache_env", {}).items())
+    precision = "bf16 autocast" if result.get("bf16_autocast") else "float32"
+    ax.set_title(f"{precision}{', ' + caches if caches else ''}; {result['machine']['cpu']} CPU, "
+                 f"{result['machine']['cores']} cores{' (shared)' if result['machine']['shared_cpu'] else ''}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
