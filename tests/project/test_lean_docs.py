@@ -1,5 +1,6 @@
 """Pipelines of the shipped configs keep no decoder states on their Docs (doc_cleaner), so a
-DocBin with user data stays under 1 KB a short sentence; the states can be kept on request."""
+DocBin with user data stays under 1 KB a short sentence; the states can be kept on request.
+Their heads refuse to run without the transformer (E101)."""
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,11 @@ def test_evaluation_reads_the_heads_before_the_cleaner(nlp):
     examples = [Example(nlp.make_doc(eg.reference.text), eg.reference) for eg in train_examples(nlp)]
     scores = nlp.evaluate(examples)
     assert scores["tag_acc"] is not None and scores["ents_f"] is not None
+
+
+@pytest.mark.parametrize("head", ["tagger", "ner"])
+def test_heads_without_the_transformer_fail_naming_it(nlp, head):
+    # The shipped configs' listeners (spaCy's tagger and the bio_tagger alike).
+    with nlp.select_pipes(enable=[head]):
+        with pytest.raises(ValueError, match="E101.*transformer component did not run"):
+            nlp(SENTENCES[0])
