@@ -661,7 +661,8 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
         examples = examples[: args.dev_docs]
     scored = []
     hidden_kind = None
-    for eg, doc in zip(examples, nlp.pipe((eg.predicted for eg in examples), batch_size=32)):
+    # doc_cleaner would drop the decoder states whose array type is checked below.
+    for eg, doc in zip(examples, nlp.pipe((eg.predicted for eg in examples), batch_size=32, disable=["doc_cleaner"])):
         scored.append(Example(doc, eg.reference))
         if hidden_kind is None and len(doc):
             hidden_kind = type(doc._.trf_data.model_output.last_hidden_state).__module__.split(".")[0]

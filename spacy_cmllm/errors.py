@@ -282,6 +282,21 @@ class Errors(metaclass=_WithCodes):
         "of {saved} copies), but its config now asks for repeat={wanted}. Load it with "
         "repeat={saved}, or retrain."
     )
+    # Worker processes (nlp.pipe with n_process)
+    E100 = (
+        "Invalid {name}={value!r}: give the number of torch threads each worker process of "
+        "nlp.pipe(..., n_process=N) computes on, a whole number >= 1 (e.g. the number of "
+        "cores divided by N), or unset it for one thread per worker."
+    )
+    # Listeners
+    E101 = (
+        "{missing} of {total} Docs reached a transformer listener without the decoder's "
+        "states (doc._.trf_data): {upstream} did not run on them, so every token would get "
+        "a zero vector and a label from the head's bias alone (e.g. NNP for every token). "
+        "Keep the transformer enabled before its listeners, e.g. "
+        "nlp.select_pipes(enable=[\"transformer\", \"tagger\"]), and do not pass Docs "
+        "that doc_cleaner has already emptied back into a listening component."
+    )
 
     # Packaging a trained pipeline
     E110 = (
@@ -314,6 +329,12 @@ class Warnings(metaclass=_WithCodes):
         "only, and that component skipped the batch (e.g. `ner` on docs without entity "
         "annotation), so the other listeners' gradients were dropped too. Put a component "
         "that is annotated in every training doc last in the pipeline, or annotate the docs."
+    )
+    W100 = (
+        "{name}={value!r} is ignored in a forked worker process, which computes on one "
+        "torch thread: it inherits the parent's OpenMP thread pool state, and a parallel "
+        "region on several threads would wait forever. Use the spawn start method "
+        "(multiprocessing.set_start_method(\"spawn\")) for several threads per worker."
     )
     W110 = (
         "The attribute_ruler learns no tag -> POS rules: {why}. token.pos_ stays unset and "

@@ -211,30 +211,20 @@ def _unmasked_mask(
     return padding_only_mask(padding, query_length=query_length, like=None, boolean=boolean, dtype=dtype)
 
 
-def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
-    """Remove the causal mask in the layers ``spec`` selects; padding stays masked.
+class PassPadding:
+    """The base model's forward pre-hook: builds the unmasked layers' mask once per call and
+    hands it (and the call's 2-D padding mask) on to every decoder layer.
 
-    model: a Hugging Face decoder of the Llama layout (Llama, Mistral, Qwen2, Gemma, Phi-3,
-        a *ForCausalLM or a bare base model, optionally peft-wrapped).
-    spec: group string such as "0011" (leftmost = input side) or a list of layer indices.
-    RETURNS: a handle with ``.layers`` and ``.remove()``.
-    """
-    base = find_base_model(model)
-    layers = decoder_layers(model)
-    chosen = parse_spec(spec, len(layers))
-    if not chosen:
-        return UnmaskHandle(layers=())
-    check_attention_supported(model)
-    already = sorted(set(getattr(base, _ACTIVE_ATTR, ())) & set(chosen))
-    if already:
-        raise CmllmError(Errors.E004.format(layers=already))
+    A module-level class rather than a closure, so that a model carrying the hook pickles
+    (``nlp.pipe(n_process=...)`` under spawn, ``pickle.dumps(nlp)``)."""
 
-    handle = UnmaskHandle(layers=chosen, _base=base)
+    def __init__(self, base: nn.Module):
+        self.base = base
 
-    def pass_padding(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
+    def __call__(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
         # Checked per call: set_attn_implementation() may switch kernels after unmasking,
         # and a kernel we cannot steer must fail loudly rather than run causally.
-        impl = check_attention_supported(base)
+        impl = check_attention_supported(self.base)
         mask = _attention_mask_from_call(args, kwargs)
         segments = kwargs.get(SEGMENTS_KWARG)
         if segments is not None:
@@ -246,7 +236,7 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         # later call could overwrite. Built per layer it cost a device synchronisation and
         # a dozen small kernels in every unmasked layer of every call.
         kwargs[UNMASKED_KWARG] = _unmasked_mask(
-            base,
+            self.base,
             impl,
             padding=mask if isinstance(mask, torch.Tensor) else None,
             segments=segments,
@@ -254,8 +244,17 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         )
         return args, kwargs
 
-    def swap_mask(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
-        impl = check_attention_supported(base)
+
+class SwapMask:
+    """An unmasked layer's forward pre-hook: replaces the causal mask it was given by the
+    call's unmasked mask (padding-only, or block-diagonal full for packed rows). Picklable,
+    as PassPadding."""
+
+    def __init__(self, base: nn.Module):
+        self.base = base
+
+    def __call__(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
+        impl = check_attention_supported(self.base)
         hidden = args[0] if args else kwargs["hidden_states"]
         incoming = kwargs.get("attention_mask")
         segments = kwargs.pop(SEGMENTS_KWARG, None)
@@ -283,11 +282,31 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
         )
         return args, kwargs
 
-    handle._hooks.append(base.register_forward_pre_hook(pass_padding, with_kwargs=True))
+
+def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
+    """Remove the causal mask in the layers ``spec`` selects; padding stays masked.
+
+    model: a Hugging Face decoder of the Llama layout (Llama, Mistral, Qwen2, Gemma, Phi-3,
+        a *ForCausalLM or a bare base model, optionally peft-wrapped).
+    spec: group string such as "0011" (leftmost = input side) or a list of layer indices.
+    RETURNS: a handle with ``.layers`` and ``.remove()``.
+    """
+    base = find_base_model(model)
+    layers = decoder_layers(model)
+    chosen = parse_spec(spec, len(layers))
+    if not chosen:
+        return UnmaskHandle(layers=())
+    check_attention_supported(model)
+    already = sorted(set(getattr(base, _ACTIVE_ATTR, ())) & set(chosen))
+    if already:
+        raise CmllmError(Errors.E004.format(layers=already))
+
+    handle = UnmaskHandle(layers=chosen, _base=base)
+    handle._hooks.append(base.register_forward_pre_hook(PassPadding(base), with_kwargs=True))
     for index in chosen:
         layer = layers[index]
         handle._restore.append((layer.self_attn, getattr(layer.self_attn, "is_causal", True)))
         layer.self_attn.is_causal = False
-        handle._hooks.append(layer.register_forward_pre_hook(swap_mask, with_kwargs=True))
+        handle._hooks.append(layer.register_forward_pre_hook(SwapMask(base), with_kwargs=True))
     setattr(base, _ACTIVE_ATTR, tuple(sorted(set(getattr(base, _ACTIVE_ATTR, ())) | set(chosen))))
     return handle

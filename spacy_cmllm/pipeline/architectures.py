@@ -10,7 +10,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ragged
 
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, Errors
@@ -338,6 +338,27 @@ def build_bio_tagger_v1(
     return build_bio_tagger_model(tok2vec, nO=nO, dropout=float(dropout))
 
 
+@registry.architectures("spacy-cmllm.TransformerListener.v1")
+def build_transformer_listener_v1(
+    *,
+    pooling: Model[Ragged, Floats2d],
+    grad_factor: float = 1.0,
+    upstream: str = "*",
+) -> Model[List[Doc], List[Floats2d]]:
+    """spacy-transformers.TransformerListener.v1 that fails (E101) instead of returning
+    zero vectors when a Doc reaches it in prediction without doc._.trf_data, i.e. when
+    the transformer component did not run (disabled, or its output already cleaned).
+
+    pooling (Model[Ragged, Floats2d]): how a token's piece vectors become one, e.g.
+        reduce_mean.v1.
+    grad_factor (float): scale of the gradients passed back to the transformer.
+    upstream (str): the transformer component's name, or "*" for any.
+    """
+    from .listener import build_checked_listener
+
+    return build_checked_listener(pooling=pooling, grad_factor=grad_factor, upstream=upstream)
+
+
 @Language.factory(
     "bio_tagger",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
@@ -395,6 +416,24 @@ def make_pos_patterns_from_corpus_v1(*, path: Optional[str] = None, min_count: i
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
         raise CmllmError(Errors.E040.format(name="min_count", value=min_count, why="must be an integer >= 1"))
     return pos_patterns_from_corpus(path, min_count=min_count)
+
+
+@registry.loggers("spacy-cmllm.ConsoleLogger.v1")
+def make_console_logger_v1(*, progress_bar: bool = True, progress_every: int = 10, console_output: bool = True):
+    """spaCy's console logger (its table, and its progress bar on a terminal) that also
+    prints a plain progress line every ``progress_every`` steps when stdout is not a
+    terminal (logs of `spacy project run`, CI), and explains at the start what the
+    learning rates do during the warm-up ("Initial learn rate: 0.0").
+
+    progress_bar (bool): spaCy's progress bar up to the next evaluation (terminal only).
+    progress_every (int): steps between plain progress lines off a terminal; 0 = none.
+    console_output (bool): print anything at all.
+    """
+    from .console_logger import console_logger
+
+    if isinstance(progress_every, bool) or not isinstance(progress_every, int) or progress_every < 0:
+        raise CmllmError(Errors.E040.format(name="progress_every", value=progress_every, why="must be a whole number >= 0"))
+    return console_logger(progress_bar=progress_bar, progress_every=progress_every, console_output=console_output)
 
 
 @registry.loggers("spacy-cmllm.TuneLogger.v1")

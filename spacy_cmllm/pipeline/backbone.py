@@ -31,6 +31,7 @@ from ..decoder.probe import check_unmasked
 from ..decoder.unmask import UnmaskSpec, parse_spec, unmask_layers
 from ..errors import CmllmError, Errors
 from .pieces import PieceEncoder
+from .threads import settle_worker_threads
 
 _FORMAT = 1
 
@@ -137,6 +138,24 @@ class Backbone(nn.Module):
         self._piece_encoder: Optional[PieceEncoder] = None
         # Not a submodule: never saved, never trained, never moved with the backbone.
         object.__setattr__(self, "_int8_decoder", None)
+
+    # -- pickling (nlp.pipe(n_process=N) under spawn, pickle.dumps(nlp)) -----------------
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        # The int8 copy is rebuilt on first use; its prepacked kernels may not pickle.
+        state["_int8_decoder"] = None
+        state["_piece_encoder"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        # The unmasking hooks are picklable objects (decoder/unmask.py) and come back with
+        # the layers they were registered on, is_causal flags included. A process that
+        # unpickles the pipeline (a spawned worker) settles its threads first, then
+        # measures the attention pattern as every load does.
+        super().__setstate__(state)
+        settle_worker_threads()
+        self.check_attention_pattern()
 
     @property
     def piece_encoder(self) -> PieceEncoder:

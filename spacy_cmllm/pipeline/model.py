@@ -10,6 +10,7 @@ vector per token for ``ner``, ``tagger`` and any other listener. Each token owns
 own pieces (per-token encoding), so the alignment is a plain running index.
 """
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -33,6 +34,7 @@ from .backbone import Backbone, BackboneSettings
 from .optimizer import AdapterOptimizer, AdapterStepper
 from .pieces import TokenPieces
 from .packing import pack_rows, pad_packed
+from .threads import settle_worker_threads
 from .transfer import gradients_to_torch, to_device, to_heads
 from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 
@@ -210,8 +212,9 @@ def build_model(
 ) -> Model[List[Doc], FullTransformerBatch]:
     shim = BackboneShim(
         _Placeholder(),
-        serialize_model=lambda backbone: _serialize(backbone),
-        deserialize_model=lambda _old, data, _device: Backbone.from_bytes(data, settings),
+        # Module-level functions, not closures: the model must pickle (n_process under spawn).
+        serialize_model=_serialize,
+        deserialize_model=functools.partial(_deserialize, settings=settings),
         adapter_optimizer=adapter_optimizer,
     )
     return CausalMaskLLM(
@@ -240,6 +243,10 @@ def _serialize(backbone: torch.nn.Module) -> bytes:
     if not isinstance(backbone, Backbone):
         raise CmllmError(Errors.E032)
     return backbone.to_bytes()
+
+
+def _deserialize(_old: Any, data: bytes, _device: Any, *, settings: BackboneSettings) -> Backbone:
+    return Backbone.from_bytes(data, settings)
 
 
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
@@ -286,6 +293,8 @@ def get_backbone(model: Model) -> Backbone:
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
+    # Before any torch computation in an nlp.pipe(n_process=N) worker (threads.py).
+    settle_worker_threads()
     backbone = get_backbone(model)
     if is_train and model.attrs.get("int8", False):
         raise CmllmError(Errors.E076.format(name="transformer"))

