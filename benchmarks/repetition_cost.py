@@ -140,7 +140,7 @@ def plot(result: dict, path: Path) -> None:
     ax.axhline(1.0, color="#666666", linewidth=0.8)
     ax.set_xticks(xs, labels, fontsize=8)
     ax.set_ylabel("time per word vs r=1, full depth")
-    ax.set_title(f"{result['words']} words, {result['machine']['cpu']} CPU, {result['machine']['threads']} threads", fontsize=8)
+    ax.set_title(f"{result['words']} words, {result['machine']['cpu']} CPU, {result['machine']['threads']} threads, {result.get('precision', 'default')} precision", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -221,3 +221,20 @@ def test_early_exit_in_training_leaves_the_adapters_above_without_gradient(tiny_
     backprop(output.unsplit_by_doc(d))
     with_grad = {n.split("layers.")[1].split(".")[0] for n, p in backbone.decoder.named_parameters() if p.grad is not None}
     assert with_grad == {"0", "1"}
+
+
+def test_a_v3_pipeline_keeps_its_attention_adapters_and_predicts_the_same_after_load(tiny_dirs, tmp_path):
+    """v4's recipe defaults do not reach a pipeline built with v3 and no `lora` section:
+    saved, it loads with the adapters it was trained with and predicts the same."""
+    from spacy_cmllm.pipeline.architectures import DEFAULT_LORA
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "name": tiny_dirs["llama"],
+                                                  "unmask": "0011", "mixed_precision": False}})
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "v3")
+    loaded = spacy.load(tmp_path / "v3")
+    lora = loaded.get_pipe("transformer").model.attrs["settings"]["lora"]
+    assert lora["target_modules"] == DEFAULT_LORA["target_modules"] and lora["dropout"] == DEFAULT_LORA["dropout"]
+    text = "John lives in New York ."
+    numpy.testing.assert_allclose(trf_vectors(loaded, [text])[0], trf_vectors(nlp, [text])[0], atol=1e-6)
