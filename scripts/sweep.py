@@ -317,6 +317,11 @@ def t_interval(diffs: list[float], level: float = 0.95) -> list[float] | None:
     return [round(mean - half, 2), round(mean + half, 2)]
 
 
+def mean_seconds(rows: list[dict], column: str) -> float | None:
+    values = [float(r[column]) for r in rows if r.get(column) not in ("", None)]
+    return round(statistics.mean(values), 1) if values else None
+
+
 def summarise(rows: list[dict]) -> dict:
     """Mean ± std per (model, head, unmask, overrides, budget), and per-seed paired differences
     of each decoder configuration against "0000" (causal) and "1111" (fully unmasked) with the
@@ -338,6 +343,7 @@ def summarise(rows: list[dict]) -> dict:
                  "dev_docs": int(budget[2]), "test_docs": int(budget[3]),
                  "seeds": sorted(int(r["seed"]) for r in members),
                  "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
+                 "eval_seconds": mean_seconds(members, "eval_seconds"),
                  "cpu": sorted({r.get("cpu") or "" for r in members} - {""})}
         for metric in ("dev_f1", "test_f1", "tag_acc"):
             values = [float(r[metric]) for r in members if r[metric] != ""]
@@ -354,6 +360,15 @@ def summarise(rows: list[dict]) -> dict:
                      and r["seed"] in ref and r[metric] != ""]
             if diffs:
                 entry[f"{metric}_vs_{name}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs), "ci95": t_interval(diffs)}
+        shipped = groups.get(("smollm2", head, unmask, "", *budget), [])
+        if overrides and model == "smollm2" and shipped:
+            # What a setting costs against the shipped config of the same spec (e.g. repeat=2
+            # against one copy), from the mean times of their runs; alike only where the runs
+            # shared a kind of CPU, which the cpu lists say.
+            for kind in ("train", "eval"):
+                ref_time = mean_seconds(shipped, f"{kind}_seconds")
+                if ref_time and entry[f"{kind}_seconds"]:
+                    entry[f"{kind}_time_vs_shipped"] = round(entry[f"{kind}_seconds"] / ref_time, 2)
         configs.append(entry)
     return {"configs": configs}
 
@@ -432,6 +447,30 @@ def plot(summary: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
+    """Test F1 (mean ± std over seeds) against training minutes, one point per decoder
+    configuration with at least ``min_seeds`` seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [e for e in summary["configs"] if e["model"] == "smollm2" and e["test_f1"]["n"] >= min_seeds]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for e in points:
+        minutes = e["train_seconds"] / 60
+        ax.errorbar([minutes], [e["test_f1"]["mean"]], yerr=[e["test_f1"]["std"] or 0], fmt="o", capsize=3,
+                    color="#999999" if e["unmask"] == "0000" else "#3b75af")
+        ax.annotate(label(e), (minutes, e["test_f1"]["mean"]), xytext=(5, 3), textcoords="offset points", fontsize=7)
+    cpus = sorted({c for e in points for c in e["cpu"]})
+    ax.set_xlabel(f"training minutes (mean over seeds; {', '.join(cpus) or 'no'} CPU)")
+    ax.set_ylabel("test F1 (seqeval strict), mean ± std")
+    ax.set_title(f"CoNLL-2003, configurations with {min_seeds}+ seeds" if points else f"no configuration has {min_seeds} seeds yet",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def report(args: argparse.Namespace) -> int:
     rows = read_rows(Path(args.csv))
     if not rows:
@@ -451,6 +490,9 @@ def report(args: argparse.Namespace) -> int:
     if args.plot:
         plot(summary, Path(args.plot))
         print(f"plot: {args.plot}")
+    if args.time_plot:
+        plot_time(summary, Path(args.time_plot))
+        print(f"plot: {args.time_plot}")
     return 0
 
 
@@ -487,6 +529,7 @@ def main(argv: list[str]) -> int:
     rep.add_argument("--csv", required=True)
     rep.add_argument("--plot")
     rep.add_argument("--summary")
+    rep.add_argument("--time-plot", help="also plot test F1 against training minutes (configurations with 3+ seeds)")
     args = parser.parse_args(argv)
     if args.command == "one":
         run_one(args)

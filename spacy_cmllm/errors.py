@@ -270,6 +270,18 @@ class Errors(metaclass=_WithCodes):
         "outliers into the weights (SmoothQuant); set int8_smoothing = 0 in the "
         "CausalMaskLLM.v3 config to quantize without it."
     )
+    # Sequence repetition
+    E090 = (
+        "repeat={repeat} with window={window} puts {positions} positions in a decoder "
+        "sequence, but the model's sliding window is {sliding}: its causal layers could not "
+        "see the first copy from the last. Lower repeat or window so that "
+        "repeat x window + BOS <= {sliding}."
+    )
+    E091 = (
+        "This pipeline was trained with repeat={saved} (its listeners learnt to read the last "
+        "of {saved} copies), but its config now asks for repeat={wanted}. Load it with "
+        "repeat={saved}, or retrain."
+    )
     # Worker processes (nlp.pipe with n_process)
     E100 = (
         "Invalid {name}={value!r}: give the number of torch threads each worker process of "

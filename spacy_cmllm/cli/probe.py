@@ -7,7 +7,7 @@ from typing import List, Optional
 from wasabi import msg
 
 from ..decoder.layout import decoder_layers
-from ..decoder.probe import bidirectional_layers
+from ..decoder.probe import bidirectional_layers, last_copy_dependence
 from ..decoder.unmask import UnmaskSpec, group_bounds, parse_spec, unmask_layers
 
 
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unmask", required=True, help="group string such as 0011 (leftmost = input side) or layer indices 3,4,5")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
+    parser.add_argument("--repeat", type=int, default=1, help="also measure, with the text repeated this many times, "
+                        "whether each token's vector (read from the last copy) depends on every token")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
 
 
@@ -41,12 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from ..decoder.load import load_decoder
 
     spec = parse_cli_spec(args.unmask)
-    model, _ = load_decoder(args.source, dtype=args.dtype, attn_implementation=args.attn_implementation, lm_head=False)
-    return report(model, spec, as_json=args.json)
+    if args.repeat < 1:
+        msg.fail(f"--repeat {args.repeat}: give an integer >= 1", exits=2)
+    model, tokenizer = load_decoder(args.source, dtype=args.dtype, attn_implementation=args.attn_implementation, lm_head=False)
+    return report(model, spec, as_json=args.json, repeat=args.repeat, bos_id=getattr(tokenizer, "bos_token_id", None))
 
 
-def report(model, spec: UnmaskSpec, *, as_json: bool = False) -> int:
-    """Unmask `model` as `spec` says, measure, print one row per layer; 1 on any mismatch."""
+def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, bos_id: Optional[int] = None) -> int:
+    """Unmask `model` as `spec` says, measure, print one row per layer; 1 on any mismatch.
+    With repeat > 1, also how many tokens' last-copy vectors depend on every token."""
     n_layers = len(decoder_layers(model))
     requested = set(parse_spec(spec, n_layers))
     unmask_layers(model, spec)
@@ -57,8 +62,12 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False) -> int:
         for i in range(n_layers)
     ]
     mismatches = [r["layer"] for r in rows if r["requested"] != r["measured"]]
+    repetition = None
+    if repeat > 1:
+        seen = last_copy_dependence(model, repeat=repeat, bos_id=bos_id)
+        repetition = {"repeat": repeat, "tokens": len(seen), "see_every_token": sum(all(row) for row in seen)}
     if as_json:
-        print(json.dumps({"spec": spec, "layers": rows, "mismatches": mismatches}))
+        print(json.dumps({"spec": spec, "layers": rows, "mismatches": mismatches, "repetition": repetition}))
     else:
         table = [
             (r["layer"], "-" if r["group"] is None else r["group"], _word(r["requested"]), _word(r["measured"]), "" if r["requested"] == r["measured"] else "MISMATCH")
@@ -69,6 +78,10 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False) -> int:
             msg.fail(f"{len(mismatches)} layer(s) do not behave as requested: {mismatches}")
         else:
             msg.good(f"all {n_layers} layers behave as requested ({len(requested)} bidirectional)")
+        if repetition:
+            line = (f"repeat {repeat}: {repetition['see_every_token']} of {repetition['tokens']} tokens, read from the "
+                    "last copy, depend on every token of the text")
+            (msg.good if repetition["see_every_token"] == repetition["tokens"] else msg.warn)(line)
     return 1 if mismatches else 0
 
 

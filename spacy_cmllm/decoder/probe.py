@@ -6,7 +6,7 @@ for each layer we perturb the layer's INPUT at the last position only and see wh
 the layer's OUTPUT at any earlier position moves. In a causal layer it cannot.
 """
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -111,3 +111,48 @@ def check_unmasked(model: nn.Module, expected: Sequence[int], *, spec: Any) -> N
         parts.append(f"layers {extra} attend to the right though the spec leaves them causal")
     detail = " (" + "; ".join(parts) + ")"
     raise CmllmError(Errors.E036.format(spec=spec, expected=wanted, measured=found, detail=detail))
+
+
+@torch.no_grad()
+def last_copy_dependence(
+    model: nn.Module, *, repeat: int, seq_len: int = CHECK_SEQ_LEN, bos_id: Optional[int] = None, seed: int = 0
+) -> List[List[bool]]:
+    """Which tokens each token's vector depends on when the text is repeated.
+
+    A random text of ``seq_len`` tokens is laid out as ``BOS x ... x`` (``repeat`` copies)
+    and each token's final output is read from the LAST copy, as the pipeline reads it. Then
+    token j is changed (in every copy, as a changed text would be) and we look at whether
+    token i's vector moves.
+
+    RETURNS: ``seen[i][j]``: token i's vector depends on token j (the diagonal is True).
+        Causal and repeat = 1: only j <= i; with repeat >= 2 every token sees every token.
+    """
+    base = find_base_model(model)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        generator = torch.Generator().manual_seed(seed)
+        vocab_size = int(base.config.vocab_size)
+        device = next(base.parameters()).device
+        text = torch.randint(0, vocab_size, (seq_len,), generator=generator)
+        head = [] if bos_id is None else [bos_id]
+
+        def last_copy(tokens: torch.Tensor) -> torch.Tensor:
+            ids = torch.tensor(head + tokens.tolist() * repeat, device=device)[None]
+            hidden = base(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
+            return hidden[0, -seq_len:].float()
+
+        reference = last_copy(text)
+        scale = reference.abs().max() + 1.0
+        seen = [[i == j for j in range(seq_len)] for i in range(seq_len)]
+        for j in range(seq_len):
+            changed = text.clone()
+            changed[j] = (changed[j] + 1 + int(torch.randint(0, vocab_size - 1, (1,), generator=generator))) % vocab_size
+            moved = (last_copy(changed) - reference).abs().amax(dim=-1) > 1e-6 * scale
+            for i in range(seq_len):
+                if i != j:
+                    seen[i][j] = bool(moved[i])
+    finally:
+        for module, training in modes:
+            module.training = training
+    return seen

@@ -1,5 +1,9 @@
 """The Thinc model: Docs → pieces → windows → decoder → per-piece vectors per Doc.
 
+With ``repeat`` > 1 a window's pieces follow its BOS several times and each piece is read
+from its last copy (sequence repetition, windows.py); the decoder runs only up to the
+highest layer that ``hidden_layers`` reads (early exit, decoder/early_exit.py).
+
 Its output is spacy-transformers' FullTransformerBatch, so the stock ``transformer``
 component stores it in ``doc._.trf_data`` and ``TransformerListener.v1`` pools it into one
 vector per token for ``ner``, ``tagger`` and any other listener. Each token owns exactly its
@@ -20,6 +24,8 @@ from thinc.api import Model, PyTorchShim
 from thinc.types import Ragged
 from transformers.file_utils import ModelOutput
 
+from ..decoder.early_exit import exit_after, resolve_states
+from ..decoder.layout import decoder_layers
 from ..decoder.packing import check_packing_supported, packed_inputs, segments_to_device
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, CmllmRuntimeError, CodedError, Errors, Warnings
@@ -112,6 +118,9 @@ class CausalMaskLLM(Model):
         # thinc saves the attrs and overwrites the config's with the saved ones on load;
         # keep the config's to compare.
         wanted = self.attrs.get("hidden_layers")
+        wanted_repeat = self.attrs.get("repeat", 1)
+        # Pipelines saved before repetition existed have no "repeat": they ran one copy.
+        self.attrs["repeat"] = 1
         # How to run the decoder, not what it learned: the config's values win over the
         # saved ones, so `spacy.load(..., config=...)` can switch them.
         run_settings = {key: self.attrs.get(key, default) for key, default in RUN_SETTINGS.items()}
@@ -124,7 +133,10 @@ class CausalMaskLLM(Model):
         except (KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
             raise CmllmError(Errors.E031.format(why=f"{type(err).__name__}: {err}")) from err
         _check_hidden_layers(list(loaded.attrs["hidden_layers"]), list(wanted), get_backbone(loaded).n_layers)
+        if loaded.attrs["repeat"] != wanted_repeat:
+            raise CmllmError(Errors.E091.format(saved=loaded.attrs["repeat"], wanted=wanted_repeat))
         loaded.attrs.update(run_settings)
+        check_repeat_fits(loaded)
         return loaded
 
 
@@ -196,6 +208,7 @@ def build_model(
     pack: bool = False,
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
+    repeat: int = 1,
 ) -> Model[List[Doc], FullTransformerBatch]:
     shim = BackboneShim(
         _Placeholder(),
@@ -221,6 +234,7 @@ def build_model(
             "pack": pack,
             "int8": int8,
             "int8_smoothing": int8_smoothing,
+            "repeat": repeat,
         },
     )
 
@@ -241,7 +255,24 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
     if not isinstance(shim._model, Backbone):
         shim._model = Backbone.load(BackboneSettings.from_dict(model.attrs["settings"]))
     model.set_dim("nO", get_backbone(model).hidden_size, force=True)
+    check_repeat_fits(model)
     return model
+
+
+def check_repeat_fits(model: Model) -> None:
+    """E090 where repetition meets a sliding window that cannot reach back over all copies:
+    the last copy would then not see the first, and the causal layers would see less of the
+    window than with one copy. Called once the decoder (and its config) is loaded."""
+    repeat = model.attrs.get("repeat", 1)
+    if repeat == 1:
+        return
+    config = get_backbone(model).base_model.config
+    sliding = getattr(config, "sliding_window", None)
+    if sliding is None or getattr(config, "use_sliding_window", True) is False:
+        return
+    positions = (1 if model.attrs["add_bos"] else 0) + repeat * model.attrs["window"]
+    if positions > sliding:
+        raise CmllmError(Errors.E090.format(repeat=repeat, window=model.attrs["window"], positions=positions, sliding=sliding))
 
 
 def int8_decoder(model: Model) -> torch.nn.Module:
@@ -281,10 +312,12 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransfor
             window=model.attrs["window"],
             bos_id=bos_id,
             sentence_starts=[_sentence_starts(doc, p) for doc, p in zip(docs, pieces)],
+            repeat=model.attrs.get("repeat", 1),
         )
     else:
         plan = plan_windows(
-            [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id
+            [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id,
+            repeat=model.attrs.get("repeat", 1),
         )
     backbone.train(is_train)
     # Named regions for torch.profiler (near-free without one): where a step's time goes.
@@ -333,8 +366,9 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     concatenated in order (the plan's gather order).
 
     Unpacked, every window is a row of its own and rows of similar length share a call.
-    Packed (attrs["pack"]), rows of up to window + BOS positions hold several windows, each
-    attending only to itself (its own positions, BOS sink first, restart at 0)."""
+    Packed (attrs["pack"]), rows of up to repeat x window + BOS positions hold several windows,
+    each attending only to itself (its own positions, BOS sink first, restart at 0): a
+    window's copies are one segment, so they see each other."""
     device = backbone.device
     width = backbone.hidden_size
     n_pieces = len(plan.gather_window)
@@ -346,7 +380,7 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     pack = bool(model.attrs.get("pack", False))
     if pack:
         check_packing_supported(decoder)
-        capacity = model.attrs["window"] + (1 if model.attrs["add_bos"] else 0)
+        capacity = model.attrs.get("repeat", 1) * model.attrs["window"] + (1 if model.attrs["add_bos"] else 0)
         rows = pack_rows(lengths, capacity=capacity)
     else:
         rows = [[i] for i in range(len(lengths))]
@@ -417,13 +451,20 @@ def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
 def _hidden(
     model: Model, decoder: torch.nn.Module, ids: torch.Tensor, mask: Optional[torch.Tensor], *, segments: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
-    layers = model.attrs["hidden_layers"]
+    n_layers = len(decoder_layers(decoder))
+    layers = resolve_states(model.attrs["hidden_layers"], n_layers)
+    # Early exit: the layers above the highest state read would be pure cost. With one state
+    # read, the call's last_hidden_state is that state (exit_after drops the final norm below
+    # the top layer).
+    top = max(max(layers), 1)
+    one = len(set(layers)) == 1 and layers[0] == top
     if segments is None:
         call = {"attention_mask": mask}
     else:
         call = packed_inputs(decoder, segments)
-    base_output = decoder(input_ids=ids, use_cache=False, output_hidden_states=layers != [-1], **call)
-    if layers == [-1]:
+    with exit_after(decoder, top):
+        base_output = decoder(input_ids=ids, use_cache=False, output_hidden_states=not one, **call)
+    if one:
         return base_output.last_hidden_state
     states = base_output.hidden_states
     return torch.stack([states[i] for i in layers]).mean(dim=0)

@@ -5,6 +5,12 @@ that start every `stride` pieces, the last one shifted left to end exactly at th
 and each piece's vector is read from the one window that gives it the most context on both
 sides. In training the overlap would compute (and backpropagate) pieces twice, so there a
 doc is cut into consecutive windows instead, at sentence starts where the doc has them.
+
+Sequence repetition (Kukić et al., 2025) lays a window out as ``BOS x x ... x`` with its
+pieces ``repeat`` times in one decoder sequence, and reads every piece from the LAST copy,
+which has seen all of the window even through causal layers. ``window`` and ``stride`` count
+a window's distinct pieces (one copy), so which pieces share a window, and so which context a
+piece gets, does not depend on ``repeat``; the decoder sees ``1 + repeat * window`` positions.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -40,6 +46,7 @@ def plan_windows(
     window: int,
     stride: int,
     bos_id: Optional[int],
+    repeat: int = 1,
 ) -> WindowPlan:
     """Cover the pieces of each doc with overlapping windows.
 
@@ -49,10 +56,12 @@ def plan_windows(
     bos_id (Optional[int]): a piece prepended to every window, e.g. the model's BOS: it is an
         attention sink, so each window starts the way the model saw text in pre-training. Its
         vector is never read. None: no piece is prepended.
+    repeat (int): copies of the window's pieces after the BOS; vectors are read from the last.
     RETURNS (WindowPlan): the windows and the gather indices.
     """
     _check_int("window", window, minimum=1)
     _check_int("stride", stride, minimum=1)
+    _check_int("repeat", repeat, minimum=1)
     if stride > window:
         raise CmllmError(
             Errors.E040.format(name="stride", value=stride, why=f"must be <= window ({window})")
@@ -75,9 +84,10 @@ def plan_windows(
         length = min(window, n)
         best = _best_windows(n, starts, length=length)
         gather_window.append(len(windows) + best)
-        gather_position.append(numpy.arange(n) - starts[best] + offset)
+        # Every window of a doc has `length` pieces, so its last copy starts at the same place.
+        gather_position.append(numpy.arange(n) - starts[best] + offset + (repeat - 1) * length)
         for start in starts:
-            windows.append(_window(ids[start : start + window], bos_id))
+            windows.append(_window(ids[start : start + window], bos_id, repeat))
             doc_index.append(i)
     return WindowPlan(
         windows=windows,
@@ -94,6 +104,7 @@ def plan_training_windows(
     window: int,
     bos_id: Optional[int],
     sentence_starts: Optional[Sequence[Optional[numpy.ndarray]]] = None,
+    repeat: int = 1,
 ) -> WindowPlan:
     """Cut each doc into consecutive, non-overlapping windows: every piece is computed once.
 
@@ -104,9 +115,11 @@ def plan_training_windows(
         at which sentences start, or None. Cuts are placed at sentence starts where one lies
         close to an even split, so a window rarely starts mid-sentence; a sentence longer
         than the window is cut inside.
+    repeat (int): copies of each window's pieces after the BOS; vectors are read from the last.
     RETURNS (WindowPlan): the windows and the gather indices (one window per piece).
     """
     _check_int("window", window, minimum=1)
+    _check_int("repeat", repeat, minimum=1)
     if bos_id is not None:
         _check_int("bos_id", bos_id, minimum=0)
     offset = 0 if bos_id is None else 1
@@ -124,9 +137,9 @@ def plan_training_windows(
         starts = None if sentence_starts is None else sentence_starts[i]
         cuts = _consecutive_cuts(n, window=window, sentence_starts=starts)
         for start, end in zip(cuts[:-1], cuts[1:]):
-            piece_ids = _window(ids[start:end], bos_id)
+            piece_ids = _window(ids[start:end], bos_id, repeat)
             gather_window.append(numpy.full(end - start, len(windows), dtype=numpy.int64))
-            gather_position.append(numpy.arange(end - start, dtype=numpy.int64) + offset)
+            gather_position.append(numpy.arange(end - start, dtype=numpy.int64) + offset + (repeat - 1) * (end - start))
             windows.append(piece_ids)
             doc_index.append(i)
     return WindowPlan(
@@ -253,12 +266,13 @@ def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarra
     return numpy.where(take_left, left, right)
 
 
-def _window(pieces: numpy.ndarray, bos_id: Optional[int]) -> numpy.ndarray:
-    """One window's int64 piece ids: the BOS (if any), then `pieces`."""
-    window = numpy.empty(len(pieces) + (bos_id is not None), dtype=numpy.int64)
+def _window(pieces: numpy.ndarray, bos_id: Optional[int], repeat: int = 1) -> numpy.ndarray:
+    """One window's int64 piece ids: the BOS (if any), then `pieces` `repeat` times."""
+    head = 0 if bos_id is None else 1
+    window = numpy.empty(head + repeat * len(pieces), dtype=numpy.int64)
     if bos_id is not None:
         window[0] = bos_id
-    window[len(window) - len(pieces) :] = pieces
+    window[head:] = numpy.tile(numpy.asarray(pieces, dtype=numpy.int64), repeat)
     return window
 
 

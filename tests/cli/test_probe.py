@@ -71,3 +71,12 @@ def test_only_coded_errors_become_exit_2(model_dir, monkeypatch, capsys):
     with pytest.raises(ValueError, match="looks coded"):
         main(["probe", model_dir, "--unmask", "01"])
     assert issubclass(CmllmError, ValueError) and issubclass(CmllmError, CodedError)
+
+
+def test_probe_reports_that_the_last_copy_sees_every_token(model_dir, capsys):
+    assert main(["probe", model_dir, "--unmask", "000", "--repeat", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["repetition"]["repeat"] == 2
+    assert out["repetition"]["see_every_token"] == out["repetition"]["tokens"] > 1
+    assert main(["probe", model_dir, "--unmask", "000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repetition"] is None

@@ -116,3 +116,20 @@ def test_int8_profile_splits_each_precision_and_bounds_int8(trained, tmp_path):
     for mode, ceiling in entry["ceiling_over"].items():
         assert ceiling >= modes[mode]["profiled_wall_s"] / modes["int8"]["profiled_wall_s"]
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_repetition_cost_times_every_setting_against_one_copy(tiny_dir, tmp_path):
+    cost = load_benchmark("repetition_cost")
+    docs = DocBin(docs=[Doc(spacy.blank("en").vocab, words=words) for words, _, _ in TRAIN_DATA * 3])
+    docs.to_disk(tmp_path / "docs.spacy")
+    out = tmp_path / "cost.json"
+    assert cost.main([str(tmp_path / "docs.spacy"), "--base", tiny_dir, "--docs", "0", "--train-docs", "0",
+                      "--repeats", "1,3", "--exits", "0,2", "--window", "16", "--stride", "12", "--rounds", "1",
+                      "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    settings = [(r["repeat"], r["exit_layer"]) for r in result["rows"]]
+    assert settings == [(1, 0), (3, 0), (1, 2), (3, 2)]
+    assert result["rows"][0]["predict_cost_vs_r1"] == result["rows"][0]["train_cost_vs_r1"] == 1.0
+    assert all(r["predict_words_per_s"] > 0 and r["train_words_per_s"] > 0 for r in result["rows"])
+    assert result["words"] == sum(len(w) for w, _, _ in TRAIN_DATA * 3)
+    assert (tmp_path / "cost.png").stat().st_size > 0

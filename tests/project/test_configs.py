@@ -67,7 +67,7 @@ def test_config_resolves_like_debug_config(path, tiny_dir):
     filled = nlp.config.interpolate()
     registry.resolve(filled["training"], schema=ConfigSchemaTraining)
     arch = filled["components"]["transformer"]["model"]
-    assert arch["@architectures"] in ("spacy-cmllm.CausalMaskLLM.v1", "spacy-cmllm.CausalMaskLLM.v3")
+    assert arch["@architectures"] in ("spacy-cmllm.CausalMaskLLM.v1", "spacy-cmllm.CausalMaskLLM.v4")
     assert set(arch["unmask"]) <= {"0", "1"}
 
 
@@ -77,7 +77,7 @@ def test_cpu_recipe_configs(name):
     adapters' warm-up is a real share of the budget, clipping is global, ~1,000 words a step."""
     config = load_config(Path(__file__).parents[2] / "configs" / f"{name}.cfg", interpolate=True)
     arch = config["components"]["transformer"]["model"]
-    assert arch["@architectures"] == "spacy-cmllm.CausalMaskLLM.v3"
+    assert arch["@architectures"] == "spacy-cmllm.CausalMaskLLM.v4"
     # Packed windows by default: sentence-level corpora and short docs pay no padding.
     assert arch["pack"] is True and arch["int8"] is False
     adapters = arch["adapter_optimizer"]

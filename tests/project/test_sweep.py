@@ -143,3 +143,15 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "4 already in" in again.stdout and "0 to do" in again.stdout
     assert len((results / "conll03_recipe.csv").read_text().splitlines()) == 5
+
+
+def test_a_setting_costs_its_time_against_the_shipped_config_and_is_plotted(tmp_path):
+    rows = [{**_row("0000", s, f), "train_seconds": "100", "eval_seconds": "10"} for s, f in enumerate([50, 52, 54])]
+    rows += [{**_row("0000", s, f), "overrides": "m.repeat=2", "train_seconds": "250", "eval_seconds": "15"}
+             for s, f in enumerate([51, 55, 56])]
+    summary = sweep.summarise(rows)
+    repeated = next(e for e in summary["configs"] if e["overrides"])
+    assert repeated["train_time_vs_shipped"] == 2.5 and repeated["eval_time_vs_shipped"] == 1.5
+    assert repeated["test_f1_vs_shipped"]["mean"] == pytest.approx(2.0) and len(repeated["test_f1_vs_shipped"]["ci95"]) == 2
+    sweep.plot_time(summary, tmp_path / "time.png")
+    assert (tmp_path / "time.png").stat().st_size > 0
