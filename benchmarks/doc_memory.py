@@ -30,6 +30,7 @@ import torch
 from spacy.tokens import DocBin
 
 sys.path.insert(0, str(Path(__file__).parent))
+from spacy_cmllm.provenance import provenance  # noqa: E402
 from pipeline_runs import ROOT, SOURCE, build_pipeline, ewt_texts, machine_record, rss_mb, save_tiny_base  # noqa: E402
 
 STREAMS = {
@@ -126,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "torch_threads": args.threads,
         "mixed_precision": PRECISION[args.mixed_precision],
         "bf16_autocast": bf16_autocast(PRECISION[args.mixed_precision]),
+        **provenance(),
         "machine": machine,
         "streams": results,
         "max_growth": MAX_GROWTH,

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from spacy_cmllm.provenance import provenance  # noqa: E402
 from pipeline_runs import ROOT, SOURCE, build_pipeline, ewt_texts, machine_record  # noqa: E402
 
 RUNS = [
@@ -87,6 +88,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "pipeline": args.model or f"configs/default.cfg over {args.source}, heads untrained",
         "texts": len(texts),
         "batch_size": args.batch_size,
+        **provenance(),
         "machine": machine,
         "runs": results,
         "all_same": all(row["same_as_first"] for row in results),

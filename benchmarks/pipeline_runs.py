@@ -15,7 +15,7 @@ from spacy.util import load_config, load_model_from_config
 
 import spacy_cmllm  # noqa: F401  (registers the architectures)
 from spacy_cmllm.corpora import read_conllu
-from spacy_cmllm.hardware import cpu_record
+from spacy_cmllm.provenance import machine_record as provenance_machine
 
 ROOT = Path(__file__).parents[1]
 CONFIG = ROOT / "configs" / "default.cfg"
@@ -80,12 +80,12 @@ def rss_mb() -> float:
 
 
 def machine_record(shared_cpu: bool) -> Dict[str, Any]:
-    """The machine a result was measured on, as every result file records it."""
-    record = cpu_record()
+    """The machine a result was measured on: the shared provenance record, and what these
+    runs add to it (the load at start, whether the CPU was shared, the shape-cache settings)."""
+    record = provenance_machine()
     record.update({
         "cores": os.cpu_count(),
         "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "shared_cpu": shared_cpu,
         "shape_cache_env": {name: os.environ[name] for name in SHAPE_CACHE_ENV if name in os.environ},

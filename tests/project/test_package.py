@@ -189,7 +189,7 @@ def test_packaged_wheel_installs_and_loads_without_the_repository(tmp_path, byte
     loaded = json.loads(run([python, "-c", script], env=clean_env(), cwd=outside).stdout.strip().splitlines()[-1])
     assert Path(loaded["spacy_cmllm"]).is_relative_to(venv_site), loaded["spacy_cmllm"]
     assert Path(loaded["base"]).is_relative_to(venv_site), loaded["base"]
-    assert loaded["pipeline"] == ["transformer", "tagger", "attribute_ruler", "ner"]
+    assert loaded["pipeline"] == ["transformer", "tagger", "attribute_ruler", "ner", "doc_cleaner"]
     assert all(loaded["tags"]) and all(loaded["pos"]) and set(loaded["iob"]) <= {"B", "I", "O"}
     assert loaded["meta"]["license"] == "CC BY-SA 4.0" and loaded["meta"]["author"] == "Test Author"
     # spaCy's own search for plugins adds spacy-transformers, but no second spacy-cmllm.
