@@ -244,7 +244,7 @@ class Errors(metaclass=_WithCodes):
     E075 = (
         "Packed windows need an attention kernel that takes a per-document 4-D mask, but "
         "the decoder uses {impl!r}. Use attn_implementation = \"sdpa\" or \"eager\", or set "
-        "pack = false in the CausalMaskLLM.v3 config to give every document its own rows."
+        "pack = false in the CausalMaskLLM (v3 or v4) config to give every document its own rows."
     )
     E076 = (
         "int8 = true is for prediction only: the decoder's linear layers are quantized "
@@ -268,7 +268,7 @@ class Errors(metaclass=_WithCodes):
     E080 = (
         "int8 smoothing failed: {why}. Before quantizing, the int8 copy moves activation "
         "outliers into the weights (SmoothQuant); set int8_smoothing = 0 in the "
-        "CausalMaskLLM.v3 config to quantize without it."
+        "CausalMaskLLM (v3 or v4) config to quantize without it."
     )
     # Sequence repetition
     E090 = (
@@ -316,7 +316,7 @@ class Errors(metaclass=_WithCodes):
         "The decoder's {n} adapter tensors are on a GPU and are stepped by spaCy's optimizer "
         "([training.optimizer]: the architecture has no adapter_optimizer), which thinc can "
         "only do through cupy, and cupy is not installed. Give the adapters their own "
-        "optimizer (spacy-cmllm.CausalMaskLLM.v3 with an adapter_optimizer section, as in "
+        "optimizer (spacy-cmllm.CausalMaskLLM.v4 with an adapter_optimizer section, as in "
         "configs/default.cfg), or install cupy for your CUDA version (e.g. pip install "
         "cupy-cuda12x) and train with --gpu-id 0."
     )
