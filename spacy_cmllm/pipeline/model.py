@@ -42,6 +42,12 @@ from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windo
 # padded position would cost a forward and a backward pass.
 TRAIN_MAX_PADDING = 0.03
 
+# In prediction under bf16 autocast on a CPU, batch widths are rounded up to a multiple of
+# this: oneDNN keeps a kernel per input shape, and a stream of Docs of every length grew RSS
+# by a third over 20,000 Docs with exact widths; rounded, it stays flat and runs no slower
+# (benchmarks/doc_memory.py).
+CPU_BF16_WIDTH_MULTIPLE = 32
+
 # Attrs that say how the decoder runs, not what it learned (the config's value wins at load).
 RUN_SETTINGS = {"pack": False, "int8": False, "int8_smoothing": DEFAULT_ALPHA}
 
@@ -394,6 +400,7 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     enabled = use_bf16_autocast(model.attrs["mixed_precision"], device) and not int8
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
     pad_id = _pad_id(backbone.tokenizer)
+    width_multiple = CPU_BF16_WIDTH_MULTIPLE if enabled and device.type == "cpu" and not is_train else 1
     with torch.set_grad_enabled(grad), autocast:
         # Packed rows end evenly (pack_rows balances them), so prediction keeps them in as
         # few calls as max_batch_pieces allows: every call re-reads all the weights.
@@ -402,12 +409,14 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
             batch_rows = [rows[r] for r in batch]
             segments = None
             if any(len(row) > 1 for row in batch_rows):
-                packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id)
+                packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id, width_multiple=width_multiple)
                 ids = packed.input_ids
                 segments = segments_to_device(packed.segments, device, move=to_device)
             else:
                 # One window per row: the plain padded call computes the same.
-                ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id)
+                ids, mask = pad_windows(
+                    [plan.windows[row[0]] for row in batch_rows], pad_id=pad_id, width_multiple=width_multiple
+                )
             ids_t = to_device(ids, device)
             if segments is None:
                 # Nothing padded: no mask at all, decided here on the host. The decoder then

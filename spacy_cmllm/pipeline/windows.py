@@ -191,22 +191,33 @@ def _window_starts(n: int, *, window: int, stride: int) -> numpy.ndarray:
 
 
 def pad_windows(
-    windows: Sequence[numpy.ndarray], *, pad_id: int
+    windows: Sequence[numpy.ndarray], *, pad_id: int, width_multiple: int = 1
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Right-pad windows into one batch.
 
     windows (Sequence[numpy.ndarray]): the piece ids of each window.
     pad_id (int): the id written into padding positions (they are masked out).
+    width_multiple (int): round the batch's width up to a multiple of this (see
+        ``padded_width``).
     RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): input_ids and attention_mask, both int64 of
-        shape (len(windows), longest window); the mask is 1 on real pieces, 0 on padding.
+        shape (len(windows), longest window rounded up); the mask is 1 on real pieces, 0 on
+        padding.
     """
-    width = max((len(w) for w in windows), default=0)
+    width = padded_width(max((len(w) for w in windows), default=0), width_multiple)
     input_ids = numpy.full((len(windows), width), pad_id, dtype=numpy.int64)
     attention_mask = numpy.zeros((len(windows), width), dtype=numpy.int64)
     for row, piece_ids in enumerate(windows):
         input_ids[row, : len(piece_ids)] = piece_ids
         attention_mask[row, : len(piece_ids)] = 1
     return input_ids, attention_mask
+
+
+def padded_width(width: int, multiple: int) -> int:
+    """``width`` rounded up to a multiple of ``multiple``. oneDNN, which runs bf16 on CPUs,
+    builds and caches kernels per input shape: a stream of Docs of every length would make a
+    new kernel for nearly every call, and its caches grow for tens of thousands of Docs.
+    A few widths keep the kernels few (and reused) at the cost of a few padded positions."""
+    return -(-width // multiple) * multiple if multiple > 1 else width
 
 
 def batch_windows(

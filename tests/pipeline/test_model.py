@@ -249,8 +249,9 @@ def test_training_computes_each_piece_once_prediction_overlaps(model_dir):
 
 def test_unpadded_calls_pass_no_mask(model_dir):
     """A decoder call whose rows are all full gets attention_mask None, decided on the host:
-    no GPU synchronisation to find out, no 4-D mask, so SDPA may pick its flash kernel."""
-    nlp = build_pipeline(model_dir)
+    no GPU synchronisation to find out, no 4-D mask, so SDPA may pick its flash kernel.
+    (float32: under bf16 autocast on a CPU, prediction rounds widths up, which pads.)"""
+    nlp = build_pipeline(model_dir, mixed_precision=False)
     nlp.initialize(lambda: train_examples(nlp))
     trf = nlp.get_pipe("transformer")
     backbone = get_backbone(trf.model)
@@ -268,3 +269,36 @@ def test_unpadded_calls_pass_no_mask(model_dir):
     # The same vectors either way.
     first = lambda batch: batch.doc_data[0].model_output.last_hidden_state  # noqa: E731
     numpy.testing.assert_allclose(first(same), first(mixed), atol=1e-5)
+
+
+def test_cpu_bf16_prediction_rounds_widths_up(model_dir, monkeypatch):
+    """Under bf16 autocast on a CPU, prediction pads every decoder call to a width that is a
+    multiple of CPU_BF16_WIDTH_MULTIPLE (oneDNN keeps a kernel per shape, so a stream of
+    Docs of every length would keep making new ones); the vectors are those of exact widths,
+    and training keeps exact widths (each padded position would cost a backward pass)."""
+    from spacy_cmllm.pipeline import model as model_module
+
+    nlp = build_pipeline(model_dir, mixed_precision=True)
+    nlp.initialize(lambda: train_examples(nlp))
+    trf = nlp.get_pipe("transformer")
+    backbone = get_backbone(trf.model)
+    widths = []
+    hook = backbone.decoder.register_forward_pre_hook(lambda m, a, k: widths.append(k["input_ids"].shape[1]), with_kwargs=True)
+    docs = [nlp.make_doc(TEXT), nlp.make_doc("two words")]
+    try:
+        rounded = trf.predict(docs)
+        assert widths and all(w % model_module.CPU_BF16_WIDTH_MULTIPLE == 0 for w in widths), widths
+        widths.clear()
+        monkeypatch.setattr(model_module, "CPU_BF16_WIDTH_MULTIPLE", 1)
+        exact = trf.predict(docs)
+        assert widths and any(w % 32 for w in widths), widths
+        widths.clear()
+        monkeypatch.undo()
+        nlp.update(train_examples(nlp), sgd=None)
+        assert widths and any(w % 32 for w in widths), widths
+    finally:
+        hook.remove()
+    for i in range(len(docs)):
+        a = rounded.doc_data[i].model_output.last_hidden_state
+        b = exact.doc_data[i].model_output.last_hidden_state
+        numpy.testing.assert_allclose(a, b, atol=0.05, rtol=0.05)

@@ -58,6 +58,13 @@ def test_pad_packed_lays_out_segments():
     assert batch.window_row.tolist() == [1, 0, 0] and batch.window_column.tolist() == [0, 4, 0]
 
 
+def test_pad_packed_rounds_the_width_up_with_padding():
+    windows = [numpy.array([7, 1, 2]), numpy.array([7, 3])]
+    batch = pad_packed(windows, [[0, 1]], pad_id=0, width_multiple=4)
+    assert batch.input_ids.tolist() == [[7, 1, 2, 7, 3, 0, 0, 0]]
+    assert batch.segments.tolist() == [[1, 1, 1, 2, 2, 0, 0, 0]]
+
+
 # --- the pipeline ------------------------------------------------------------------------
 
 

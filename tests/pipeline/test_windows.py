@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_windows
+from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, padded_width, plan_windows
 
 BOS = 7
 
@@ -158,6 +158,14 @@ def test_pad_windows():
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
     input_ids, mask = pad_windows([], pad_id=0)
     assert input_ids.shape == mask.shape == (0, 0)
+
+
+def test_pad_windows_rounds_the_width_up():
+    input_ids, mask = pad_windows([numpy.asarray([1, 2, 3]), numpy.asarray([4])], pad_id=0, width_multiple=4)
+    assert input_ids.tolist() == [[1, 2, 3, 0], [4, 0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert [padded_width(w, 32) for w in (0, 1, 32, 33)] == [0, 32, 32, 64]
+    assert padded_width(33, 1) == 33
 
 
 @settings(max_examples=200, deadline=None)
