@@ -51,7 +51,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_yticks([])
     ax.set_xlabel(f"minutes (red: {BUDGET_MINUTES}-minute budget)")
     test = report["test"]
-    ax.set_title(f"spacy project run all, {report['machine']['dispatch']}: test ents_f {test['ents_f']}, tag_acc {test['tag_acc']}", fontsize=9)
+    ax.set_title(f"spacy project run all, {report['machine']['dispatch']}: test ents_f {test['ents_f']}, tag_acc {test['tag_acc']}, pos_acc {test.get('pos_acc')}", fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
         "steps": steps,
         "total_minutes": round(total / 60, 1),
         "within_budget": total / 60 <= BUDGET_MINUTES,
-        "test": {"ents_f": pct("ents_f"), "ents_seqeval_f": pct("ents_seqeval_f"), "tag_acc": pct("tag_acc")},
+        "test": {"ents_f": pct("ents_f"), "ents_seqeval_f": pct("ents_seqeval_f"), "tag_acc": pct("tag_acc"),
+                 "pos_acc": pct("pos_acc")},
         **record,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
