@@ -337,7 +337,7 @@ def make_tiny_model(path: Path) -> str:
     """A tiny random Llama with an in-process byte-level tokenizer (the unit tests' models)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests.pipeline.conftest import _train_byte_level
+    from tests.tokenizers import _train_byte_level
     from tests.tiny import save_tiny_decoder
 
     return save_tiny_decoder(path, _train_byte_level(unk=True), n_layers=4)

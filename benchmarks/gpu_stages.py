@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
-from spacy_cmllm.decoder.packing import SEGMENTS_KWARG
+from spacy_cmllm.decoder.packed_attention import SEGMENTS_KWARG
 from spacy_cmllm.pipeline.model import PROFILE_REGIONS
 
 # Llama-2-7B and Mistral-7B as their config.json files give them. The vocabulary is the

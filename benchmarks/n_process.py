@@ -7,7 +7,7 @@ compared with the first run's (tags and entities must be identical). Rows:
 
 * n_process=1 on one torch thread, and on torch's default threads (one per core);
 * n_process=2 under fork and under spawn: each worker computes on one torch thread
-  (spacy_cmllm/pipeline/threads.py); spawn's time includes starting the workers (a fresh
+  (spacy_cmllm/decoder/threads.py); spawn's time includes starting the workers (a fresh
   interpreter each, which imports torch and unpickles the pipeline).
 
 Results go to benchmarks/results/n_process.json and n_process.png. The machine, its load

@@ -63,9 +63,9 @@ from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.corpora import group_sentences, read_conll, sentences_to_doc
 from spacy_cmllm.provenance import provenance
-from spacy_cmllm.decoder.packing import SEGMENTS_KWARG
+from spacy_cmllm.decoder.packed_attention import SEGMENTS_KWARG
 from spacy_cmllm.pipeline.model import TRAIN_MAX_PADDING, use_bf16_autocast
-from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, plan_training_windows, plan_windows
+from spacy_cmllm.decoder.windows import batch_windows, pad_windows, plan_training_windows, plan_windows
 
 ROOT = Path(__file__).parents[1]
 CONLL_TEST = ROOT.parent / "shared" / "data" / "conll2003" / "iob2" / "test.txt"
