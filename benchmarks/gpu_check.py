@@ -458,53 +458,49 @@ def check_load(record: StageRecord, args: argparse.Namespace, *, quantization: O
 def find_conll(conll_dir: Optional[Path]) -> Optional[Path]:
     """The CoNLL-2003 directory to use: the given one (which must hold a layout), else the
     first default location holding one, else None (then the bundled EWT is used)."""
-    prepare = load_script("prepare_conll03")
+    from spacy_cmllm.corpora import CorpusError, conll03_files
+
     candidates = [conll_dir] if conll_dir is not None else CONLL_DIRS
     for candidate in candidates:
         try:
-            prepare.detect_layout(candidate)
+            conll03_files(candidate)
             return candidate
-        except prepare.ConversionError:
+        except CorpusError:
             if conll_dir is not None:
                 raise
     return None
 
 
 def prepare_corpus(out: Path, conll_dir: Optional[Path] = None) -> Dict[str, Any]:
-    """train/dev/test .spacy files in `out`: CoNLL-2003 through scripts/prepare_conll03.py
-    (training Docs of <= 150 words, as the recipe trains), else the bundled EWT through
-    scripts/convert_ewt.py. Returns what was prepared."""
+    """train/dev/test .spacy files in `out`: CoNLL-2003 as `prepare-conll03` writes it
+    (training Docs of <= 150 words, as the recipe trains), else the bundled EWT as
+    `convert-ewt` does. Returns what was prepared."""
+    import spacy
     from spacy.tokens import DocBin
 
+    from spacy_cmllm.corpora import conll03_files, read_conll, read_conllu, sentences_to_docs
+
+    vocab = spacy.blank("en").vocab
     found = find_conll(conll_dir)
     if found is not None:
-        docs = load_script("prepare_conll03").main([str(found), str(out), "--train-doc-words", "150"])
+        scheme, files = conll03_files(found)
+        docs = {
+            split: sentences_to_docs(vocab, [s for document in read_conll(path, scheme) for s in document],
+                                     max_words=150 if split == "train" else 0)
+            for split, path in files.items()
+        }
         source = f"CoNLL-2003 ({found})"
     else:
-        convert = load_script("convert_ewt").convert
-        out.mkdir(parents=True, exist_ok=True)
-        docs = {}
-        for split in ("train", "dev", "test"):
-            docs[split] = convert(EWT_DIR / f"{split}.conllu")
-            DocBin(docs=docs[split]).to_disk(out / f"{split}.spacy")
+        docs = {split: sentences_to_docs(vocab, read_conllu(EWT_DIR / f"{split}.conllu")) for split in ("train", "dev", "test")}
         source = "EWT (bundled)"
+    out.mkdir(parents=True, exist_ok=True)
+    for split, split_docs in docs.items():
+        DocBin(docs=split_docs).to_disk(out / f"{split}.spacy")
     return {
         "source": source,
         **{f"{split}_docs": len(split_docs) for split, split_docs in docs.items()},
         **{f"{split}_words": sum(len(doc) for doc in split_docs) for split, split_docs in docs.items()},
     }
-
-
-def load_script(name: str):
-    """A module of scripts/ by file name (scripts/ is not a package)."""
-    key = f"gpu_check_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
 
 
 def heads_gpu_id(device: str) -> int:

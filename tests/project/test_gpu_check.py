@@ -10,6 +10,7 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
+from spacy_cmllm.corpora import CorpusError
 from tests.corpora.samples import CONLL03_IOB2_TRAIN
 from tests.processes import run_process_tree
 from tests.scripts import ROOT, load_script
@@ -74,7 +75,7 @@ def test_prepares_conll_as_the_recipe_trains(tmp_path, conll_dir):
     docs = list(DocBin().from_disk(tmp_path / "corpus" / "train.spacy").get_docs(spacy.blank("en").vocab))
     assert len(docs) == 6 and all(len(doc) <= 150 and doc.ents for doc in docs)
     # A directory given explicitly must hold CoNLL-2003: no silent fallback.
-    with pytest.raises(gpu_check.load_script("prepare_conll03").ConversionError):
+    with pytest.raises(CorpusError):
         gpu_check.prepare_corpus(tmp_path / "other", tmp_path)
 
 
