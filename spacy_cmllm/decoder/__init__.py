@@ -7,16 +7,10 @@ the decoder turns them into vectors: loaded (``load``, ``tokenizer``), partly un
 (``adapter_optimizer``), all held for the pipeline by ``backbone``.
 """
 
-from .load import load_decoder
-from .lora import add_lora
-from .probe import bidirectional_layers
-from .unmask import UnmaskHandle, parse_spec, unmask_layers
-
-__all__ = [
-    "UnmaskHandle",
-    "add_lora",
-    "bidirectional_layers",
-    "load_decoder",
-    "parse_spec",
-    "unmask_layers",
-]
+# Re-exported as the package's public API (spacy_cmllm/__init__.py lists it).
+from .load import load_decoder as load_decoder
+from .lora import add_lora as add_lora
+from .probe import bidirectional_layers as bidirectional_layers
+from .unmask import UnmaskHandle as UnmaskHandle
+from .unmask import parse_spec as parse_spec
+from .unmask import unmask_layers as unmask_layers
