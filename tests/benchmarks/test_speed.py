@@ -7,12 +7,14 @@ import pytest
 from benchmarks import speed
 
 
-def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, tmp_path):
+def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, trained, tmp_path):
     result = speed.main(["--source", tiny_dir, "--words", "60", "--repeats", "1", "--train-steps", "1",
                          "--train-sentences", "2", "--position-docs", "2", "--tweets", "5", "--device", "cpu",
-                         "--out", str(tmp_path)])
+                         "--trained", str(trained[0]), "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "speed.json").read_text())
-    assert saved["ratios"] == result["ratios"]
+    assert saved["ratios"] == result["ratios"] and saved["command"].startswith("python -m benchmarks.speed ")
+    scores = saved["int8"]["scores"]
+    assert set(scores) == {"pipeline", "float", "int8"} and all(scores[mode]["words_per_s"] > 0 for mode in ("float", "int8"))
     assert (tmp_path / "speed.png").stat().st_size > 0
     table = saved["precision_table"]
     modes = table["modes"]
