@@ -7,7 +7,7 @@ The input is the bundled EWT test split, one sentence per JSONL row. Each mode i
 to end as a user runs it (pipeline loading and, for Ray, starting the instance included), and
 the two outputs are compared file by file.
 
-    python benchmarks/annotate.py [--docs 630] [--actors 2] [--shard-size 50]
+    python -m benchmarks.annotate [--docs 630] [--actors 2] [--shard-size 50]
 
 Writes benchmarks/results/annotate.json and annotate.png (`--replot` redraws the PNG from the JSON).
 """
@@ -28,7 +28,9 @@ from spacy_cmllm.corpora import read_conllu
 from spacy_cmllm.pipeline.model import use_bf16_autocast
 from spacy_cmllm.provenance import PACKAGES, provenance
 
-ROOT = Path(__file__).parents[1]
+from . import ROOT
+
+PROG = "python -m benchmarks.annotate"
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
 RESULTS = ROOT / "benchmarks" / "results" / "annotate.json"
 PLOT = RESULTS.with_suffix(".png")
@@ -71,13 +73,13 @@ def plot(report: dict) -> None:
     fig.savefig(PLOT, dpi=120)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=630)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--shard-size", type=int, default=50)
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.replot:
         plot(json.loads(RESULTS.read_text()))
         return 0
@@ -118,7 +120,7 @@ def main() -> int:
         # Whether packing changed any label (bf16 rounds a little differently per batch shape).
         same_labels = files(work / "local") == files(work / "local_unpacked")
         report = {
-            "command": "python " + " ".join(sys.argv),
+            "command": f"{PROG} " + " ".join(argv if argv is not None else sys.argv[1:]),
             "input": f"bundled EWT test, {len(texts)} sentences as documents",
             "pipeline": "configs/default.cfg (SmolLM2-135M, unmask 0011, LoRA, packed windows) + tagger + ner, CPU, "
                         + ("bf16 autocast (native bf16)" if use_bf16_autocast(None, torch.device("cpu")) else "float32"),

@@ -1,6 +1,6 @@
 """Memory of a long nlp.pipe stream: RSS every 1,000 Docs over 20,000 Docs.
 
-    python benchmarks/doc_memory.py [--docs 20000] [--source DIR | --tiny] [--model PATH]
+    python -m benchmarks.doc_memory [--docs 20000] [--source DIR | --tiny] [--model PATH]
 
 Three streams over the same raw EWT sentences (the bundled ~16,600 read again from the
 start where more are asked for), each in a process of its own (memory a stream frees stays
@@ -29,9 +29,13 @@ from typing import Any, Dict, List, Optional
 import torch
 from spacy.tokens import DocBin
 
-sys.path.insert(0, str(Path(__file__).parent))
-from spacy_cmllm.provenance import provenance  # noqa: E402
-from pipeline_runs import ROOT, SOURCE, build_pipeline, ewt_texts, machine_record, rss_mb, save_tiny_base  # noqa: E402
+from spacy_cmllm.pipeline.model import use_bf16_autocast
+from spacy_cmllm.provenance import provenance
+
+from . import ROOT, SOURCE
+from .pipelines import build_pipeline, ewt_texts, rss_mb, run_conditions, save_tiny_base
+
+PROG = "python -m benchmarks.doc_memory"
 
 STREAMS = {
     "lean, discarded": {"keep": False, "disable": []},
@@ -58,12 +62,6 @@ def stream(nlp, texts: List[str], *, keep: bool, disable: List[str], every: int,
             "docbin_bytes": len(docbin.to_bytes()) if docbin is not None else None}
 
 
-def bf16_autocast(setting: Optional[bool]) -> bool:
-    from spacy_cmllm.pipeline.model import use_bf16_autocast
-
-    return use_bf16_autocast(setting, torch.device("cpu"))
-
-
 def growth(points: List[Dict[str, Any]], start: int, end: int) -> Optional[float]:
     """Relative RSS growth between the points at ``start`` and ``end`` Docs."""
     by_docs = {p["docs"]: p["rss_mb"] for p in points}
@@ -73,7 +71,7 @@ def growth(points: List[Dict[str, Any]], start: int, end: int) -> Optional[float
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=20000)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--warm-up", type=int, default=5000, help="Docs after which RSS must be flat")
@@ -100,12 +98,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(ROW_PREFIX + json.dumps(row), flush=True)
         return row
 
-    machine = machine_record(args.shared_cpu)
+    conditions = run_conditions(args.shared_cpu)
     with tempfile.TemporaryDirectory() as tmp:
         source = str(save_tiny_base(Path(tmp) / "tiny")) if args.tiny else args.source
         results = {}
         for name in STREAMS:
-            command = [sys.executable, __file__, "--stream", name, "--source", source, "--docs", str(args.docs),
+            # A process of its own, started as this one was (python -m, from the repository root).
+            command = [sys.executable, "-m", "benchmarks.doc_memory", "--stream", name, "--source", source, "--docs", str(args.docs),
                        "--every", str(args.every), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
                        "--mixed-precision", args.mixed_precision]
             if args.model:
@@ -117,8 +116,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             print(f"{name}: RSS {row['points'][0]['rss_mb']:.0f} -> {row['points'][-1]['rss_mb']:.0f} MiB, "
                   f"growth {args.warm_up}->{args.docs} Docs {row['growth_after_warm_up']}, {row['seconds']} s", flush=True)
     lean = [results[name]["growth_after_warm_up"] for name in STREAMS if not STREAMS[name]["disable"]]
+    record = provenance()
+    record["machine"].update(conditions)
     result = {
-        "benchmark": "RSS over a long nlp.pipe stream (benchmarks/doc_memory.py)",
+        "benchmark": f"RSS over a long nlp.pipe stream ({PROG})",
         "pipeline": args.model or ("configs/default.cfg over a random 4-layer, width-64 Llama with the tokenizer of "
                                    f"{args.source}" if args.tiny else f"configs/default.cfg over {source}") + ", heads untrained",
         "docs": args.docs,
@@ -126,9 +127,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "batch_size": args.batch_size,
         "torch_threads": args.threads,
         "mixed_precision": PRECISION[args.mixed_precision],
-        "bf16_autocast": bf16_autocast(PRECISION[args.mixed_precision]),
-        **provenance(),
-        "machine": machine,
+        "bf16_autocast": use_bf16_autocast(PRECISION[args.mixed_precision], torch.device("cpu")),
+        **record,
         "streams": results,
         "max_growth": MAX_GROWTH,
         "meets_target": all(g is not None and g <= MAX_GROWTH for g in lean),
@@ -158,7 +158,7 @@ def plot(result: Dict[str, Any], path: Path) -> None:
     caches = ", ".join(f"{k}={v}" for k, v in result["machine"].get("shape_cache_env", {}).items())
     precision = "bf16 autocast" if result.get("bf16_autocast") else "float32"
     ax.set_title(f"{precision}{', ' + caches if caches else ''}; {result['machine']['cpu']} CPU, "
-                 f"{result['machine']['cores']} cores{' (shared)' if result['machine']['shared_cpu'] else ''}", fontsize=8)
+                 f"{result['machine']['cpu_count']} cores{' (shared)' if result['machine']['shared_cpu'] else ''}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

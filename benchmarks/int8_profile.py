@@ -18,8 +18,8 @@ so `ceiling_over[mode]` = that mode's wall time / (int8's wall time - int8's pro
 most int8 could gain over `mode` by faster products alone. A ceiling below a speed target
 means the target needs the rest of the forward to get faster, not the products.
 
-    python benchmarks/int8_profile.py training/ewt/model-best corpus/ewt/test.spacy --name ewt
-    python benchmarks/int8_profile.py MODEL corpus/conll03/test.spacy --docs 60 --name conll03
+    python -m benchmarks.int8_profile training/ewt/model-best corpus/ewt/test.spacy --name ewt
+    python -m benchmarks.int8_profile MODEL corpus/conll03/test.spacy --docs 60 --name conll03
 
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_profile.json and
 redraws int8_profile.png. It times: run it on an idle CPU.
@@ -30,7 +30,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import spacy
 from spacy.training import Corpus
 from torch.profiler import ProfilerActivity, profile
 
@@ -38,13 +37,11 @@ from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.provenance import provenance
 
-HERE = Path(__file__).parent
-# The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-from int8_scores import gold_token_docs, pipeline_parser, run_header, save_entry  # noqa: E402
+from . import ROOT
+from .named_results import pipeline_parser, run_header, save_entry
+from .pipelines import gold_token_docs, int8_capable, pipeline_variant
 
-ROOT = Path(__file__).parents[1]
+PROG = "python -m benchmarks.int8_profile"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_profile.json"
 PARTS = ("products", "attention", "other_torch", "outside_torch")
 # Operators of the linear layers' products, float and int8.
@@ -61,12 +58,10 @@ def part_of(op: str) -> str:
     return "other_torch"
 
 
-def predict(nlp, examples, *, int8: bool, bf16: bool, profiled: bool):
+def predict(nlp, examples, *, profiled: bool):
     """Wall seconds of ``nlp.pipe`` over fresh gold-token Docs, and with ``profiled`` the
     operators' self CPU seconds by name."""
-    model = nlp.get_pipe("transformer").model
-    model.attrs.update({"int8": int8, "mixed_precision": bf16, "pack": True})
-    docs = gold_token_docs(nlp, examples)
+    docs = gold_token_docs(nlp.vocab, [eg.reference for eg in examples])
     if not profiled:
         start = time.perf_counter()
         list(nlp.pipe(docs))
@@ -81,11 +76,12 @@ def predict(nlp, examples, *, int8: bool, bf16: bool, profiled: bool):
     return wall, dict(ops)
 
 
-def measure(nlp, examples, *, int8: bool, bf16: bool) -> dict:
+def measure(nlp, examples) -> dict:
+    """Where ``nlp``'s prediction time goes (a pipeline at one precision, packed)."""
     # Warm-up, which also builds the int8 copy outside the clock.
-    predict(nlp, examples[:2], int8=int8, bf16=bf16, profiled=False)
-    wall, _ = predict(nlp, examples, int8=int8, bf16=bf16, profiled=False)
-    profiled_wall, ops = predict(nlp, examples, int8=int8, bf16=bf16, profiled=True)
+    predict(nlp, examples[:2], profiled=False)
+    wall, _ = predict(nlp, examples, profiled=False)
+    profiled_wall, ops = predict(nlp, examples, profiled=True)
     seconds = dict.fromkeys(PARTS, 0.0)
     for op, spent in ops.items():
         seconds[part_of(op)] += spent
@@ -130,16 +126,15 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = pipeline_parser(__doc__, RESULTS)
+    parser = pipeline_parser(__doc__, RESULTS, prog=PROG)
     parser.add_argument("--docs", type=int, default=None, help="only the first N documents (default: all)")
     args = parser.parse_args(argv)
     if args.docs is not None and args.docs < 1:
         parser.error("--docs must be at least 1")
-    nlp = spacy.load(args.model)
-    device = get_backbone(nlp.get_pipe("transformer").model).device
-    if device.type != "cpu":
-        print("int8 prediction is for CPUs; run this without a GPU", file=sys.stderr)
+    nlp = int8_capable(args.model)
+    if nlp is None:
         return 2
+    device = get_backbone(nlp.get_pipe("transformer").model).device
     examples = list(Corpus(args.data)(nlp))[: args.docs]
     if not examples:
         print(f"{args.data} holds no documents", file=sys.stderr)
@@ -147,13 +142,13 @@ def main(argv=None) -> int:
     runs = [("fp32", False, False)] + ([("bf16", True, False)] if use_bf16_autocast(None, device) else []) + [("int8", False, True)]
     modes = {}
     for mode, bf16, int8 in runs:
-        modes[mode] = measure(nlp, examples, int8=int8, bf16=bf16)
+        modes[mode] = measure(pipeline_variant(nlp, int8=int8, mixed_precision=bf16, pack=True), examples)
         print(f"{mode}: {modes[mode]['words_per_s']} words/s; profiled shares {modes[mode]['shares']}", flush=True)
     int8_row = modes["int8"]
     # What int8 would take with free products, on the profiled clock all rows share.
     floor = int8_row["profiled_wall_s"] - int8_row["seconds"]["products"]
     entry = {
-        **run_header("int8_profile.py", argv, args),
+        **run_header(PROG, argv, args),
         "docs": len(examples),
         "words": sum(len(eg.reference) for eg in examples),
         "modes": modes,

@@ -9,23 +9,21 @@ micro F1) on the gold tokens, as the study scores it, with a 95 % bootstrap inte
 int8's F1 change, paired over documents; POS as tag accuracy; the speed is words/s of
 `nlp.pipe` on those Docs, the int8 copy built before the clock.
 
-    python benchmarks/int8_scores.py training/ewt/model-best corpus/ewt/test.spacy --name ewt
-    python benchmarks/int8_scores.py MODEL corpus/conll03-w150/test.spacy --name conll03
+    python -m benchmarks.int8_scores training/ewt/model-best corpus/ewt/test.spacy --name ewt
+    python -m benchmarks.int8_scores MODEL corpus/conll03-w150/test.spacy --name conll03
 
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_scores.json and
 redraws int8_scores.png.
 """
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, List
 
 import numpy
-import spacy
-import torch
+from spacy.language import Language
 from spacy.scorer import Scorer
-from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 
 from spacy_cmllm.decoder.quantize import int8_kernel
@@ -34,7 +32,11 @@ from spacy_cmllm.pipeline.scorer import iob2_tags
 from spacy_cmllm.provenance import provenance
 from spacy_cmllm.study.bootstrap import paired_difference, resample_weights, span_counts
 
-ROOT = Path(__file__).parents[1]
+from . import ROOT
+from .named_results import pipeline_parser, run_header, save_entry
+from .pipelines import gold_token_docs, int8_capable, pipeline_variant
+
+PROG = "python -m benchmarks.int8_scores"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_scores.json"
 # The issue's bound on what int8 may cost, in F1 points.
 MAX_F1_LOSS = 0.5
@@ -44,46 +46,12 @@ def pct(value):
     return None if value is None else round(100 * value, 2)
 
 
-def gold_token_docs(nlp, examples) -> list:
-    """Fresh Docs of the reference tokens, so every run predicts (and is scored on) the same tokens."""
-    return [Doc(nlp.vocab, words=[t.text for t in eg.reference], spaces=[bool(t.whitespace_) for t in eg.reference]) for eg in examples]
-
-
-def pipeline_parser(doc: str, results: Path) -> argparse.ArgumentParser:
-    """The arguments the int8 benchmarks share: a trained pipeline, a .spacy file of gold
-    Docs, and the named entry of a results file to write."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a trained spacy-cmllm pipeline")
-    parser.add_argument("data", type=Path, help="a .spacy file with gold entities and tags")
-    parser.add_argument("--name", required=True, help="the entry's name in the results, e.g. ewt or conll03")
-    parser.add_argument("--out", type=Path, default=results)
-    return parser
-
-
-def run_header(script: str, argv, args) -> dict:
-    """The first fields of a results entry: the command that made it, its pipeline and data."""
-    words = argv if argv is not None else sys.argv[1:]
-    return {"command": f"python benchmarks/{script} " + " ".join(words), "model": str(args.model), "data": str(args.data)}
-
-
-def save_entry(out: Path, name: str, entry: dict, draw) -> None:
-    """Add (or replace) ``name`` in the results file ``out`` and redraw its PNG with ``draw``."""
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results[name] = entry
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    draw(results, out.with_suffix(".png"))
-
-
-def score(nlp, examples, *, int8: bool, bf16: bool) -> dict:
-    """Predict the gold-tokenized Docs and score them; per-document entity counts ride along
-    (key "_counts") for the paired bootstrap."""
-    model = nlp.get_pipe("transformer").model
-    model.attrs["int8"] = int8
-    model.attrs["mixed_precision"] = bf16
-    docs = gold_token_docs(nlp, examples)
+def score(nlp: Language, examples: List[Example]) -> Dict[str, Any]:
+    """Predict the gold-tokenized Docs with ``nlp`` and score them; per-document entity
+    counts ride along (key "_counts") for the paired bootstrap."""
+    docs = gold_token_docs(nlp.vocab, [eg.reference for eg in examples])
     n_words = sum(len(doc) for doc in docs)
-    if int8:
+    if nlp.get_pipe("transformer").model.attrs["int8"]:
         nlp(examples[0].reference.text)  # builds the merged int8 copy outside the timing
     start = time.perf_counter()
     predicted = list(nlp.pipe(docs))
@@ -128,26 +96,26 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = pipeline_parser(__doc__, RESULTS)
+    parser = pipeline_parser(__doc__, RESULTS, prog=PROG)
     parser.add_argument("--smoothing", type=float, default=None, help="int8_smoothing (SmoothQuant alpha); default: the pipeline's")
     args = parser.parse_args(argv)
-    nlp = spacy.load(args.model)
-    model = nlp.get_pipe("transformer").model
-    if args.smoothing is not None:
-        model.attrs["int8_smoothing"] = args.smoothing
-    # Read at every call (a v2 pipeline has them too, off): packed, as the shipped configs predict.
-    model.attrs["pack"] = True
-    device = get_backbone(model).device
-    if device.type != "cpu":
-        print("int8 prediction is for CPUs; run this without a GPU", file=sys.stderr)
+    nlp = int8_capable(args.model)
+    if nlp is None:
         return 2
+    model = nlp.get_pipe("transformer").model
+    device = get_backbone(model).device
     default = "bf16" if use_bf16_autocast(model.attrs["mixed_precision"], device) else "fp32"
-    runs = [("fp32", False, False)] + ([("bf16", True, False)] if use_bf16_autocast(None, device) else []) + [("int8", False, True)]
+    # Packed, as the shipped configs predict.
+    shared = {"pack": True, **({} if args.smoothing is None else {"int8_smoothing": args.smoothing})}
+    runs = {"fp32": pipeline_variant(nlp, **shared, mixed_precision=False, int8=False)}
+    if use_bf16_autocast(None, device):
+        runs["bf16"] = pipeline_variant(nlp, **shared, mixed_precision=True, int8=False)
+    runs["int8"] = pipeline_variant(nlp, **shared, mixed_precision=False, int8=True)
     # Read once: every mode predicts fresh Docs of the same gold tokens.
     examples = list(Corpus(args.data)(nlp))
     modes = {}
-    for mode, bf16, int8 in runs:
-        modes[mode] = score(nlp, examples, int8=int8, bf16=bf16)
+    for mode, variant in runs.items():
+        modes[mode] = score(variant, examples)
         print(f"{mode}: { {k: v for k, v in modes[mode].items() if k != '_counts'} }", flush=True)
     int8_scores = modes["int8"]
     counts = {mode: row.pop("_counts") for mode, row in modes.items()}
@@ -164,7 +132,7 @@ def main(argv=None) -> int:
         return round(int8_scores[key] - modes[against][key], 2)
 
     entry = {
-        **run_header("int8_scores.py", argv, args),
+        **run_header(PROG, argv, args),
         "default_float": default,
         "modes": modes,
         "ner_f1_change": change("ner_f1", default),
@@ -180,7 +148,7 @@ def main(argv=None) -> int:
         # 127: 8-bit weights; 63: 7-bit, where this CPU's int8 product saturates above.
         "int8_weight_levels": int8_kernel().weight_levels,
         "int8_kernel": int8_kernel().name,
-        "int8_smoothing": model.attrs.get("int8_smoothing", 0.0),
+        "int8_smoothing": runs["int8"].get_pipe("transformer").model.attrs.get("int8_smoothing", 0.0),
         **provenance(),
     }
     save_entry(args.out, args.name, entry, plot)

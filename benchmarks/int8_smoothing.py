@@ -7,7 +7,7 @@ changes, and NER F1 / tag accuracy against gold. Disagreement with float32 is th
 int8 controls; F1 on a small dev set moves by more than that from a handful of entities, so
 choose alpha on the first and report the second.
 
-    python benchmarks/int8_smoothing.py training/ewt/model-best corpus/ewt/dev.spacy --alphas 0,0.3,0.5,0.65 --name ewt-dev
+    python -m benchmarks.int8_smoothing training/ewt/model-best corpus/ewt/dev.spacy --alphas 0,0.3,0.5,0.65 --name ewt-dev
 
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_smoothing.json
 and redraws int8_smoothing.png. Accuracy only: no timings, so it may share the CPU.
@@ -23,21 +23,20 @@ from spacy.training import Corpus, Example
 from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.provenance import provenance
 
-HERE = Path(__file__).parent
-# The sibling benchmark that scores int8 on test sets: one way to build Docs and record runs.
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-from int8_scores import gold_token_docs, pipeline_parser, run_header, save_entry  # noqa: E402
+from . import ROOT
+from .named_results import pipeline_parser, run_header, save_entry
+from .pipelines import gold_token_docs, pipeline_variant
 
-ROOT = Path(__file__).parents[1]
+PROG = "python -m benchmarks.int8_smoothing"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_smoothing.json"
 
 
 def predict(nlp, examples, *, int8: bool, alpha: float):
-    model = nlp.get_pipe("transformer").model
-    model.attrs.update({"int8": int8, "int8_smoothing": alpha, "mixed_precision": False, "pack": True})
+    """The Docs ``nlp`` predicts, packed and without autocast, in int8 with smoothing
+    ``alpha`` or in float32."""
+    variant = pipeline_variant(nlp, int8=int8, int8_smoothing=alpha, mixed_precision=False, pack=True)
     # The decoder states are compared: doc_cleaner must not drop them.
-    return list(nlp.pipe(gold_token_docs(nlp, examples), batch_size=64, disable=["doc_cleaner"]))
+    return list(variant.pipe(gold_token_docs(nlp.vocab, [eg.reference for eg in examples]), batch_size=64, disable=["doc_cleaner"]))
 
 
 def compare(nlp, examples, reference, predicted) -> dict:
@@ -80,7 +79,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = pipeline_parser(__doc__, RESULTS)
+    parser = pipeline_parser(__doc__, RESULTS, prog=PROG)
     parser.add_argument("--alphas", default="0,0.3,0.5,0.65", help="comma-separated int8_smoothing values")
     args = parser.parse_args(argv)
     alphas = [float(a) for a in args.alphas.split(",")]
@@ -94,7 +93,7 @@ def main(argv=None) -> int:
         rows[str(alpha)] = compare(nlp, examples, reference, predict(nlp, examples, int8=True, alpha=alpha))
         print(f"int8, alpha {alpha}: {rows[str(alpha)]}", flush=True)
     entry = {
-        **run_header("int8_smoothing.py", argv, args),
+        **run_header(PROG, argv, args),
         "docs": len(examples),
         "tokens": sum(len(eg.reference) for eg in examples),
         "float32": {"ner_f1": float32["ner_f1"], "tag_acc": float32["tag_acc"]},

@@ -1,13 +1,13 @@
 """Words/s of nlp.pipe with n_process 1 and 2, under fork and spawn, on the same texts.
 
-    python benchmarks/n_process.py [--texts 400] [--source package:...] [--model PATH]
+    python -m benchmarks.n_process [--texts 400] [--source package:...] [--model PATH]
 
 Every run processes the same raw EWT sentences with the same batch size, and its Docs are
 compared with the first run's (tags and entities must be identical). Rows:
 
 * n_process=1 on one torch thread, and on torch's default threads (one per core);
 * n_process=2 under fork and under spawn: each worker computes on one torch thread
-  (spacy_cmllm/pipeline/threads.py); spawn's time includes starting the workers (a fresh
+  (spacy_cmllm/decoder/threads.py); spawn's time includes starting the workers (a fresh
   interpreter each, which imports torch and unpickles the pipeline).
 
 Results go to benchmarks/results/n_process.json and n_process.png. The machine, its load
@@ -18,16 +18,16 @@ several threads are slowed far more than runs on one.
 import argparse
 import json
 import multiprocessing
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from spacy_cmllm.provenance import provenance  # noqa: E402
-from pipeline_runs import ROOT, SOURCE, build_pipeline, ewt_texts, machine_record  # noqa: E402
+from spacy_cmllm.provenance import provenance
+
+from . import ROOT, SOURCE
+from .pipelines import build_pipeline, ewt_texts, run_conditions
 
 RUNS = [
     {"key": "one-thread", "name": "1 process, 1 thread", "n_process": 1, "threads": 1, "method": None},
@@ -60,7 +60,8 @@ def time_run(nlp, texts: List[str], run: Dict[str, Any], *, batch_size: int) -> 
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.n_process", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=400, help="EWT sentences to process")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--source", default=SOURCE, help="base decoder of configs/default.cfg (untrained heads)")
@@ -71,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
-    machine = machine_record(args.shared_cpu)
+    conditions = run_conditions(args.shared_cpu)
     texts = ewt_texts(args.texts)
     nlp = build_pipeline(args.source, model=args.model)
     wanted = [name.strip() for name in args.runs.split(",")]
@@ -83,13 +84,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     reference = results[0]["annotations"]
     for row in results:
         row["same_as_first"] = row.pop("annotations") == reference
+    record = provenance()
+    record["machine"].update(conditions)
     result = {
-        "benchmark": "nlp.pipe words/s with n_process 1 and 2 (benchmarks/n_process.py)",
+        "benchmark": "nlp.pipe words/s with n_process 1 and 2 (python -m benchmarks.n_process)",
         "pipeline": args.model or f"configs/default.cfg over {args.source}, heads untrained",
         "texts": len(texts),
         "batch_size": args.batch_size,
-        **provenance(),
-        "machine": machine,
+        **record,
         "runs": results,
         "all_same": all(row["same_as_first"] for row in results),
     }
@@ -116,7 +118,7 @@ def plot(result: Dict[str, Any], path: Path) -> None:
     ax.set_xlim(right=max(values) * 1.25)
     machine = result["machine"]
     shared = ", shared" if machine["shared_cpu"] else ""
-    ax.set_xlabel(f"nlp.pipe words/s ({result['texts']} EWT sentences; {machine['cores']} cores{shared}, "
+    ax.set_xlabel(f"nlp.pipe words/s ({result['texts']} EWT sentences; {machine['cpu_count']} cores{shared}, "
                   f"load {machine['load_average_at_start'][0]} at start)", fontsize=8)
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()

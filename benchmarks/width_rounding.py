@@ -1,6 +1,6 @@
 """Speed of bf16 prediction on a CPU with decoder-call widths rounded up (the default) or exact.
 
-    python benchmarks/width_rounding.py [--texts 1500] [--passes 2] [--source package:...]
+    python -m benchmarks.width_rounding [--texts 1500] [--passes 2] [--source package:...]
 
 Under bf16 autocast on a CPU the pipeline pads each prediction call to a width that is a
 multiple of CPU_BF16_WIDTH_MULTIPLE (spacy_cmllm/pipeline/model.py), because oneDNN keeps a
@@ -23,12 +23,16 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from spacy_cmllm.pipeline import model as model_module  # noqa: E402
-from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast  # noqa: E402
-from spacy_cmllm.provenance import provenance  # noqa: E402
-from pipeline_runs import ROOT, SOURCE, build_pipeline, ewt_texts, machine_record  # noqa: E402
+from spacy_cmllm.pipeline import model as model_module
+from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
+from spacy_cmllm.provenance import provenance
 
+from . import ROOT, SOURCE
+from .pipelines import build_pipeline, ewt_texts, run_conditions
+
+PROG = "python -m benchmarks.width_rounding"
+# The width multiple is a constant of the package, not a setting of a pipeline: the passes
+# set it in turn, as the only way to run the same pipeline both ways.
 ROUNDED = model_module.CPU_BF16_WIDTH_MULTIPLE
 SETTINGS = {"exact widths": 1, f"widths rounded up to a multiple of {ROUNDED}": ROUNDED}
 
@@ -44,7 +48,7 @@ def one_pass(nlp, texts: List[str], multiple: int) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=1500)
     parser.add_argument("--passes", type=int, default=2, help="measured passes of each setting, alternating")
     parser.add_argument("--source", default=SOURCE, help="base decoder of configs/default.cfg")
@@ -55,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     torch.set_num_threads(1)
     if not use_bf16_autocast(None, torch.device("cpu")):
         sys.exit("This CPU does not run bf16 natively: the pipeline does not round widths here.")
-    machine = machine_record(args.shared_cpu)
+    conditions = run_conditions(args.shared_cpu)
     nlp = build_pipeline(args.source)
     texts = ewt_texts(args.texts)
     shapes: Dict[int, set] = {multiple: set() for multiple in SETTINGS.values()}
@@ -84,13 +88,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         for name, rows in runs.items()
     }
     mean = {name: sum(s["words_per_second"]) / len(s["words_per_second"]) for name, s in summary.items()}
+    record = provenance()
+    record["machine"].update(conditions)
     result = {
-        "benchmark": "bf16 prediction speed with rounded vs exact decoder-call widths (benchmarks/width_rounding.py)",
+        "benchmark": f"bf16 prediction speed with rounded vs exact decoder-call widths ({PROG})",
         "pipeline": f"configs/default.cfg over {args.source}, heads untrained, one torch thread, batch_size 64",
         "texts": args.texts,
         "words_per_pass": exact[0]["words"],
-        **provenance(),
-        "machine": machine,
+        **record,
         "runs": summary,
         "rounded_vs_exact_speed": round(mean[list(SETTINGS)[1]] / mean[list(SETTINGS)[0]], 3),
         "same_labels_fraction": round(same / max(1, len(exact[0]["labels"])), 5),

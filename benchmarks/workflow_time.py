@@ -7,7 +7,7 @@ oneDNN and MKL are limited to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
 MKL_ENABLE_INSTRUCTIONS) and bf16 autocast is off (`--vars.mixed_precision false`), which
 is what the shipped config does by itself on such a CPU.
 
-    python benchmarks/workflow_time.py [--isa avx2] [--out benchmarks/results/workflow_time_<isa>.json]
+    python -m benchmarks.workflow_time [--isa avx2] [--out benchmarks/results/workflow_time_<isa>.json]
 
 Writes the JSON and a PNG of the step times beside it.
 """
@@ -23,7 +23,9 @@ import srsly
 
 from spacy_cmllm.provenance import provenance
 
-ROOT = Path(__file__).parents[1]
+from . import ROOT
+
+PROG = "python -m benchmarks.workflow_time"
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 # The issue's budget for the whole workflow on a 2-core CPU, in minutes.
 BUDGET_MINUTES = 20
@@ -58,7 +60,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--isa", choices=["native", "avx2"], default="native")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     record["machine"].update(dispatch=capability(env) + (" (limited by environment), float32" if args.isa == "avx2" else ""),
                              env={k: env[k] for k in AVX2_ENV if k in env})
     report = {
-        "command": "python benchmarks/workflow_time.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": f"{PROG} " + " ".join(argv if argv is not None else sys.argv[1:]),
         "steps": steps,
         "total_minutes": round(total / 60, 1),
         "within_budget": total / 60 <= BUDGET_MINUTES,

@@ -29,17 +29,15 @@ from pathlib import Path
 import spacy
 from spacy.tokens import Doc, DocBin
 
-from spacy_cmllm.corpora import CorpusError, describe, group_sentences, read_conllu, sentences_to_doc
+from spacy_cmllm.corpora import CorpusError, describe, read_conllu, sentences_to_docs
 
 ConversionError = CorpusError  # bad input, reported as ``file:line: message``
 
 
 def convert(input_path: Path, n_sents_per_doc: int | None = None) -> list[Doc]:
     """Read ``input_path`` and return its Docs (validating every sentence first)."""
-    vocab = spacy.blank("en").vocab
     sentences = list(read_conllu(input_path))
-    groups = group_sentences(sentences, max_sentences=n_sents_per_doc)
-    return [sentences_to_doc(vocab, group) for group in groups]
+    return sentences_to_docs(spacy.blank("en").vocab, sentences, max_sentences=n_sents_per_doc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -33,41 +33,10 @@ from pathlib import Path
 
 import spacy
 from spacy.tokens import Doc, DocBin
-from spacy.vocab import Vocab
 
-from spacy_cmllm.corpora import CorpusError, Sentence, describe, group_sentences, read_conll, sentences_to_doc
-
-# Layout name -> (tag scheme, {output split: input file name}).
-LAYOUTS: dict[str, tuple[str, dict[str, str]]] = {
-    "original": ("iob1", {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}),
-    "converted": ("iob2", {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}),
-}
+from spacy_cmllm.corpora import CorpusError, conll03_files, describe, read_conll, sentences_to_docs
 
 ConversionError = CorpusError  # bad input, reported as ``file:line: message``
-
-
-def detect_layout(input_dir: Path) -> tuple[str, dict[str, Path]]:
-    """Return the tag scheme and the split -> file mapping of the one layout present."""
-    found = []
-    for scheme, names in LAYOUTS.values():
-        if all((input_dir / name).is_file() for name in names.values()):
-            found.append((scheme, {split: input_dir / name for split, name in names.items()}))
-    if len(found) != 1:
-        expected = " or ".join(", ".join(names.values()) for _, names in LAYOUTS.values())
-        problem = "both layouts" if found else "neither layout"
-        raise ConversionError(input_dir, None, f"found {problem}; expected exactly one of: {expected}")
-    return found[0]
-
-
-def to_docs(vocab: Vocab, documents: list[list[Sentence]], max_words: int = 0) -> list[Doc]:
-    """One Doc per ``-DOCSTART-`` document, or with ``max_words``, per run of consecutive
-    sentences of one document holding at most that many words (a longer sentence alone)."""
-    sentences = [sentence for document in documents for sentence in document]
-    return [sentences_to_doc(vocab, group) for group in group_sentences(sentences, max_words=max_words)]
-
-
-def convert_file(path: Path, scheme: str, vocab: Vocab, max_words: int = 0) -> list[Doc]:
-    return to_docs(vocab, read_conll(path, scheme), max_words)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, list[Doc]]:
     args = parse_args(argv)
-    scheme, files = detect_layout(args.input_dir)
+    scheme, files = conll03_files(args.input_dir)
     print(f"{args.input_dir}: {', '.join(p.name for p in files.values())} ({scheme.upper()})")
     vocab = spacy.blank("en").vocab
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Doc]]:
     for split, path in files.items():
         documents = read_conll(path, scheme)
         max_words = args.train_doc_words if split == "train" else 0
-        docs = to_docs(vocab, documents, max_words)
+        docs = sentences_to_docs(vocab, [sentence for document in documents for sentence in document], max_words=max_words)
         output = args.output_dir / f"{split}.spacy"
         DocBin(docs=docs).to_disk(output)
         cut = f" (cut from {len(documents)} documents)" if max_words else ""

@@ -4,18 +4,18 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .cli import annotate, probe
+from .cli import annotate_command, probe_command
 from .errors import CodedError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spacy_cmllm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    probe.add_arguments(commands.add_parser("probe", help="measure which layers attend to the right"))
-    annotate.add_arguments(commands.add_parser("annotate", help="annotate a JSONL/Parquet corpus, locally or on Ray"))
+    probe_command.add_arguments(commands.add_parser("probe", help="measure which layers attend to the right"))
+    annotate_command.add_arguments(commands.add_parser("annotate", help="annotate a JSONL/Parquet corpus, locally or on Ray"))
     args = parser.parse_args(argv)
     try:
-        return {"probe": probe.run, "annotate": annotate.run}[args.command](args)
+        return {"probe": probe_command.run, "annotate": annotate_command.run}[args.command](args)
     except CodedError as err:
         # Our errors carry their own explanation; a traceback adds nothing for a CLI user.
         print(str(err), file=sys.stderr)

@@ -1,6 +1,7 @@
 """The CPU's kind, as the pipeline decides its precision by it and results record it."""
 import os
 import platform
+from pathlib import Path
 from typing import Any, Dict
 
 # Environment variables that hold PyTorch's, oneDNN's and MKL's kernels below what the
@@ -24,12 +25,24 @@ def cpu_capability() -> str:
     return "AVX512" if torch.cpu._is_avx512_supported() else "AVX2"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_record() -> Dict[str, Any]:
     """What a benchmark result records of the CPU it was timed on."""
     import torch
 
     return {
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu": cpu_capability(),
         "isa_limits": {name: os.environ[name] for name in ISA_LIMITS if name in os.environ},

@@ -28,4 +28,11 @@ def make_decoder():
     return tiny_decoder
 
 # The in-process tokenizers (byte-level BPE and SentencePiece-style) serve every test package.
-from tests.pipeline.conftest import byte_level_tokenizer, sp_legacy_tokenizer  # noqa: E402,F401
+from tests.tokenizers import (  # noqa: E402,F401
+    byte_level_tokenizer,
+    sp_legacy_tokenizer,
+    sp_metaspace_tokenizer,
+    stripping_tokenizer,
+    stripping_tokenizer_with_unk,
+    tokenizer,
+)

@@ -1,4 +1,4 @@
-"""Import a project script by its path: scripts/ and benchmarks/ are not packages."""
+"""Import a project script by its path: scripts/ is not a package (benchmarks/ is: import it)."""
 import importlib.util
 import sys
 from pathlib import Path

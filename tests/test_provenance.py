@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,11 +33,15 @@ def test_a_package_that_is_not_installed_has_no_version():
 
 
 def test_every_benchmark_records_its_provenance_through_the_shared_helper():
-    """One recorder: each benchmark that writes results imports provenance, and none
-    describes the machine by hand (platform, ATen's capability) beside it."""
-    for script in sorted((ROOT / "benchmarks").glob("*.py")):
-        source = script.read_text(encoding="utf-8")
+    """One recorder: each benchmark that writes results calls provenance(), itself or in the
+    module of measurements it runs, and no module of benchmarks/ describes the machine by
+    hand (platform, ATen's capability) beside it."""
+    benchmarks = ROOT / "benchmarks"
+    sources = {path: path.read_text(encoding="utf-8") for path in sorted(benchmarks.rglob("*.py"))}
+    for path, source in sources.items():
+        assert "platform." not in source and "get_cpu_capability()," not in source, path.name
         if "__main__" not in source:  # a module of measurements that a benchmark imports
             continue
-        assert "provenance" in source, f"{script.name} writes results without provenance()"
-        assert "platform." not in source and "get_cpu_capability()," not in source, script.name
+        helpers = [benchmarks / f"{name}.py" for name in re.findall(r"^from \.(\w+) import", source, re.M)]
+        assert any("provenance(" in text for text in [source, *(sources.get(helper, "") for helper in helpers)]), (
+            f"{path.name} writes results without provenance()")

@@ -97,8 +97,6 @@ def build_pipeline(model_dir, **model_config):
     """A blank English pipeline: transformer (CausalMaskLLM.v1) + tagger + ner, as in configs/."""
     import spacy
 
-    import spacy_cmllm  # noqa: F401
-
     arch = {
         "@architectures": "spacy-cmllm.CausalMaskLLM.v1",
         "name": str(model_dir),

@@ -10,7 +10,7 @@ or drop entities and chunks.
 """
 
 from pathlib import Path
-from typing import List, Union
+from typing import Dict, List, Tuple, Union
 
 from .iob2 import check_iob2, iob1_to_iob2
 from .sentences import CorpusError, Sentence
@@ -18,6 +18,28 @@ from .sentences import CorpusError, Sentence
 DOCSTART = "-DOCSTART-"
 SCHEMES = ("iob1", "iob2")
 COLUMNS = ("WORD", "POS", "CHUNK", "NER")
+# The two layouts CoNLL-2003 English circulates in, whose -DOCSTART- lines and tag schemes
+# differ: layout name -> (tag scheme, {split: file name}).
+CONLL03_LAYOUTS: Dict[str, Tuple[str, Dict[str, str]]] = {
+    "original": ("iob1", {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}),
+    "converted": ("iob2", {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}),
+}
+
+
+def conll03_files(directory: Union[str, Path]) -> Tuple[str, Dict[str, Path]]:
+    """The tag scheme and the split -> file mapping of the one CoNLL-2003 layout in
+    ``directory``. CorpusError when it holds neither layout or both: guessing would read
+    IOB1 as IOB2."""
+    directory = Path(directory)
+    found = []
+    for scheme, names in CONLL03_LAYOUTS.values():
+        if all((directory / name).is_file() for name in names.values()):
+            found.append((scheme, {split: directory / name for split, name in names.items()}))
+    if len(found) != 1:
+        expected = " or ".join(", ".join(names.values()) for _, names in CONLL03_LAYOUTS.values())
+        problem = "both layouts" if found else "neither layout"
+        raise CorpusError(directory, None, f"found {problem}; expected exactly one of: {expected}")
+    return found[0]
 
 
 def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Sentence]]:

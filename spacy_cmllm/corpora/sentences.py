@@ -99,6 +99,15 @@ def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
     return doc
 
 
+def sentences_to_docs(
+    vocab, sentences: Iterable[Sentence], *, max_sentences: Optional[int] = None, max_words: Optional[int] = None
+) -> list:
+    """One Doc per group of ``group_sentences`` (consecutive sentences of one document, at
+    most ``max_sentences`` sentences and ``max_words`` words; None or 0: no limit)."""
+    groups = group_sentences(sentences, max_sentences=max_sentences, max_words=max_words)
+    return [sentences_to_doc(vocab, group) for group in groups]
+
+
 def iob2_spans(tags: Sequence[str]) -> List[tuple]:
     """(start, end, label) of each span of a valid IOB2 sequence."""
     spans: List[list] = []

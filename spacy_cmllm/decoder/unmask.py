@@ -16,7 +16,7 @@ backward, rebuilds the mask of that layer's own forward even after later decoder
 with other batch sizes and padding. Layers that are not chosen are not touched at all, which keeps them bit-identical to the stock model
 (including Mistral's sliding window).
 
-Packed rows (decoder/packing.py) send per-position segment ids with the call instead
+Packed rows (decoder/packed_attention.py) send per-position segment ids with the call instead
 (``cmllm_segments``); an unmasked layer then sees a block-diagonal FULL mask: every real
 token sees every real token of its own segment and nothing else. A 4-D mask without
 segment ids is refused (E078): the unmasked layers could not tell its documents apart. Nothing here depends on a model's forward code, so
@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import CmllmError, Errors
 from .layout import check_attention_supported, decoder_layers, find_base_model
-from .packing import SEGMENTS_KWARG, _mask_dtype, block_mask, check_segments
+from .packed_attention import SEGMENTS_KWARG, _mask_dtype, block_mask, check_segments
 
 UnmaskSpec = Union[str, Sequence[int]]
 
@@ -230,7 +230,7 @@ class PassPadding:
         if segments is not None:
             check_segments(segments)
         elif isinstance(mask, dict) or (isinstance(mask, torch.Tensor) and mask.dim() == 4):
-            raise CmllmError(Errors.E078.format(why=f"a prepared attention mask reached a model with unmasked layers without {SEGMENTS_KWARG!r}; build the call with spacy_cmllm.decoder.packing.packed_inputs"))
+            raise CmllmError(Errors.E078.format(why=f"a prepared attention mask reached a model with unmasked layers without {SEGMENTS_KWARG!r}; build the call with spacy_cmllm.decoder.packed_attention.packed_inputs"))
         # The unmasked layers' mask, built ONCE per call and bound into this call's layer
         # calls (and into gradient checkpointing's saved partials), never into state that a
         # later call could overwrite. Built per layer it cost a device synchronisation and

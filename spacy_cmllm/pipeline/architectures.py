@@ -12,12 +12,12 @@ from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
+from ..decoder.adapter_optimizer import AdapterOptimizer
+from ..decoder.backbone import BackboneSettings
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, Errors
-from .backbone import BackboneSettings
 from .bio_tagger import DEFAULT_MODEL, BIOTagger, build_bio_tagger_model
 from .model import build_model
-from .optimizer import AdapterOptimizer
 
 # v1-v3's default adapters: attention only. Kept: their configs mean what they meant.
 DEFAULT_LORA: Dict[str, Any] = {

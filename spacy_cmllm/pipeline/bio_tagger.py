@@ -24,7 +24,7 @@ from thinc.api import Config, Dropout, Model, Optimizer, Softmax_v2, chain, set_
 from thinc.types import Floats2d
 
 from ..errors import CmllmError, Errors
-from . import iob2
+from . import bio_classes
 from .scorer import score_bio
 
 # Marks a token whose gold class is unknown: it contributes no loss.
@@ -122,7 +122,7 @@ class BIOTagger(TrainablePipe):
     @property
     def class_names(self) -> List[str]:
         """The IOB2 classes: O, B-<label 0>, I-<label 0>, ..."""
-        return iob2.class_names(self.labels)
+        return bio_classes.class_names(self.labels)
 
     def add_label(self, label: str) -> int:
         """Add a span label before initialize.
@@ -163,7 +163,7 @@ class BIOTagger(TrainablePipe):
                 if reserved.any():
                     allowed = numpy.ones(log_probs.shape, dtype=bool)
                     allowed[reserved, 1:] = False
-            class_ids.append(iob2.viterbi(log_probs, allowed))
+            class_ids.append(bio_classes.viterbi(log_probs, allowed))
         return class_ids
 
     def _reserved_tokens(self, doc: Doc) -> numpy.ndarray:
@@ -189,7 +189,7 @@ class BIOTagger(TrainablePipe):
         """
         labels = self.labels
         for doc, ids in zip(docs, class_ids):
-            spans = [Span(doc, start, end, label=labels[k]) for start, end, k in iob2.decode_spans(ids)]
+            spans = [Span(doc, start, end, label=labels[k]) for start, end, k in bio_classes.decode_spans(ids)]
             if self.spans_key is None:
                 self._set_ents(doc, spans)
             else:
@@ -301,7 +301,7 @@ class BIOTagger(TrainablePipe):
         for i in range(len(predicted)):
             aligned = x2y[i]
             if len(aligned) and outside[aligned].all():
-                ids[i] = iob2.OUTSIDE
+                ids[i] = bio_classes.OUTSIDE
         index = {label: k for k, label in enumerate(self.labels)}
         triples = []
         for span in example.get_aligned_spans_y2x(spans, allow_overlap=False):
@@ -309,8 +309,8 @@ class BIOTagger(TrainablePipe):
                 raise CmllmError(Errors.E061.format(name=self.name, label=span.label_, labels=list(self.labels)))
             triples.append((span.start, span.end, index[span.label_]))
         # Spans that do not align stay MISSING rather than O: their tokens are in a span.
-        encoded = iob2.encode_spans(len(predicted), triples)
-        in_span = encoded != iob2.OUTSIDE
+        encoded = bio_classes.encode_spans(len(predicted), triples)
+        in_span = encoded != bio_classes.OUTSIDE
         ids[in_span] = encoded[in_span]
         return ids
 
@@ -356,7 +356,7 @@ class BIOTagger(TrainablePipe):
         if not self.labels:
             where = "doc.ents" if self.spans_key is None else f"doc.spans[{self.spans_key!r}]"
             raise CmllmError(Errors.E064.format(name=self.name, where=where))
-        expected = iob2.n_classes(len(self.labels))
+        expected = bio_classes.n_classes(len(self.labels))
         output_layer = self.model.get_ref("output_layer")
         if not output_layer.has_dim("nO"):
             output_layer.set_dim("nO", expected)

@@ -1,7 +1,7 @@
 """The Thinc model: Docs → pieces → windows → decoder → per-piece vectors per Doc.
 
 With ``repeat`` > 1 a window's pieces follow its BOS several times and each piece is read
-from its last copy (sequence repetition, windows.py); the decoder runs only up to the
+from its last copy (sequence repetition, decoder/windows.py); the decoder runs only up to the
 highest layer that ``hidden_layers`` reads (early exit, decoder/early_exit.py).
 
 Its output is spacy-transformers' FullTransformerBatch, so the stock ``transformer``
@@ -26,17 +26,17 @@ from transformers.file_utils import ModelOutput
 
 from ..decoder.early_exit import exit_after, resolve_states
 from ..decoder.layout import decoder_layers
-from ..decoder.packing import check_packing_supported, packed_inputs, segments_to_device
+from ..decoder.packed_attention import check_packing_supported, packed_inputs, segments_to_device
 from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, CmllmRuntimeError, CodedError, Errors, Warnings
 from ..hardware import NATIVE_BF16, cpu_capability
-from .backbone import Backbone, BackboneSettings
-from .optimizer import AdapterOptimizer, AdapterStepper
-from .pieces import TokenPieces
-from .packing import pack_rows, pad_packed
-from .threads import settle_worker_threads
+from ..decoder.adapter_optimizer import AdapterOptimizer, AdapterStepper
+from ..decoder.backbone import Backbone, BackboneSettings
+from ..decoder.packed_rows import pack_rows, pad_packed
+from ..decoder.pieces import TokenPieces
+from ..decoder.threads import settle_worker_threads
+from ..decoder.windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 from .transfer import gradients_to_torch, to_device, to_heads
-from .windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
 # padded position would cost a forward and a backward pass.
@@ -299,7 +299,7 @@ def get_backbone(model: Model) -> Backbone:
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
-    # Before any torch computation in an nlp.pipe(n_process=N) worker (threads.py).
+    # Before any torch computation in an nlp.pipe(n_process=N) worker (decoder/threads.py).
     settle_worker_threads()
     backbone = get_backbone(model)
     if is_train and model.attrs.get("int8", False):

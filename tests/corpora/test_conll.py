@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import spacy
 
-from spacy_cmllm.corpora import CorpusError, read_conll, sentences_to_doc
+from spacy_cmllm.corpora import CorpusError, conll03_files, read_conll, sentences_to_doc
 from tests.corpora.samples import CONLL03_IOB1_TRAIN, CONLL03_IOB2_TRAIN
 
 CONLL03 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "conll2003"
@@ -86,3 +86,17 @@ def test_bad_chunk_tags_are_located(tmp_path: Path) -> None:
         read_conll(write(tmp_path, "A NN B-NP O\nB NN I-VP O\n"), scheme="iob2")
     with pytest.raises(CorpusError, match=r"f.txt:1: invalid chunk tag 'NP'"):
         read_conll(write(tmp_path, "A NN NP O\n"), scheme="iob1")
+
+
+def test_conll03_files_finds_the_one_layout_in_a_directory(tmp_path: Path) -> None:
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        write(tmp_path, CONLL03_IOB2_TRAIN, name)
+    scheme, files = conll03_files(tmp_path)
+    assert scheme == "iob2" and files == {split: tmp_path / name for split, name in
+                                          (("train", "train.txt"), ("dev", "valid.txt"), ("test", "test.txt"))}
+    for name in ("eng.train", "eng.testa", "eng.testb"):
+        write(tmp_path, CONLL03_IOB1_TRAIN, name)
+    with pytest.raises(CorpusError, match="found both layouts"):
+        conll03_files(tmp_path)
+    with pytest.raises(CorpusError, match="found neither layout"):
+        conll03_files(tmp_path / "nowhere")

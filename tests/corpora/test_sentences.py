@@ -1,7 +1,7 @@
 import pytest
 import spacy
 
-from spacy_cmllm.corpora import Sentence, describe, group_sentences, sentences_to_doc
+from spacy_cmllm.corpora import Sentence, describe, group_sentences, sentences_to_doc, sentences_to_docs
 
 
 def sentence(doc_id: str, n_words: int) -> Sentence:
@@ -55,3 +55,8 @@ def test_sentences_to_doc_sets_what_the_sentences_have() -> None:
 
     bare = sentences_to_doc(vocab, [Sentence(words=["a", "b"], ner=["O", "O"])])
     assert bare.text == "a b " and not bare.has_annotation("TAG") and not bare.has_annotation("POS")
+
+
+def test_sentences_to_docs_makes_one_doc_per_group() -> None:
+    docs = sentences_to_docs(spacy.blank("en").vocab, SENTENCES, max_words=4)
+    assert [[len(s) for s in doc.sents] for doc in docs] == sizes(group_sentences(SENTENCES, max_words=4))

@@ -1,6 +1,3 @@
-import configparser
-import importlib
-from pathlib import Path
 
 import numpy
 import pytest
@@ -9,9 +6,8 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
-import spacy_cmllm  # noqa: F401  (registers the factory, architecture and scorers)
 from spacy_cmllm.pipeline.bio_tagger import MISSING
-from spacy_cmllm.pipeline.iob2 import is_valid
+from spacy_cmllm.pipeline.bio_classes import is_valid
 from tests.tiny import LISTENER, TRAIN_DATA, save_tiny_decoder
 
 TOK2VEC = {
@@ -340,22 +336,3 @@ def test_default_config_and_score_weights():
     assert nlp.config["training"]["score_weights"]["ents_f"] == 1.0
     assert tagger.labels == ()
 
-
-def test_entry_points_in_setup_cfg_resolve_to_the_registered_functions():
-    # A packaged pipeline finds the factory through these, without importing spacy_cmllm.
-    parser = configparser.ConfigParser()
-    parser.read(Path(__file__).parents[2] / "setup.cfg")
-    entry_points = parser["options.entry_points"]
-    registries = {
-        "spacy_factories": lambda name: spacy.registry.factories.get(name),
-        "spacy_architectures": lambda name: spacy.registry.architectures.get(name),
-        "spacy_scorers": lambda name: spacy.registry.scorers.get(name),
-    }
-    found = set()
-    for group, get in registries.items():
-        for line in entry_points[group].strip().splitlines():
-            name, target = (part.strip() for part in line.split("="))
-            module, attr = target.split(":")
-            assert getattr(importlib.import_module(module), attr) is get(name), name
-            found.add(name)
-    assert {"bio_tagger", "spacy-cmllm.BIOTagger.v1", "spacy-cmllm.bio_scorer.v1", "spacy-cmllm.seqeval_spans_scorer.v1"} <= found

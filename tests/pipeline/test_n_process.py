@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from spacy_cmllm.pipeline.threads import WORKER_THREADS_ENV
+from spacy_cmllm.decoder.threads import WORKER_THREADS_ENV
 from tests.processes import run_process_tree
 from tests.scripts import ROOT
 from tests.tiny import build_pipeline, save_tiny_decoder, train

@@ -6,7 +6,6 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
 
-import spacy_cmllm  # noqa: F401
 from spacy_cmllm.pipeline.pos_rules import learn_pos_rules, pos_patterns_from_corpus, rules_to_patterns
 
 # (word, PTB tag, UPOS): "that" is mostly SCONJ as IN but PRON as DT; "is" is AUX though VBZ

@@ -7,7 +7,6 @@ import spacy
 from spacy.tokens import Span, SpanGroup
 from thinc.api import Adam, fix_random_seed
 
-import spacy_cmllm  # noqa: F401
 from tests.pipeline.test_bio_tagger import CHUNKS, TEXTS, TOK2VEC, chunk_examples, entity_examples, gold_ents
 
 # TEXTS[0] = "John lives in New York and works for Google ."; gold: John PER, New York LOC, Google ORG.

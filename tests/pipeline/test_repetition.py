@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacy_cmllm.pipeline.model import get_backbone
-from spacy_cmllm.pipeline.windows import plan_training_windows, plan_windows
+from spacy_cmllm.decoder.windows import plan_training_windows, plan_windows
 from tests.tiny import build_pipeline, save_tiny_decoder, train
 
 V4 = "spacy-cmllm.CausalMaskLLM.v4"

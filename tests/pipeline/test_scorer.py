@@ -3,7 +3,6 @@ import spacy
 from spacy.tokens import Span
 from spacy.training import Example
 
-import spacy_cmllm  # noqa: F401  (registers the scorers)
 from spacy_cmllm.pipeline.scorer import iob2_tags, score_bio, score_entities, score_spans
 
 

@@ -183,7 +183,7 @@ def test_equivalent_hidden_layers_load(saved):
 def layer_3_stays_causal(monkeypatch):
     """Unmasking that silently skips layer 3 (as an unsteerable kernel would)."""
     from spacy_cmllm.decoder.unmask import parse_spec, unmask_layers
-    from spacy_cmllm.pipeline import backbone
+    from spacy_cmllm.decoder import backbone
 
     def broken(model, spec):
         chosen = [i for i in parse_spec(spec, 4) if i != 3]

@@ -120,8 +120,9 @@ def test_relative_links_and_anchors_exist(page):
 def test_repository_files_the_page_names_exist(page):
     text = page.read_text(encoding="utf-8")
     named = set(re.findall(r"`([^`\s]+)`", prose(page)))
-    # Scripts run in the fenced commands: python scripts/x.py, python benchmarks/y.py.
-    named |= set(re.findall(r"\bpython (\S+\.py)\b", text))
+    # Scripts and benchmarks run in the fenced commands: python scripts/x.py, python -m benchmarks.y.
+    named |= set(re.findall(r"\bpython3? (\S+\.py)\b", text))
+    named |= {module.replace(".", "/") + ".py" for module in re.findall(r"\bpython3? -m (benchmarks\.\w+)", text)}
     for name in sorted(named):
         if not name.startswith(REPO_DIRS) or re.search(r"[*<>{}$]", name):
             continue

@@ -1,12 +1,12 @@
-"""Torch threads in nlp.pipe(n_process=N) workers (spacy_cmllm/pipeline/threads.py)."""
+"""Torch threads in nlp.pipe(n_process=N) workers (spacy_cmllm/decoder/threads.py)."""
 import multiprocessing
 import warnings
 
 import pytest
 import torch
 
-from spacy_cmllm.pipeline import threads
-from spacy_cmllm.pipeline.threads import WORKER_THREADS_ENV, settle_worker_threads, worker_threads
+from spacy_cmllm.decoder import threads
+from spacy_cmllm.decoder.threads import WORKER_THREADS_ENV, settle_worker_threads, worker_threads
 
 
 def test_one_thread_per_worker_unless_asked(monkeypatch):

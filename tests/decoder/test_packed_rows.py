@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
-from spacy_cmllm.pipeline.packing import pack_rows, pad_packed, padding_waste
-from spacy_cmllm.pipeline.windows import batch_windows
+from spacy_cmllm.decoder.packed_rows import pack_rows, pad_packed, padding_waste
+from spacy_cmllm.decoder.windows import batch_windows
 from tests.tiny import build_pipeline, save_tiny_decoder, train, train_examples
 
 V3 = "spacy-cmllm.CausalMaskLLM.v3"

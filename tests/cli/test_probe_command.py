@@ -3,7 +3,7 @@ import json
 import pytest
 
 from spacy_cmllm.__main__ import main
-from spacy_cmllm.cli.probe import layer_groups, parse_cli_spec, report
+from spacy_cmllm.cli.probe_command import layer_groups, parse_cli_spec, report
 from tests.tiny import save_tiny_decoder
 
 
@@ -40,7 +40,7 @@ def test_probe_table_output(model_dir, capsys):
 def test_probe_exits_nonzero_on_mismatch(make_decoder, capsys, monkeypatch):
     model = make_decoder("llama", n_layers=4)
     # Simulate a kernel that silently ignores the unmasking.
-    monkeypatch.setattr("spacy_cmllm.cli.probe.bidirectional_layers", lambda m: [False] * 4)
+    monkeypatch.setattr("spacy_cmllm.cli.probe_command.bidirectional_layers", lambda m: [False] * 4)
     assert report(model, "0011") == 1
     assert "MISMATCH" in capsys.readouterr().out
 
@@ -54,20 +54,20 @@ def test_probe_bad_spec_and_path(model_dir, tmp_path, capsys):
 
 def test_only_coded_errors_become_exit_2(model_dir, monkeypatch, capsys):
     """Errors are recognised by type (CodedError), not by what their text happens to say."""
-    from spacy_cmllm.cli import probe
+    from spacy_cmllm.cli import probe_command
     from spacy_cmllm.errors import CmllmError, CodedError
 
     def coded(args):
         raise CmllmError("explained")
 
-    monkeypatch.setattr(probe, "run", coded)
+    monkeypatch.setattr(probe_command, "run", coded)
     assert main(["probe", model_dir, "--unmask", "01"]) == 2
     assert "explained" in capsys.readouterr().err
 
     def bug(args):
         raise ValueError("[E001] looks coded but is a bug")
 
-    monkeypatch.setattr(probe, "run", bug)
+    monkeypatch.setattr(probe_command, "run", bug)
     with pytest.raises(ValueError, match="looks coded"):
         main(["probe", model_dir, "--unmask", "01"])
     assert issubclass(CmllmError, ValueError) and issubclass(CmllmError, CodedError)

@@ -1,11 +1,11 @@
 """Packed rows: several sequences in one row of a decoder call, each computing exactly what
-it computes alone (decoder/packing.py + the unmasked layers of decoder/unmask.py)."""
+it computes alone (decoder/packed_attention.py + the unmasked layers of decoder/unmask.py)."""
 
 import numpy
 import pytest
 import torch
 
-from spacy_cmllm.decoder.packing import SEGMENTS_KWARG, check_segments, packed_inputs, segment_positions
+from spacy_cmllm.decoder.packed_attention import SEGMENTS_KWARG, check_segments, packed_inputs, segment_positions
 from spacy_cmllm.errors import CmllmError
 from spacy_cmllm.decoder.unmask import unmask_layers
 
@@ -134,7 +134,7 @@ def test_gradient_checkpointing_recomputes_with_each_calls_segments(make_decoder
 def test_segments_are_validated_once(monkeypatch):
     """Validated on the host, then not again on the device: on a GPU each validation waits
     for the GPU (it reads a result back)."""
-    import spacy_cmllm.decoder.packing as packing
+    import spacy_cmllm.decoder.packed_attention as packing
 
     reads = []
     original = torch.Tensor.any

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spacy_cmllm.pipeline.model import get_backbone
-from spacy_cmllm.pipeline.optimizer import AdapterOptimizer, AdapterStepper
+from spacy_cmllm.decoder.adapter_optimizer import AdapterOptimizer, AdapterStepper
 from tests.tiny import build_pipeline, save_tiny_decoder, train_examples
 
 
@@ -120,7 +120,7 @@ def test_a_step_does_not_read_the_norm_back(monkeypatch):
 def test_adamw_is_fused_only_when_every_adapter_is_on_a_gpu():
     from types import SimpleNamespace
 
-    from spacy_cmllm.pipeline.optimizer import adamw_kernel
+    from spacy_cmllm.decoder.adapter_optimizer import adamw_kernel
 
     on_gpu, on_cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
     assert adamw_kernel([on_gpu, on_gpu]) == {"fused": True}

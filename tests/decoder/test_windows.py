@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_cmllm.pipeline.windows import batch_windows, pad_windows, padded_width, plan_windows
+from spacy_cmllm.decoder.windows import batch_windows, pad_windows, padded_width, plan_windows
 
 BOS = 7
 
@@ -213,7 +213,7 @@ def test_batch_windows_bad_max_pieces(max_pieces):
     sentence_gaps=st.lists(st.integers(1, 30), max_size=8),
 )
 def test_training_windows_cover_every_piece_once(lengths, window, with_bos, sentence_gaps):
-    from spacy_cmllm.pipeline.windows import plan_training_windows
+    from spacy_cmllm.decoder.windows import plan_training_windows
 
     docs = make_docs(lengths)
     bos = BOS if with_bos else None
@@ -238,7 +238,7 @@ def test_training_windows_cover_every_piece_once(lengths, window, with_bos, sent
 
 
 def test_training_windows_cut_at_sentence_starts():
-    from spacy_cmllm.pipeline.windows import plan_training_windows
+    from spacy_cmllm.decoder.windows import plan_training_windows
 
     docs = make_docs([300])
     plan = plan_training_windows(docs, window=128, bos_id=BOS, sentence_starts=[numpy.array([0, 40, 90, 130, 200, 260])])

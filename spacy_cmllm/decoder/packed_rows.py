@@ -3,7 +3,7 @@
 Sentence-level Docs are short: with one window per row a batch pads every row to its
 longest Doc, and most decoder positions are padding. Packing places several windows one
 after another in a row of at most ``capacity`` positions; the decoder call then keeps them
-apart with per-window segment ids (decoder/packing.py), so every window computes exactly
+apart with per-window segment ids (decoder/packed_attention.py), so every window computes exactly
 what it computes alone. Long Docs keep their windows (one full row each); short windows fill
 the rest.
 """

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from spacy_cmllm.pipeline.iob2 import class_names, decode_spans, encode_spans, is_valid, viterbi
+from spacy_cmllm.pipeline.bio_classes import class_names, decode_spans, encode_spans, is_valid, viterbi
 
 
 def score_matrices(max_len, max_types):

@@ -8,7 +8,6 @@
 import json
 
 import pytest
-import spacy
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import GPT2TokenizerFast, LlamaTokenizerFast
 
@@ -145,8 +144,3 @@ def stripping_tokenizer_with_unk() -> GPT2TokenizerFast:
 @pytest.fixture(scope="session", params=["byte_level", "sp_legacy", "sp_metaspace"])
 def tokenizer(request):
     return request.getfixturevalue(f"{request.param}_tokenizer")
-
-
-@pytest.fixture(scope="session")
-def nlp():
-    return spacy.blank("en")

@@ -2,13 +2,19 @@ import re
 
 import numpy
 import pytest
+import spacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, normalizers
 from transformers import GPT2TokenizerFast
 from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
-from spacy_cmllm.pipeline.pieces import PieceEncoder, TokenPieces
+from spacy_cmllm.decoder.pieces import PieceEncoder, TokenPieces
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
 
 TEXTS = [
     "Hello, world! Don't stop now.",

