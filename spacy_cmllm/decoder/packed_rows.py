@@ -14,7 +14,7 @@ from typing import List, Sequence
 import numpy
 
 from ..errors import CmllmError, Errors
-from .windows import padded_width
+from .windows import EXACT_WIDTHS, WidthRounding
 
 
 def pack_rows(lengths: Sequence[int], *, capacity: int, balance: bool = True) -> List[List[int]]:
@@ -91,20 +91,23 @@ class PackedBatch:
 
 
 def pad_packed(
-    windows: Sequence[numpy.ndarray], rows: Sequence[Sequence[int]], *, pad_id: int, width_multiple: int = 1
+    windows: Sequence[numpy.ndarray],
+    rows: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    widths: WidthRounding = EXACT_WIDTHS,
 ) -> PackedBatch:
     """Lay out rows of windows into one right-padded batch.
 
     windows (Sequence[numpy.ndarray]): the piece ids of every window of the plan.
     rows (Sequence[Sequence[int]]): the windows of each row of this batch.
     pad_id (int): written into padding positions (they are masked out).
-    width_multiple (int): round the batch's width up to a multiple of this
-        (windows.padded_width says why).
+    widths (WidthRounding): how far the batch's width is padded beyond its fullest row.
     RETURNS (PackedBatch): the batch; window_row/window_column are indexed like ``windows``
         (-1 for windows not in this batch).
     """
     fills = [sum(len(windows[i]) for i in row) for row in rows]
-    width = padded_width(max(fills, default=0), width_multiple)
+    width = widths(max(fills, default=0))
     input_ids = numpy.full((len(rows), width), pad_id, dtype=numpy.int64)
     segments = numpy.zeros((len(rows), width), dtype=numpy.int64)
     window_row = numpy.full(len(windows), -1, dtype=numpy.int64)

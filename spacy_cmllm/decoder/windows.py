@@ -190,20 +190,46 @@ def _window_starts(n: int, *, window: int, stride: int) -> numpy.ndarray:
     return numpy.append(numpy.arange(0, n - window, stride, dtype=numpy.int64), n - window)
 
 
+@dataclass(frozen=True)
+class WidthRounding:
+    """How far a decoder call's width is padded: up to a multiple of ``multiple``, but never
+    past ``ceiling``, the widest row a plan can have.
+
+    oneDNN, which runs bf16 on CPUs, builds and caches kernels per input shape: a stream of
+    Docs of every length would make a new kernel for nearly every call, and its caches grow
+    for tens of thousands of Docs. A few widths keep the kernels few and reused at the cost of
+    a few padded positions. Full rows (a long document's windows) already share one shape, so
+    rounding them past the ceiling would add padding and nothing else.
+    """
+
+    multiple: int = 1
+    ceiling: Optional[int] = None
+
+    def __call__(self, width: int) -> int:
+        if self.multiple <= 1:
+            return width
+        rounded = -(-width // self.multiple) * self.multiple
+        if self.ceiling is not None and rounded > self.ceiling:
+            return max(width, self.ceiling)
+        return rounded
+
+
+EXACT_WIDTHS = WidthRounding()
+
+
 def pad_windows(
-    windows: Sequence[numpy.ndarray], *, pad_id: int, width_multiple: int = 1
+    windows: Sequence[numpy.ndarray], *, pad_id: int, widths: WidthRounding = EXACT_WIDTHS
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Right-pad windows into one batch.
 
     windows (Sequence[numpy.ndarray]): the piece ids of each window.
     pad_id (int): the id written into padding positions (they are masked out).
-    width_multiple (int): round the batch's width up to a multiple of this (see
-        ``padded_width``).
+    widths (WidthRounding): how far the batch's width is padded beyond its longest window.
     RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): input_ids and attention_mask, both int64 of
         shape (len(windows), longest window rounded up); the mask is 1 on real pieces, 0 on
         padding.
     """
-    width = padded_width(max((len(w) for w in windows), default=0), width_multiple)
+    width = widths(max((len(w) for w in windows), default=0))
     input_ids = numpy.full((len(windows), width), pad_id, dtype=numpy.int64)
     attention_mask = numpy.zeros((len(windows), width), dtype=numpy.int64)
     for row, piece_ids in enumerate(windows):
@@ -212,16 +238,12 @@ def pad_windows(
     return input_ids, attention_mask
 
 
-def padded_width(width: int, multiple: int) -> int:
-    """``width`` rounded up to a multiple of ``multiple``. oneDNN, which runs bf16 on CPUs,
-    builds and caches kernels per input shape: a stream of Docs of every length would make a
-    new kernel for nearly every call, and its caches grow for tens of thousands of Docs.
-    A few widths keep the kernels few (and reused) at the cost of a few padded positions."""
-    return -(-width // multiple) * multiple if multiple > 1 else width
-
-
 def batch_windows(
-    lengths: Sequence[int], *, max_pieces: int, max_padding: Optional[float] = None
+    lengths: Sequence[int],
+    *,
+    max_pieces: int,
+    max_padding: Optional[float] = None,
+    widths: WidthRounding = EXACT_WIDTHS,
 ) -> List[List[int]]:
     """Group windows of similar length into batches of bounded padded size.
 
@@ -232,6 +254,8 @@ def batch_windows(
         raise the batch's padding above this fraction of its real positions. Training sets it:
         there every padded position costs a forward AND a backward pass, while a few more,
         smaller decoder calls cost little on a CPU.
+    widths (WidthRounding): how the decoder call will pad the batch's width; ``max_pieces``
+        counts the padded width.
     RETURNS (List[List[int]]): window indices per batch; every index occurs exactly once.
         Windows are taken longest first, so each batch pads to its first window's length and
         neighbours in length share a batch, which keeps padding waste small.
@@ -246,7 +270,7 @@ def batch_windows(
     for index in order.tolist():
         # An empty window still costs a row.
         length = max(int(lengths[index]), 1)
-        too_big = (len(batch) + 1) * longest > max_pieces
+        too_big = (len(batch) + 1) * widths(longest) > max_pieces
         too_padded = max_padding is not None and (len(batch) + 1) * longest - (real + length) > max_padding * (real + length)
         if batch and (too_big or too_padded):
             batches.append(batch)

@@ -35,7 +35,15 @@ from ..decoder.backbone import Backbone, BackboneSettings
 from ..decoder.packed_rows import pack_rows, pad_packed
 from ..decoder.pieces import TokenPieces
 from ..decoder.threads import settle_worker_threads
-from ..decoder.windows import WindowPlan, batch_windows, pad_windows, plan_training_windows, plan_windows
+from ..decoder.windows import (
+    EXACT_WIDTHS,
+    WidthRounding,
+    WindowPlan,
+    batch_windows,
+    pad_windows,
+    plan_training_windows,
+    plan_windows,
+)
 from .transfer import gradients_to_torch, to_device, to_heads
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
@@ -384,9 +392,10 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     decoder = int8_decoder(model) if int8 else backbone.decoder
     lengths = [len(w) for w in plan.windows]
     pack = bool(model.attrs.get("pack", False))
+    # The widest row: one window's copies after one BOS.
+    capacity = model.attrs.get("repeat", 1) * model.attrs["window"] + (1 if model.attrs["add_bos"] else 0)
     if pack:
         check_packing_supported(decoder)
-        capacity = model.attrs.get("repeat", 1) * model.attrs["window"] + (1 if model.attrs["add_bos"] else 0)
         rows = pack_rows(lengths, capacity=capacity)
     else:
         rows = [[i] for i in range(len(lengths))]
@@ -400,22 +409,25 @@ def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: b
     enabled = use_bf16_autocast(model.attrs["mixed_precision"], device) and not int8
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
     pad_id = _pad_id(backbone.tokenizer)
-    width_multiple = CPU_BF16_WIDTH_MULTIPLE if enabled and device.type == "cpu" and not is_train else 1
+    rounded = enabled and device.type == "cpu" and not is_train
+    widths = WidthRounding(CPU_BF16_WIDTH_MULTIPLE, ceiling=capacity) if rounded else EXACT_WIDTHS
     with torch.set_grad_enabled(grad), autocast:
         # Packed rows end evenly (pack_rows balances them), so prediction keeps them in as
         # few calls as max_batch_pieces allows: every call re-reads all the weights.
         max_padding = TRAIN_MAX_PADDING if is_train else None
-        for batch in batch_windows(fills, max_pieces=model.attrs["max_batch_pieces"], max_padding=max_padding):
+        for batch in batch_windows(
+            fills, max_pieces=model.attrs["max_batch_pieces"], max_padding=max_padding, widths=widths
+        ):
             batch_rows = [rows[r] for r in batch]
             segments = None
             if any(len(row) > 1 for row in batch_rows):
-                packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id, width_multiple=width_multiple)
+                packed = pad_packed(plan.windows, batch_rows, pad_id=pad_id, widths=widths)
                 ids = packed.input_ids
                 segments = segments_to_device(packed.segments, device, move=to_device)
             else:
                 # One window per row: the plain padded call computes the same.
                 ids, mask = pad_windows(
-                    [plan.windows[row[0]] for row in batch_rows], pad_id=pad_id, width_multiple=width_multiple
+                    [plan.windows[row[0]] for row in batch_rows], pad_id=pad_id, widths=widths
                 )
             ids_t = to_device(ids, device)
             if segments is None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.decoder.packed_rows import pack_rows, pad_packed, padding_waste
-from spacy_cmllm.decoder.windows import batch_windows
+from spacy_cmllm.decoder.windows import WidthRounding, batch_windows
 from tests.tiny import build_pipeline, save_tiny_decoder, train, train_examples
 
 V3 = "spacy-cmllm.CausalMaskLLM.v3"
@@ -60,7 +60,7 @@ def test_pad_packed_lays_out_segments():
 
 def test_pad_packed_rounds_the_width_up_with_padding():
     windows = [numpy.array([7, 1, 2]), numpy.array([7, 3])]
-    batch = pad_packed(windows, [[0, 1]], pad_id=0, width_multiple=4)
+    batch = pad_packed(windows, [[0, 1]], pad_id=0, widths=WidthRounding(4))
     assert batch.input_ids.tolist() == [[7, 1, 2, 7, 3, 0, 0, 0]]
     assert batch.segments.tolist() == [[1, 1, 1, 2, 2, 0, 0, 0]]
 

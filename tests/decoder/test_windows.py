@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_cmllm.decoder.windows import batch_windows, pad_windows, padded_width, plan_windows
+from spacy_cmllm.decoder.windows import WidthRounding, batch_windows, pad_windows, plan_windows
 
 BOS = 7
 
@@ -161,11 +161,20 @@ def test_pad_windows():
 
 
 def test_pad_windows_rounds_the_width_up():
-    input_ids, mask = pad_windows([numpy.asarray([1, 2, 3]), numpy.asarray([4])], pad_id=0, width_multiple=4)
+    input_ids, mask = pad_windows([numpy.asarray([1, 2, 3]), numpy.asarray([4])], pad_id=0, widths=WidthRounding(4))
     assert input_ids.tolist() == [[1, 2, 3, 0], [4, 0, 0, 0]]
     assert mask.tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
-    assert [padded_width(w, 32) for w in (0, 1, 32, 33)] == [0, 32, 32, 64]
-    assert padded_width(33, 1) == 33
+    assert [WidthRounding(32)(w) for w in (0, 1, 32, 33)] == [0, 32, 32, 64]
+    assert WidthRounding(1)(33) == 33
+    # Never past the widest row a plan can have (full rows already share one shape).
+    assert [WidthRounding(32, ceiling=65)(w) for w in (30, 33, 64, 65)] == [32, 64, 64, 65]
+
+
+def test_batch_windows_counts_rounded_widths_against_max_pieces():
+    widths = WidthRounding(32, ceiling=257)
+    batches = batch_windows([33] * 10, max_pieces=256, widths=widths)
+    assert all(len(b) * widths(33) <= 256 for b in batches) and sum(map(len, batches)) == 10
+    assert [len(b) for b in batch_windows([33] * 10, max_pieces=256)] == [7, 3]
 
 
 @settings(max_examples=200, deadline=None)
