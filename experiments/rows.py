@@ -26,19 +26,20 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from . import legacy
 from .runs import HEADS, is_decoder
-from .scoring import TASKS, tasks_of, total
+from .scoring import tasks_of, total
 
 KEY = ("model", "config", "unmask", "overrides", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
-# Score columns per task: the rule, from raw text, from spaCy's loop in training.
-SCORES = {"ner": "ner_f1", "chunks": "chunk_f1", "pos": "tag_acc"}
 COLUMNS = KEY + (
     "head", "phase",
-    *[f"{split}_{SCORES[task]}" for split in ("dev", "test") for task in TASKS],
-    *[f"{split}_{SCORES[task]}_text" for split in ("dev", "test") for task in TASKS], "test_ents_f_text",
-    *[f"dev_{SCORES[task]}_training" for task in TASKS],
+    "dev_ner_f1", "dev_chunk_f1", "dev_tag_acc", "test_ner_f1", "test_chunk_f1", "test_tag_acc",
+    "dev_ner_f1_text", "dev_chunk_f1_text", "dev_tag_acc_text",
+    "test_ner_f1_text", "test_chunk_f1_text", "test_tag_acc_text", "test_ents_f_text",
+    "dev_ner_f1_training", "dev_chunk_f1_training", "dev_tag_acc_training",
     "epochs", "epochs_nominal", "eval_rounds", "train_seconds", "eval_seconds", "eval_seconds_text",
     "dev_tokens", "test_tokens", "cpu", "device", "finished",
 )
+# A task's score in a column's name (dev_ner_f1, test_tag_acc_text, ...).
+SCORES = {"ner": "ner_f1", "chunks": "chunk_f1", "pos": "tag_acc"}
 # spaCy's names of the scores its loop reports, per task (the study's ledger keeps them).
 TRAINING_SCORES = {"ner": "ents_f", "chunks": "spans_chunks_f", "pos": "tag_acc"}
 

@@ -8,6 +8,7 @@ study's ``screen`` or ``final``). Which config file a run trains is the harness'
 (``SWEEP_CONFIGS``, ``STUDY_CONFIGS``).
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -66,6 +67,12 @@ class Budget:
     @property
     def checkpoint(self) -> str:
         return "model-best" if self.best_checkpoint else "model-last"
+
+
+def child_pythonpath() -> str:
+    """PYTHONPATH for a process that runs a trial (the sweep's child, a Ray worker): this
+    folder is no installed package, so the repository root goes first."""
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def is_decoder(run: Dict[str, Any]) -> bool:

@@ -1,8 +1,8 @@
 """The recipe sweep: unmask configurations x seeds x NER heads, plus baselines, every run
 trained to the end of one fixed budget, one CSV row per finished run.
 
-* Each run trains and is scored by trial.train_and_score in a process of its own (clean
-  memory, clean seeding). The budget is max_steps x batch_by_words size, at most one
+* Each run trains and is scored by trial.train_and_score in a process of its own
+  (``python -m experiments.trial``: clean memory, clean seeding). The budget is max_steps x batch_by_words size, at most one
   epoch for the transformer runs. No model selection: the model at the end of the
   budget is scored, as a fixed-budget comparison needs; spaCy's evaluations while it
   trains read a single dev document, so that they cost nothing.
@@ -13,17 +13,18 @@ trained to the end of one fixed budget, one CSV row per finished run.
   configuration, never mistaken for the shipped one.
 """
 
-import multiprocessing
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
 from .rows import append_row, key_fields, make_row, read_rows, row_key
-from .runs import DECODER, SWEEP_CONFIGS, Budget, run_name
-from .trial import read_record, train_and_score
+from .runs import DECODER, SWEEP_CONFIGS, Budget, child_pythonpath, run_name
+from .trial import job, read_record
 
 HEADS = ("bio_tagger", "parser")
 BASELINES = ("spacy-cnn", "minilm")
@@ -67,8 +68,6 @@ def run_sweep(runs: List[Dict[str, Any]], *, corpus: Path, csv: Path, work: Path
     todo = [(run, budget) for run, budget in zip(runs, budgets) if row_key(key_fields(run, config_of(run), vars(budget))) not in done]
     print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv}, {len(todo)} to do; "
           f"budget {max_steps} steps x {batch_words} words", flush=True)
-    # A process of its own per run; spawned, so that it starts clean.
-    context = multiprocessing.get_context("spawn")
     durations: List[float] = []
     failed = 0
     for i, (run, budget) in enumerate(todo, 1):
@@ -78,15 +77,15 @@ def run_sweep(runs: List[Dict[str, Any]], *, corpus: Path, csv: Path, work: Path
             print(f"    overrides: {run['overrides']}", flush=True)
         out = work / run_name(run)
         start = time.perf_counter()
-        child = context.Process(target=train_and_score, args=(run, budget), kwargs={
-            "config": config_of(run), "corpus": corpus, "out": out, "base_model": base_model, "logger": LOGGER,
-            "use_gpu": gpu_id, "text_scores": text_scores})
-        child.start()
-        child.join()
+        # A process of its own per run: clean memory, clean seeding. Not a multiprocessing
+        # child, which the decoder would take for a worker of nlp.pipe and hold to one thread.
+        code = subprocess.call([sys.executable, "-m", "experiments.trial", job(
+            run, budget, config=config_of(run), corpus=corpus, out=out, base_model=base_model, logger=LOGGER,
+            use_gpu=gpu_id, text_scores=text_scores)], env={**os.environ, "PYTHONPATH": child_pythonpath()})
         durations.append(time.perf_counter() - start)
-        record = read_record(out) if child.exitcode == 0 else None
+        record = read_record(out) if code == 0 else None
         if record is None:
-            print(f"run failed (exit {child.exitcode}); it stays to do for the next sweep", file=sys.stderr, flush=True)
+            print(f"run failed (exit {code}); it stays to do for the next sweep", file=sys.stderr, flush=True)
             failed += 1
             continue
         row = make_row(record)

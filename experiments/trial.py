@@ -1,6 +1,8 @@
 """One run, start to end: `spacy train` of its config under its budget, then the trained
 pipeline scored on the dev and test sets, written as ``trial.json`` beside it.
 
+    python -m experiments.trial JOB    (JOB: train_and_score's arguments as a JSON object)
+
 The record holds what a CSV row and the study's bootstrap need (the per-document counts
 included), so that no trained pipeline is needed after the run, and a study continued on
 another machine loses nothing. It is written last: its presence means trained and scored.
@@ -8,9 +10,11 @@ another machine loses nothing. It is written last: its presence means trained an
 
 import json
 import shutil
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from spacy_cmllm.hardware import cpu_capability
 
@@ -90,3 +94,20 @@ def device_name() -> str:
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def job(run: Dict[str, Any], budget: Budget, **kwargs: Any) -> str:
+    """train_and_score's arguments as the JSON that ``python -m experiments.trial`` reads."""
+    return json.dumps({"run": run, "budget": asdict(budget), **{k: str(v) if isinstance(v, Path) else v
+                                                                 for k, v in kwargs.items()}})
+
+
+def main(argv: List[str]) -> int:
+    arguments = json.loads(argv[0])
+    paths = {k: Path(arguments.pop(k)) for k in ("corpus", "out", "configs") if k in arguments}
+    train_and_score(arguments.pop("run"), Budget(**arguments.pop("budget")), **paths, **arguments)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

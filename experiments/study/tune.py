@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..runs import DECODER, ROOT, STUDY_CONFIGS, Budget, run_name
+from ..runs import DECODER, ROOT, STUDY_CONFIGS, Budget, child_pythonpath, run_name
 from ..trial import read_record, train_and_score
 from .ledger import Ledger, stopped_runs
 from .logger import NAME as TUNE_LOGGER
@@ -79,8 +79,7 @@ def init_ray(*, address: Optional[str], cpus: int, cpus_per_trial: int, gpus_per
     """Start Ray locally (default) or join ``address``; decide each trial's resources."""
     import ray
 
-    # Trials import this folder (trial.json's code, the logger): it is no installed package.
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
+    env = {"env_vars": {"PYTHONPATH": child_pythonpath()}}
     if address:
         ray.init(address=address, runtime_env=env, logging_level="WARNING")
     else:
