@@ -27,14 +27,9 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
-    from experiments import spec
-    from experiments.runs import BASE_MODEL
-    from experiments.study import report, run
-except ModuleNotFoundError as err:
-    if err.name != "experiments":
-        raise
-    raise SystemExit("run from the repository root as `python -m scripts.study ...`: experiments/ is imported from there")
+from experiments import spec
+from experiments.runs import BASE_MODEL
+from experiments.study import report, run
 
 RESULTS = "benchmarks/results/conll03_study"
 

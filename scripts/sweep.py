@@ -26,13 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
-try:
-    from experiments import report, spec, sweep
-    from experiments.runs import BASE_MODEL
-except ModuleNotFoundError as err:
-    if err.name != "experiments":
-        raise
-    raise SystemExit("run from the repository root as `python -m scripts.sweep ...`: experiments/ is imported from there")
+from experiments import report, spec, sweep
+from experiments.runs import BASE_MODEL
 
 
 def main(argv: list) -> int:
