@@ -30,7 +30,7 @@ from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.pipeline.scorer import iob2_tags
 from spacy_cmllm.provenance import provenance
-from spacy_cmllm.study.bootstrap import paired_difference, resample_weights, span_counts
+from experiments.study.bootstrap import paired_difference, resample_weights, span_counts
 
 from . import ROOT
 from .named_results import pipeline_parser, run_header, save_entry

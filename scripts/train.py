@@ -2,8 +2,9 @@
 
 spaCy reads command-line values as JSON, so a project variable `--vars.unmask 0011` arrives
 as the number 11 and would reach the config as "11": a different spec. The project always
-uses the paper's m groups, so a purely numeric value is zero-padded back to m digits here,
-and anything else that is not a string of m '0'/'1' characters is refused.
+uses the paper's m groups, so a purely numeric value is zero-padded back to m digits here
+(spacy_cmllm.cli.groups), and anything else that is not a string of m '0'/'1' characters
+is refused.
 
 Usage: python scripts/train.py CONFIG OUTPUT --unmask SPEC [--groups 4] [--gpu-id -1] [--section.key value ...]
 """
@@ -15,14 +16,8 @@ from pathlib import Path
 from spacy.cli._util import parse_config_overrides
 from spacy.cli.train import train
 
-
-def normalise_groups(value: str, groups: int) -> str:
-    text = str(value).strip().strip("\"'")
-    if not text or set(text) - {"0", "1"} or len(text) > groups:
-        raise SystemExit(
-            f"--unmask {value!r}: expected {groups} characters of '0'/'1', leftmost = input side (e.g. 0011)"
-        )
-    return text.zfill(groups)
+from spacy_cmllm.cli.groups import normalise_groups
+from spacy_cmllm.errors import CmllmError
 
 
 def main(argv=None) -> None:
@@ -34,7 +29,10 @@ def main(argv=None) -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     args, rest = parser.parse_known_args(argv)
     overrides = parse_config_overrides(rest)
-    overrides["components.transformer.model.unmask"] = normalise_groups(args.unmask, args.groups)
+    try:
+        overrides["components.transformer.model.unmask"] = normalise_groups(args.unmask, args.groups)
+    except CmllmError as err:
+        parser.error(f"--unmask: {err}")
     print(f"unmask = {overrides['components.transformer.model.unmask']!r}")
     train(args.config, args.output, use_gpu=args.gpu_id, overrides=overrides)
 

@@ -320,6 +320,12 @@ class Errors(metaclass=_WithCodes):
         "configs/default.cfg), or install cupy for your CUDA version (e.g. pip install "
         "cupy-cuda12x) and train with --gpu-id 0."
     )
+    # Group strings on command lines (scripts/train.py, the experiments' --unmask)
+    E140 = (
+        "{value!r} is not a group string of {groups} groups: expected at most {groups} characters "
+        "of '0'/'1', leftmost = input side (e.g. 0011); a number such as 11 (how spaCy's "
+        "command line reads --vars.unmask 0011) gets its leading zeros back."
+    )
 
 
 class Warnings(metaclass=_WithCodes):

@@ -434,18 +434,3 @@ def make_console_logger_v1(*, progress_bar: bool = True, progress_every: int = 1
     if isinstance(progress_every, bool) or not isinstance(progress_every, int) or progress_every < 0:
         raise CmllmError(Errors.E040.format(name="progress_every", value=progress_every, why="must be a whole number >= 0"))
     return console_logger(progress_bar=progress_bar, progress_every=progress_every, console_output=console_output)
-
-
-@registry.loggers("spacy-cmllm.TuneLogger.v1")
-def make_tune_logger_v1(console: bool = True, progress_bar: bool = False):
-    """A training logger that reports every dev evaluation to Ray Tune (ray.tune.report):
-    the numeric scores (ents_f, spans_chunks_f, tag_acc, ...), spaCy's weighted `score`,
-    step, epoch, words, seconds, and `eval_round` (evaluations after the first), the clock
-    of the study's successive-halving scheduler. Use inside a Tune trial only.
-
-    console (bool): also print spaCy's console table.
-    progress_bar (bool): the console logger's progress bar.
-    """
-    from ..study.logger import tune_logger
-
-    return tune_logger(console=console, progress_bar=progress_bar)

@@ -16,7 +16,7 @@ from tests.tiny import save_tiny_decoder
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Top-level folders of the repository: a code span starting with one names a file in it.
-REPO_DIRS = ("configs/", "scripts/", "benchmarks/", "spacy_cmllm/", "tests/", "assets/", "docs/", ".ci/")
+REPO_DIRS = ("configs/", "scripts/", "benchmarks/", "spacy_cmllm/", "experiments/", "tests/", "assets/", "docs/", ".ci/")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
 

@@ -16,11 +16,10 @@ from ray.tune.schedulers import TrialScheduler  # noqa: E402
 import spacy  # noqa: E402
 from spacy.util import registry  # noqa: E402
 
-import spacy_cmllm  # noqa: E402,F401
-from spacy_cmllm.study.logger import tune_logger  # noqa: E402
-from spacy_cmllm.study.scheduler import AnchoredASHA, rungs  # noqa: E402
+from experiments.study.logger import tune_logger  # noqa: E402
+from experiments.study.scheduler import AnchoredASHA, rungs  # noqa: E402
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
@@ -66,7 +65,7 @@ def test_below_the_median_is_stopped_but_never_an_anchor(tmp_path):
 def test_logger_reports_each_evaluation_with_its_round():
     sent = []
     setup = registry.loggers.get("spacy-cmllm.TuneLogger.v1")(console=False)
-    assert setup.__module__ == "spacy_cmllm.study.logger"
+    assert setup.__module__ == "experiments.study.logger"
     log_step, finalize = tune_logger(console=True, report=sent.append)(spacy.blank("en"), io.StringIO(), io.StringIO())
     log_step(None)
     for step, f1 in ((0, 0.1), (5, 0.4)):
@@ -80,7 +79,7 @@ def test_logger_reports_each_evaluation_with_its_round():
 
 def scripted_trial(params):
     """A Tune trainable that replays scripted dev scores through the study's logger."""
-    from spacy_cmllm.study.logger import tune_logger
+    from experiments.study.logger import tune_logger
 
     log_step, finalize = tune_logger(console=False)(None, io.StringIO(), io.StringIO())
     for step, f1 in enumerate(params["run"]["scores"]):

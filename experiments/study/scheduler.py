@@ -111,7 +111,7 @@ class AnchoredASHA(AsyncHyperBandScheduler):
 
     def name(self, trial) -> str:
         """The key a trial's records are saved under: its run's name, else its trial id."""
-        from .trial import run_name
+        from ..runs import run_name
 
         run = (getattr(trial, "config", None) or {}).get("run") or {}
         try:

@@ -7,9 +7,18 @@ through spaCy's console logger. ``eval_round`` counts the evaluations after the 
 (round k is the evaluation at step k x eval_frequency): the scheduler's time axis. An
 evaluation without dev scores (the first one, which a study trial skips) keeps its round
 but is not reported.
+
+Registered as ``spacy-cmllm.TuneLogger.v1`` when this module is imported: the study's
+trials import it (tune.py) before spaCy reads their config. It is no entry point of the
+package, whose users have no study to report to; Ray itself is imported only once a
+trial's logger is set up.
 """
 
 from typing import IO, Any, Callable, Dict, Optional, Tuple
+
+from spacy.util import registry
+
+NAME = "spacy-cmllm.TuneLogger.v1"
 
 # What every report holds besides the dev scores.
 PROGRESS_KEYS = ("step", "epoch", "words", "seconds")
@@ -63,3 +72,16 @@ def tune_logger(console: bool = True, progress_bar: bool = False, report: Option
         return log_step, console_finalize
 
     return setup
+
+
+@registry.loggers(NAME)
+def make_tune_logger_v1(console: bool = True, progress_bar: bool = False):
+    """A training logger that reports every dev evaluation to Ray Tune (ray.tune.report):
+    the numeric scores (ents_f, spans_chunks_f, tag_acc, ...), spaCy's weighted `score`,
+    step, epoch, words, seconds, and `eval_round` (evaluations after the first), the clock
+    of the study's successive-halving scheduler. Use inside a Tune trial only.
+
+    console (bool): also print spaCy's console table.
+    progress_bar (bool): the console logger's progress bar.
+    """
+    return tune_logger(console=console, progress_bar=progress_bar)

@@ -4,7 +4,7 @@ import pytest
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
-from spacy_cmllm.study import bootstrap
+from experiments.study import bootstrap
 
 # Three documents' (tp, predicted, gold) entity counts.
 DOCS = numpy.array([[1, 1, 1], [0, 1, 1], [2, 2, 2]])

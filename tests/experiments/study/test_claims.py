@@ -1,7 +1,7 @@
 """The three claims' verdicts: the rule, the comparisons the scored configurations allow."""
 import pytest
 
-from spacy_cmllm.study import claims
+from experiments.study import claims
 
 
 def diff(ci, per_seed):

@@ -1,5 +1,6 @@
-"""A study trial: which tasks its config is scored on; in training, spaCy's loop skips its
-first (after one update) evaluation, and the logger counts it as round 0 without reporting it."""
+"""Training a run: spaCy's loop can skip its first (after one update) evaluation, which the
+study's logger counts as round 0 without reporting it; the words the loop trained on are
+recorded whatever the logger."""
 import io
 
 import spacy
@@ -7,8 +8,8 @@ from spacy.training import Example
 from spacy.training.loop import train as train_loop
 from spacy.util import registry
 
-from spacy_cmllm.study.logger import tune_logger
-from spacy_cmllm.study.trial import config_tasks, first_evaluation_skipped, tasks_of
+from experiments.study.logger import tune_logger
+from experiments.training import first_evaluation_skipped, progress_recorded
 
 WORDS = ["I", "like", "green", "eggs"]
 TAGS = ["PRP", "VBP", "JJ", "NNS"]
@@ -55,21 +56,14 @@ def test_the_first_evaluation_is_skipped_and_not_reported():
     assert len(dev_calls) == 3
 
 
-def test_the_study_configs_say_which_tasks_they_score():
-    assert tasks_of("smollm2") == ("ner", "chunks", "pos")
-    # No chunker: the CNN baseline is not scored on chunking at all (rather than 0 F1).
-    assert tasks_of("spacy-cnn") == ("ner", "pos")
-
-
-def test_tasks_are_read_from_the_components_not_their_names(tmp_path):
-    config = tmp_path / "pipeline.cfg"
-    config.write_text(
-        "[nlp]\npipeline = [\"entities\",\"phrases\",\"other\"]\n"
-        "[components]\n"
-        "[components.entities]\nfactory = \"bio_tagger\"\n"
-        "[components.phrases]\nfactory = \"bio_tagger\"\nspans_key = \"chunks\"\n"
-        "[components.other]\nfactory = \"bio_tagger\"\nspans_key = \"mentions\"\n"
-    )
-    assert config_tasks(config) == ("ner", "chunks")
-    config.write_text("[nlp]\npipeline = [\"morph\"]\n[components]\n[components.morph]\nfactory = \"tagger\"\n")
-    assert config_tasks(config) == ("pos",)
+def test_the_loops_progress_is_recorded_whatever_the_logger():
+    examples = [Example.from_dict(spacy.blank("en").make_doc(" ".join(WORDS)), {"tags": TAGS})]
+    registry.readers.register("test-progress.corpus.v1", func=lambda: (lambda nlp_: iter(examples)))
+    config = tiny_tagger_config("test-progress.corpus.v1", "test-progress.corpus.v1", "spacy.ConsoleLogger.v1")
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    nlp.initialize(lambda: iter(examples))
+    with progress_recorded() as progress:
+        train_loop(nlp, stdout=io.StringIO(), stderr=io.StringIO())
+    # spaCy's loop counts from step 0 and stops after step max_steps = 4: five updates of
+    # the one four-word example, an epoch each.
+    assert progress == {"step": 4, "epoch": 4, "words": 20}

@@ -1,0 +1,78 @@
+"""The sweep's report: mean ± std over seeds, paired differences against 0000, 1111 and the
+shipped config with their t-intervals, time ratios, plots; one way of scoring per summary."""
+import pytest
+
+from experiments import report
+
+
+def _row(unmask, seed, test_f1, model="smollm2"):
+    return {"model": model, "unmask": unmask, "seed": str(seed), "max_steps": "50", "batch_words": "256",
+            "dev_docs": "25", "test_docs": "25", "dev_f1": str(test_f1 - 1), "test_f1": str(test_f1),
+            "tag_acc": "90.0", "train_seconds": "100"}
+
+
+def test_summary_pairs_seeds_against_0000_and_1111():
+    rows = [_row("0000", s, f) for s, f in enumerate([50, 52, 54])]
+    rows += [_row("1111", s, f) for s, f in enumerate([51, 50, 55])]
+    rows += [_row("0011", s, f) for s, f in enumerate([53, 55, 54])]
+    rows += [_row("spacy-cnn", s, 40, model="spacy-cnn") for s in range(3)]
+    configs = {e["unmask"]: e for e in report.summarise(rows)["configs"]}
+    assert configs["0011"]["test_f1"] == {"mean": 54.0, "std": 1.0, "n": 3}
+    # Per seed: 53-50, 55-52, 54-54 -> +3, +3, 0: two wins of three.
+    # 95 % t-interval by hand: 2.0 -/+ t(0.975, 2 df) 4.3027 x 1.7321 / sqrt(3) = 2.0 -/+ 4.3027.
+    assert configs["0011"]["test_f1_vs_0000"] == {"mean": 2.0, "std": 1.73, "n": 3, "wins": 2, "ci95": [-2.3, 6.3]}
+    assert configs["0011"]["dev_f1_vs_0000"]["mean"] == 2.0
+    assert configs["0011"]["tag_acc_vs_0000"] == {"mean": 0.0, "std": 0.0, "n": 3, "wins": 0, "ci95": [0.0, 0.0]}
+    assert configs["0011"]["test_f1_vs_1111"]["mean"] == pytest.approx((2 + 5 - 1) / 3, abs=0.01)
+    assert "test_f1_vs_0000" not in configs["0000"] and "test_f1_vs_0000" not in configs["spacy-cnn"]
+
+
+def test_overridden_runs_are_their_own_configuration_paired_with_the_shipped_one():
+    rows = [_row("0011", s, f) for s, f in enumerate([50, 52, 54])]
+    rows += [{**_row("0011", s, f), "overrides": "a.b=1"} for s, f in enumerate([51, 55])]
+    entries = {e["overrides"]: e for e in report.summarise(rows)["configs"]}
+    assert entries[""]["test_f1"]["n"] == 3 and "test_f1_vs_shipped" not in entries[""]
+    assert entries["a.b=1"]["test_f1_vs_shipped"]["mean"] == 2.0 and entries["a.b=1"]["test_f1_vs_shipped"]["n"] == 2
+    # The tweak names the bar.
+    assert report.label(entries["a.b=1"]) == "0011 parser b=1"
+    assert report.short_setting('x.lora.target_modules=["q_proj","up_proj"]') == "target_modules=q,up"
+    assert report.label({"unmask": "0011", "head": "bio_tagger", "overrides": "a.rate=0.003"}) == "0011 bio_tagger rate=0.003"
+
+
+def test_a_setting_costs_its_time_against_the_shipped_config_and_is_plotted(tmp_path):
+    rows = [{**_row("0000", s, f), "train_seconds": "100", "eval_seconds": "10"} for s, f in enumerate([50, 52, 54])]
+    rows += [{**_row("0000", s, f), "overrides": "m.repeat=2", "train_seconds": "250", "eval_seconds": "15"}
+             for s, f in enumerate([51, 55, 56])]
+    summary = report.summarise(rows)
+    repeated = next(e for e in summary["configs"] if e["overrides"])
+    assert repeated["train_time_vs_shipped"] == 2.5 and repeated["eval_time_vs_shipped"] == 1.5
+    assert repeated["test_f1_vs_shipped"]["mean"] == pytest.approx(2.0) and len(repeated["test_f1_vs_shipped"]["ci95"]) == 2
+    report.plot_time(summary, tmp_path / "time.png")
+    assert (tmp_path / "time.png").stat().st_size > 0
+
+
+def test_a_summary_reads_one_way_of_scoring_and_says_which(tmp_path):
+    from experiments.rows import COLUMNS, append_row
+
+    base = {"model": "smollm2", "config": "default.cfg", "head": "bio_tagger", "overrides": "", "max_steps": 4,
+            "batch_words": 40, "dev_docs": 0, "test_docs": 0, "train_seconds": 10, "cpu": "AVX2", "device": "cpu"}
+    path = tmp_path / "rows.csv"
+    # Seed 0 scored both ways (the harness's default), seed 1 on gold tokens only.
+    append_row(path, {**base, "unmask": "0011", "seed": 0, "dev_ner_f1": 80, "test_ner_f1": 70, "test_tag_acc": 90,
+                      "dev_ner_f1_text": 81, "test_ner_f1_text": 71, "test_tag_acc_text": 91,
+                      "eval_seconds": 5, "eval_seconds_text": 6})
+    append_row(path, {**base, "unmask": "0011", "seed": 1, "dev_ner_f1": 82, "test_ner_f1": 72, "test_tag_acc": 92,
+                      "eval_seconds": 5})
+    assert len(COLUMNS) == len(set(COLUMNS))
+    gold = tmp_path / "gold.json"
+    report.report(csv=path, scoring="gold", summary=gold, plot_path=tmp_path / "gold.png")
+    text = tmp_path / "text.json"
+    report.report(csv=path, scoring="text", summary=text)
+    import json
+
+    gold, text = json.loads(gold.read_text()), json.loads(text.read_text())
+    assert gold["scoring"] == "gold" and gold["configs"][0]["test_f1"] == {"mean": 71.0, "std": 1.41, "n": 2}
+    assert gold["configs"][0]["eval_seconds"] == 5.0
+    assert text["scoring"] == "text" and text["configs"][0]["test_f1"] == {"mean": 71.0, "std": None, "n": 1}
+    assert text["configs"][0]["eval_seconds"] == 6.0 and text["configs"][0]["cpu"] == ["AVX2"]
+    assert (tmp_path / "gold.png").stat().st_size > 10_000
