@@ -24,7 +24,7 @@ from ..errors import CmllmError, CmllmTypeError, Errors
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc
-    from transformers import PreTrainedTokenizerFast
+    from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
 
 # A newline is a pre-token of its own under GPT-2-style byte-level pre-tokenizer regexes, and
 # SentencePiece vocabularies have no merges from a newline into a following word or punctuation.
