@@ -74,7 +74,8 @@ class Entry:
 def entry_points(setup_cfg: Path = ROOT / "setup.cfg") -> Dict[str, List[Tuple[str, str]]]:
     """(name, "module:function") per entry-point group, in the order setup.cfg lists them."""
     parser = configparser.ConfigParser(delimiters=("=",))
-    parser.optionxform = str  # entry-point names are case-sensitive
+    # Entry-point names are case-sensitive. Python's documented way; typeshed declares a method.
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read(setup_cfg, encoding="utf-8")
     groups: Dict[str, List[Tuple[str, str]]] = {}
     for group, lines in parser["options.entry_points"].items():
@@ -199,7 +200,7 @@ def inherit_meanings(entries: List[Entry]) -> None:
 
 def ordered(entries: List[Entry]) -> List[Entry]:
     """Each family together, in the order of its first entry, newest version first."""
-    first = {}
+    first: Dict[str, int] = {}
     for i, entry in enumerate(entries):
         first.setdefault(family(entry.name), i)
     return sorted(entries, key=lambda e: (first[family(e.name)], -version(e.name)))
@@ -294,9 +295,15 @@ def read_codes(errors_py: Path = PACKAGE_DIR / "errors.py") -> Dict[str, List[Co
         if not isinstance(node, ast.ClassDef) or node.name not in ("Errors", "Warnings"):
             continue
         section = ""
-        previous_end = node.lineno
+        previous_end: Optional[int] = node.lineno
         for statement in node.body:
-            if not (isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant)):
+            # A code: NAME = "message".
+            if not (
+                isinstance(statement, ast.Assign)
+                and isinstance(statement.targets[0], ast.Name)
+                and isinstance(statement.value, ast.Constant)
+                and isinstance(statement.value.value, str)
+            ):
                 continue
             for line in lines[previous_end:statement.lineno - 1]:
                 comment = re.match(r"^\s*#\s*(.+)$", line)
@@ -384,7 +391,7 @@ def errors_page(errors_py: Path = PACKAGE_DIR / "errors.py", package_dir: Path =
     return "\n".join(lines).rstrip() + "\n"
 
 
-PAGES = {
+PAGES: Dict[str, Callable[[], str]] = {
     "configuration.md": configuration_page,
     "errors.md": errors_page,
 }

@@ -168,6 +168,7 @@ def _read_parquet_rows(path: Path, shard: Shard) -> List[Dict[str, Any]]:
         seen += size
     if not groups:
         return []
+    assert first is not None  # set with the first group
     table = parquet.read_row_groups(groups)
     return table.slice(shard.start - first, shard.stop - shard.start).to_pylist()
 

@@ -45,6 +45,12 @@ class AnnotateJob:
             if not ok:
                 raise CmllmError(Errors.E040.format(name=name, value=value, why=why))
 
+    @property
+    def output_format(self) -> str:
+        """``format``, which __post_init__ has filled in: typed without the None."""
+        assert self.format is not None
+        return self.format
+
     def manifest(self) -> Dict[str, Any]:
         return {**input_identity(Path(self.input)), "input": str(self.input), "model": str(self.model),
                 "text_field": self.text_field, "keep_fields": self.keep_fields,
@@ -111,7 +117,7 @@ def import_code(path: Optional[str]) -> None:
 def prepare(job: AnnotateJob) -> Tuple[ShardStore, List[Shard], List[Shard]]:
     """Open (or resume) the output; return it with all shards and the ones still to do."""
     shards = plan_shards(Path(job.input), job.input_format, job.shard_size)
-    store = ShardStore(Path(job.output), job.format)
+    store = ShardStore(Path(job.output), job.output_format)
     store.open(job.manifest())
     return store, shards, [shard for shard in shards if not store.is_done(shard.index)]
 
@@ -191,7 +197,7 @@ class _ShardWorker:
 
         torch.set_num_threads(threads)
         self.job = AnnotateJob(**job)
-        self.store = ShardStore(Path(self.job.output), self.job.format)
+        self.store = ShardStore(Path(self.job.output), self.job.output_format)
         self.shards = {item["index"]: Shard(**item) for item in shards}
         self.nlp = load_pipeline(self.job, gpu="prefer" if use_gpu else "none")
 

@@ -2,7 +2,7 @@
 
 import argparse
 import json
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from wasabi import msg
 
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     spec = parse_cli_spec(args.unmask)
     if args.repeat < 1:
-        msg.fail(f"--repeat {args.repeat}: give an integer >= 1", exits=2)
+        # wasabi's overloads name exit codes 0 and 1 only; it exits with any (2: a usage error).
+        msg.fail(f"--repeat {args.repeat}: give an integer >= 1", exits=2)  # type: ignore[call-overload]
     model, tokenizer = load_decoder(args.source, dtype=args.dtype, attn_implementation=args.attn_implementation, lm_head=False)
     return report(model, spec, as_json=args.json, repeat=args.repeat, bos_id=getattr(tokenizer, "bos_token_id", None))
 
@@ -57,7 +58,7 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, b
     unmask_layers(model, spec)
     measured = bidirectional_layers(model)
     groups = layer_groups(n_layers, spec)
-    rows = [
+    rows: List[Dict[str, Any]] = [
         {"layer": i, "group": groups[i], "requested": i in requested, "measured": measured[i]}
         for i in range(n_layers)
     ]

@@ -59,6 +59,8 @@ def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Senten
 
     def close_sentence() -> None:
         nonlocal sentence
+        # This reader gives every sentence chunks.
+        assert sentence.chunks is not None
         if sentence.words:
             if scheme == "iob1":
                 sentence.ner = iob1_to_iob2(sentence.ner, source=path, lines=sentence.lines)
@@ -82,6 +84,8 @@ def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Senten
                 raise CorpusError(
                     path, line_no, f"expected {len(COLUMNS)} columns ({' '.join(COLUMNS)}), got {len(columns)}"
                 )
+            # This reader gives every sentence tags and chunks.
+            assert sentence.tags is not None and sentence.chunks is not None
             sentence.words.append(columns[0])
             sentence.tags.append(columns[1])
             sentence.chunks.append(columns[2])

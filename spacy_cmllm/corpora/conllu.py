@@ -98,8 +98,11 @@ def read_conllu(path: Union[str, Path], *, ner_key: Optional[str] = "NER") -> It
     """
     path = Path(path)
     for block in read_blocks(path):
+        tags: List[str] = []
+        pos: List[str] = []
+        spaces: List[bool] = []
         sentence = Sentence(
-            tags=[], pos=[], spaces=[], doc_id=block.doc_id,
+            tags=tags, pos=pos, spaces=spaces, doc_id=block.doc_id,
             sent_id=block.comments.get("sent_id"), text=block.comments.get("text"),
         )
         for row, line_no in zip(block.rows, block.lines):
@@ -112,14 +115,14 @@ def read_conllu(path: Union[str, Path], *, ner_key: Optional[str] = "NER") -> It
             misc = parse_dict_value(row[9]) or {}
             if ner_key is None:
                 tag = "O"
-            elif misc.get(ner_key) is None:
+            elif (value := misc.get(ner_key)) is None:
                 raise CorpusError(path, line_no, f"no {ner_key}= tag in MISC column {row[9]!r}")
             else:
-                tag = misc[ner_key]
+                tag = value
             sentence.words.append(row[1])
-            sentence.pos.append(row[3])
-            sentence.tags.append(row[4])
-            sentence.spaces.append(misc.get("SpaceAfter") != "No")
+            pos.append(row[3])
+            tags.append(row[4])
+            spaces.append(misc.get("SpaceAfter") != "No")
             sentence.ner.append(tag)
             sentence.lines.append(line_no)
         check_iob2(sentence.ner, source=path, lines=sentence.lines)

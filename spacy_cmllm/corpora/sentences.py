@@ -3,7 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 
 class CorpusError(ValueError):
@@ -79,22 +79,24 @@ def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
 
     words: List[str] = []
     spaces: List[bool] = []
-    sent_starts: List[bool] = []
+    # As Doc declares it: a list's item type must match exactly.
+    sent_starts: List[Union[bool, int, None]] = []
     ents: List[str] = []
     for sentence in sentences:
         words.extend(sentence.words)
         spaces.extend(sentence.spaces if sentence.spaces is not None else [True] * len(sentence))
         sent_starts.extend([True] + [False] * (len(sentence) - 1))
         ents.extend(sentence.ner)
-    layers = {}
+    layers: Dict[str, List[str]] = {}
     for name in ("tags", "pos"):
         if all(getattr(s, name) is not None for s in sentences):
             layers[name] = [value for s in sentences for value in getattr(s, name)]
     doc = Doc(
-        vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=ents or None, **layers
+        vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=ents or None,
+        tags=layers.get("tags"), pos=layers.get("pos"),
     )
     if sentences and all(s.chunks is not None for s in sentences):
-        chunks = [tag for s in sentences for tag in s.chunks]
+        chunks = [tag for s in sentences for tag in s.chunks or ()]
         doc.spans[CHUNKS_KEY] = [Span(doc, start, end, label=label) for start, end, label in iob2_spans(chunks)]
     return doc
 

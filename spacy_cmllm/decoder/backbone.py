@@ -17,11 +17,12 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, cast
 
 import srsly
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from ..errors import CmllmError, Errors
 from .fingerprint import weights_fingerprint
@@ -32,6 +33,9 @@ from .pieces import PieceEncoder
 from .probe import check_unmasked
 from .threads import settle_worker_threads
 from .unmask import UnmaskSpec, parse_spec, unmask_layers
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 _FORMAT = 1
 
@@ -124,6 +128,10 @@ def check_trained_shape(saved: Dict[str, Any], settings: BackboneSettings, n_lay
 class Backbone(nn.Module):
     """The loaded decoder with its tokenizer and provenance."""
 
+    # (smoothing, bos_id, window) and the int8 copy built for them; set with
+    # object.__setattr__ (not a submodule), so declared here for type checkers.
+    _int8_decoder: Optional[Tuple[Tuple[float, Optional[int], int], nn.Module]]
+
     def __init__(self, decoder: nn.Module, tokenizer: Any, settings: BackboneSettings, *, fingerprint: str, source_config: Dict[str, Any]):
         super().__init__()
         self.decoder = decoder
@@ -191,6 +199,7 @@ class Backbone(nn.Module):
             expected = parse_spec(self.settings.unmask, len(decoder_layers(quantized)))
             check_unmasked(quantized, expected, spec=self.settings.unmask)
             object.__setattr__(self, "_int8_decoder", (key, quantized))
+            return quantized
         return self._int8_decoder[1]
 
     def drop_int8_decoder(self) -> None:
@@ -210,7 +219,7 @@ class Backbone(nn.Module):
     @classmethod
     def _assemble(
         cls,
-        base: nn.Module,
+        base: PreTrainedModel,
         tokenizer: Any,
         settings: BackboneSettings,
         *,
@@ -229,28 +238,31 @@ class Backbone(nn.Module):
         source_config = json.loads(base.config.to_json_string(use_diff=False))
         if settings.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # The base, or the peft model around it.
+        decoder: nn.Module = base
         if settings.lora is not None:
             if settings.quantization == "4bit":
                 from peft import prepare_model_for_kbit_training
 
-                base = prepare_model_for_kbit_training(
-                    base,
+                decoder = prepare_model_for_kbit_training(
+                    decoder,
                     use_gradient_checkpointing=settings.gradient_checkpointing,
                     gradient_checkpointing_kwargs={"use_reentrant": False},
                 )
-            base = add_lora(base, **settings.lora.to_dict())
+            decoder = add_lora(decoder, **settings.lora.to_dict())
         else:
-            base.requires_grad_(False)
+            decoder.requires_grad_(False)
         if settings.quantization is None:
-            base.to(settings.torch_device())
-        return cls(base, tokenizer, settings, fingerprint=fingerprint, source_config=source_config)
+            decoder.to(settings.torch_device())
+        return cls(decoder, tokenizer, settings, fingerprint=fingerprint, source_config=source_config)
 
     # -- introspection -------------------------------------------------------------------
 
     @property
-    def base_model(self) -> nn.Module:
+    def base_model(self) -> PreTrainedModel:
         """The module that runs the decoder blocks (e.g. LlamaModel), inside any wrapper."""
-        return find_base_model(self.decoder)
+        # A Backbone holds Hugging Face decoders only (_assemble's base).
+        return cast(PreTrainedModel, find_base_model(self.decoder))
 
     @property
     def hidden_size(self) -> int:
@@ -332,7 +344,7 @@ class Backbone(nn.Module):
         return backbone
 
 
-def _load_base(settings: BackboneSettings):
+def _load_base(settings: BackboneSettings) -> Tuple[PreTrainedModel, Any]:
     return load_decoder(
         settings.name,
         dtype=settings.dtype,
@@ -344,7 +356,8 @@ def _load_base(settings: BackboneSettings):
 
 def _base_state(decoder: nn.Module) -> Dict[str, torch.Tensor]:
     """The base weights under their stock names, without adapters."""
-    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
+    # peft's PeftModel method, where the decoder has adapters.
+    base = cast("PeftModel", decoder).get_base_model() if hasattr(decoder, "get_base_model") else decoder
     state = {}
     for name, tensor in base.state_dict().items():
         if "lora_" in name:
@@ -353,7 +366,7 @@ def _base_state(decoder: nn.Module) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) -> nn.Module:
+def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) -> PreTrainedModel:
     from safetensors.torch import load
     from transformers import AutoConfig, AutoModel
 

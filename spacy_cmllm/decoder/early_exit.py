@@ -14,7 +14,7 @@ unaffected by the swap being undone before backward.
 """
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, cast
 
 from torch import nn
 
@@ -56,7 +56,8 @@ def exit_after(model: nn.Module, n: int) -> Iterator[None]:
     if n == n_layers:
         yield
         return
-    layers, norm = base.layers, base.norm
+    # find_base_model checked `layers`; torch types any submodule attribute as Tensor | Module.
+    layers, norm = cast(nn.ModuleList, base.layers), base.norm
     base.layers = nn.ModuleList(list(layers)[:n])
     base.norm = nn.Identity()
     try:

@@ -5,7 +5,7 @@ with a ``layers`` ModuleList of decoder blocks, each holding a ``self_attn`` mod
 *ForCausalLM classes keep that base model under ``.model``; peft wraps either.
 """
 
-from typing import List
+from typing import List, cast
 
 from torch import nn
 
@@ -30,7 +30,7 @@ def find_base_model(model: nn.Module) -> nn.Module:
     inner = unwrap_peft(model)
     for candidate in (inner, getattr(inner, "model", None)):
         layers = getattr(candidate, "layers", None)
-        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+        if candidate is not None and isinstance(layers, nn.ModuleList) and len(layers) > 0:
             if all(isinstance(getattr(layer, "self_attn", None), nn.Module) for layer in layers):
                 return candidate
             raise CmllmError(
@@ -46,8 +46,10 @@ def find_base_model(model: nn.Module) -> nn.Module:
 def decoder_layers(model: nn.Module) -> List[nn.Module]:
     """The decoder blocks that the base model's forward actually runs, input side first."""
     base = find_base_model(model)
-    n_layers = getattr(getattr(base, "config", None), "num_hidden_layers", None) or len(base.layers)
-    return list(base.layers[:n_layers])
+    # find_base_model checked it; torch types any submodule attribute as Tensor | Module.
+    blocks = cast(nn.ModuleList, base.layers)
+    n_layers = getattr(getattr(base, "config", None), "num_hidden_layers", None) or len(blocks)
+    return list(blocks[:n_layers])
 
 
 def attention_implementation(model: nn.Module) -> str:

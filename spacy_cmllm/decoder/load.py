@@ -32,7 +32,7 @@ import time
 import warnings
 from os import PathLike
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import transformers
@@ -42,8 +42,10 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
-    PreTrainedTokenizerFast,
 )
+# From its own module: transformers' __init__ shows type checkers its placeholder class (for
+# installs without tokenizers) under this name first. The same class at run time.
+from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
 
 from ..errors import CmllmError, CmllmFileNotFoundError, CmllmImportError, CmllmRuntimeError, Errors
 from .tokenizer import read_gguf_metadata, repair_tokenizer
@@ -191,7 +193,7 @@ def _load_memory(
 def _looks_local(text: str) -> bool:
     if text.startswith(("/", "./", "../", "~")) or text.lower().endswith(".gguf"):
         return True
-    separators = {os.sep, os.altsep} - {None}
+    separators = [sep for sep in (os.sep, os.altsep) if sep is not None]
     return any(sep in text for sep in separators) and not _HUB_NAME.match(text)
 
 
@@ -277,11 +279,12 @@ def _load_gguf(
     )
     if "quantization_config" in kwargs:
         del model
-        if written:
+        if written and entry is not None:
             return _from_pretrained(entry / "model", lm_head=lm_head, kwargs=kwargs), tokenizer
         gguf = {"gguf_file": path.name, **kwargs}
         return _from_pretrained(path.parent, lm_head=lm_head, kwargs=gguf), tokenizer
-    return (model if lm_head else model.base_model), tokenizer
+    # transformers annotates base_model as a plain Module; it is the bare PreTrainedModel.
+    return (model if lm_head else cast(PreTrainedModel, model.base_model)), tokenizer
 
 
 def _convert_gguf(

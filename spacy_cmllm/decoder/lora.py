@@ -1,7 +1,7 @@
 """LoRA adapters through peft: the base stays frozen, only adapters train."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import torch
 from torch import nn
@@ -53,7 +53,7 @@ class LoraSettings:
             raise invalid("target_modules", "give a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
-    def to_dict(self) -> Dict[str, object]:
+    def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
         if not isinstance(self.target_modules, str):
             data["target_modules"] = list(self.target_modules)
@@ -118,7 +118,8 @@ def add_lora(
     targets = resolve_target_modules(model, settings.target_modules)
     config = LoraConfig(
         r=settings.r,
-        lora_alpha=settings.alpha,
+        # peft annotates lora_alpha as int but only divides by it; alpha may be 32.0 or 2.5.
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]
         lora_dropout=settings.dropout,
         target_modules=targets,
         bias="none",

@@ -19,7 +19,7 @@ So every segment computes exactly what it computes alone. Only the ``sdpa`` and 
 kernels take such a mask; others are refused (E075) rather than run unpacked.
 """
 
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Union, cast
 
 import numpy
 import torch
@@ -28,6 +28,9 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import CmllmError, Errors
 from .layout import attention_implementation, decoder_layers, find_base_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Must equal unmask.SEGMENTS_KWARG (kept here so decoder/unmask.py imports from us).
 SEGMENTS_KWARG = "cmllm_segments"
@@ -123,7 +126,8 @@ def block_mask(
 
 def _mask_dtype(base: nn.Module) -> torch.dtype:
     # The stock mask builders use the dtype of the input embeddings.
-    embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
+    # Hugging Face's method where the model has it: as a plain Module it would read as Tensor | Module.
+    embeddings = cast("PreTrainedModel", base).get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
     weight = getattr(embeddings, "weight", None)
     return weight.dtype if isinstance(weight, torch.Tensor) and weight.dtype.is_floating_point else torch.float32
 
@@ -142,7 +146,8 @@ def packed_inputs(model: nn.Module, segments: torch.Tensor) -> Dict[str, Union[t
     config = base.config
     boolean = impl == "sdpa"
     dtype = _mask_dtype(base)
-    layer_types = {getattr(layer, "attention_type", None) for layer in decoder_layers(base)}
+    # Whatever each layer declares (a str in transformers), None where it declares nothing.
+    layer_types: Set[Any] = {getattr(layer, "attention_type", None) for layer in decoder_layers(base)}
     if layer_types - {None}:
         # Qwen2, Gemma-2: the forward takes a mapping from layer type to mask.
         mask: Union[torch.Tensor, Dict[str, torch.Tensor]] = {}

@@ -33,14 +33,14 @@ def pack_rows(lengths: Sequence[int], *, capacity: int, balance: bool = True) ->
     """
     if isinstance(capacity, bool) or not isinstance(capacity, (int, numpy.integer)) or capacity < 1:
         raise CmllmError(Errors.E079.format(name="capacity", value=capacity, why="must be an int >= 1"))
-    lengths = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
-    rows = _best_fit(lengths, int(capacity))
+    sizes = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
+    rows = _best_fit(sizes, int(capacity))
     if not balance or len(rows) < 2:
         return rows
     n_rows = len(rows)
-    width = max(int(lengths.max()), -(-int(lengths[lengths > 0].sum()) // n_rows))
+    width = max(int(sizes.max()), -(-int(sizes[sizes > 0].sum()) // n_rows))
     while width < capacity:
-        trial = _best_fit(lengths, width)
+        trial = _best_fit(sizes, width)
         if len(trial) <= n_rows:
             return trial
         width += max(1, width // 50)

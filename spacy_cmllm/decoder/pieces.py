@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from ..errors import CmllmError, CmllmTypeError, Errors
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
 
 # A newline is a pre-token of its own under GPT-2-style byte-level pre-tokenizer regexes, and
 # SentencePiece vocabularies have no merges from a newline into a following word or punctuation.
@@ -41,10 +41,14 @@ _Key = Tuple[bool, str]
 
 
 class Token(Protocol):
-    """What the encoder reads of a token: a spaCy Token has both, and nothing here needs spaCy."""
+    """What the encoder reads of a token: a spaCy Token has both, and nothing here needs spaCy.
+    Read-only, as spaCy's are."""
 
-    text: str
-    whitespace_: str
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def whitespace_(self) -> str: ...
 
 
 @dataclass(eq=False)

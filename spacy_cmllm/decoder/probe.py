@@ -6,13 +6,16 @@ for each layer we perturb the layer's INPUT at the last position only and see wh
 the layer's OUTPUT at any earlier position moves. In a causal layer it cannot.
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 from torch import nn
 
 from ..errors import CmllmError, Errors
 from .layout import decoder_layers, find_base_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Long enough for every layer kind to show causality (Mistral's sliding window is far
 # longer), short enough that the check costs a few milliseconds at load.
@@ -41,7 +44,8 @@ def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    vocab_size = int(base.config.vocab_size)
+    # A Hugging Face base model: as a plain Module its config would read as Tensor | Module.
+    vocab_size = int(cast("PreTrainedModel", base).config.vocab_size)
     device = next(base.parameters()).device
     input_ids = torch.randint(0, vocab_size, (1, seq_len), generator=generator).to(device)
     attention_mask = torch.ones_like(input_ids)
@@ -132,7 +136,8 @@ def last_copy_dependence(
     model.eval()
     try:
         generator = torch.Generator().manual_seed(seed)
-        vocab_size = int(base.config.vocab_size)
+        # A Hugging Face base model: as a plain Module its config would read as Tensor | Module.
+        vocab_size = int(cast("PreTrainedModel", base).config.vocab_size)
         device = next(base.parameters()).device
         text = torch.randint(0, vocab_size, (seq_len,), generator=generator)
         head = [] if bos_id is None else [bos_id]

@@ -35,7 +35,7 @@ were tried on AVX2: int8 became slower than float32.)
 
 import copy
 from functools import lru_cache
-from typing import Callable, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, cast
 
 import torch
 from torch import nn
@@ -92,15 +92,17 @@ def int8_copy(
                 rehook(new)
     else:
         clone = copy.deepcopy(decoder, memo=dict(shared))
-    if callable(getattr(clone, "merge_and_unload", None)):
-        clone = clone.merge_and_unload()
+    merge_and_unload = getattr(clone, "merge_and_unload", None)
+    if callable(merge_and_unload):
+        clone = merge_and_unload()
     clone = clone.float().eval().requires_grad_(False)
     # Unmasked before calibrating: smoothing must see the activations prediction sees.
     unmask_layers(clone, spec)
     if calibration and smoothing > 0:
         smooth_for_int8(clone, [ids.to(device) for ids in calibration], alpha=smoothing)
     kernel = int8_kernel()
-    replace_linears(find_base_model(clone).layers, weight_levels=kernel.weight_levels, kernel=kernel.name)
+    # find_base_model checked `layers`; torch types any submodule attribute as Tensor | Module.
+    replace_linears(cast(nn.Module, find_base_model(clone).layers), weight_levels=kernel.weight_levels, kernel=kernel.name)
     return clone
 
 
@@ -241,6 +243,12 @@ class Int8Linear(nn.Module):
     kernel: "onednn" (prepacked weights) or "int_mm" (torch._int_mm).
     shared: the input's codes, where other layers read the same input."""
 
+    # Buffers, set through register_buffer in __init__: declared for type checkers.
+    weight_t: Optional[torch.Tensor]
+    weight_scale: torch.Tensor
+    bias: Optional[torch.Tensor]
+    weight_zero_points: torch.Tensor
+
     def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, kernel: str = "int_mm",
                  shared: Optional[SharedTokenCodes] = None):
         super().__init__()
@@ -276,12 +284,16 @@ class Int8Linear(nn.Module):
         codes, scale = self.shared(x, quantize) if self.shared is not None else quantize()
         if onednn:
             if self._packed is None:
+                # Without packed weights (a copy, an unpickled layer) the codes are in weight_t.
+                assert self.weight_t is not None
                 self._packed = _prepack(self.weight_t.t().contiguous())
                 self.weight_t = None
             out = _onednn_linear(codes, self._packed, self.weight_scale, self.weight_zero_points).mul_(scale)
             if self.bias is not None:
                 out.add_(self.bias)
         else:
+            # int_mm never drops its codes.
+            assert self.weight_t is not None
             out = torch._int_mm(codes, self.weight_t).mul(scale)
             if self.bias is not None:
                 out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
@@ -297,6 +309,8 @@ class Int8Linear(nn.Module):
         # exact (integers up to 127 in float32, a kernel chosen for being exact).
         identity = torch.eye(self.in_features).add_(128.0).to(torch.uint8)
         unit = torch.ones(self.out_features)
+        # Codes dropped from weight_t live in the packed copy.
+        assert self._packed is not None
         with torch.no_grad():
             weight_t = _onednn_linear(identity, self._packed, unit, self.weight_zero_points)
         return weight_t.round_().to(torch.int8).t()
@@ -320,10 +334,11 @@ SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str = "int_mm") -> int:
     """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
-    shared = {}
+    shared: Dict[str, SharedTokenCodes] = {}
     for names in SHARED_INPUTS:
         siblings = [getattr(module, name, None) for name in names]
-        if all(isinstance(s, nn.Linear) for s in siblings) and len({s.in_features for s in siblings}) == 1:
+        linears = [s for s in siblings if isinstance(s, nn.Linear)]
+        if len(linears) == len(siblings) and len({s.in_features for s in linears}) == 1:
             codes = SharedTokenCodes(len(names))
             shared.update((name, codes) for name in names)
     count = 0

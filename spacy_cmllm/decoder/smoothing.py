@@ -24,7 +24,7 @@ qkv) are left unsmoothed. The float model must compute the same function afterwa
 copy checks that on the calibration text and refuses otherwise (E080).
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, cast
 
 import torch
 from torch import nn
@@ -91,7 +91,8 @@ def smooth_for_int8(model: nn.Module, calibration: Sequence[torch.Tensor], *, al
 
 def _linears(module: Optional[nn.Module], *names: str) -> List[nn.Linear]:
     found = [getattr(module, name, None) for name in names]
-    return found if all(isinstance(f, nn.Linear) for f in found) else []
+    linears = [f for f in found if isinstance(f, nn.Linear)]
+    return linears if len(linears) == len(found) else []
 
 
 @torch.no_grad()
@@ -150,7 +151,9 @@ def _into_norm(norm: Optional[nn.Module], linears: List[nn.Linear], maxima: Dict
         return 0
     weight_max = torch.stack([l.weight.abs().amax(dim=0) for l in linears]).amax(dim=0).float()
     factors = _factors(maxima[linears[0]], weight_max, alpha)
-    norm.weight.div_(factors.to(norm.weight.dtype))
+    # _scales_with_weight checked that it is a tensor; torch types the attribute Tensor | Module.
+    norm_weight = cast(torch.Tensor, norm.weight)
+    norm_weight.div_(factors.to(norm_weight.dtype))
     for linear in linears:
         linear.weight.mul_(factors.to(linear.weight.dtype))
     return 1
@@ -172,9 +175,10 @@ def _into_rows(producers: List[nn.Linear], consumers: List[nn.Linear], maxima: D
 @torch.no_grad()
 def _into_values(attn: Optional[nn.Module], maxima: Dict[nn.Module, torch.Tensor], alpha: float) -> int:
     """Fold o_proj's factors into v_proj's rows; a value channel serves ``groups`` query heads."""
-    v_proj, o_proj = (_linears(attn, "v_proj", "o_proj") or [None, None])
-    if v_proj is None or o_proj not in maxima or getattr(attn, "v_norm", None) is not None:
+    linears = _linears(attn, "v_proj", "o_proj")
+    if not linears or linears[1] not in maxima or getattr(attn, "v_norm", None) is not None:
         return 0
+    v_proj, o_proj = linears
     n_values, n_inputs = v_proj.out_features, o_proj.in_features
     head_dim = getattr(attn, "head_dim", None)
     if not head_dim or n_inputs % n_values or n_values % head_dim:

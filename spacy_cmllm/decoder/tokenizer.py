@@ -31,15 +31,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from os import PathLike
-from typing import Any
+from typing import Any, cast
 
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
 from transformers import (
     GPT2TokenizerFast,
     PretrainedConfig,
     PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
 )
+# From its own module: transformers' __init__ shows type checkers its placeholder class (for
+# installs without tokenizers) under this name first. The same class at run time.
+from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
 
 from ..errors import CmllmError, CmllmTypeError, Errors
 
@@ -156,7 +158,8 @@ def _token_for_id(tokenizer: PreTrainedTokenizerFast, token_id: Any) -> str | No
         return None  # absent, or a list (several eos ids): no single answer
     if not 0 <= token_id < len(tokenizer):
         return None
-    return tokenizer.convert_ids_to_tokens(token_id)
+    # One id in, one token out: transformers' annotation also covers a list of ids.
+    return cast(str, tokenizer.convert_ids_to_tokens(token_id))
 
 
 def _component_types(component: Any) -> set[str]:

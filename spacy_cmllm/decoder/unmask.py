@@ -24,7 +24,7 @@ transformers upgrades do not silently undo it; ``probe.bidirectional_layers`` ch
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -305,8 +305,11 @@ def unmask_layers(model: nn.Module, spec: UnmaskSpec) -> UnmaskHandle:
     handle._hooks.append(base.register_forward_pre_hook(PassPadding(base), with_kwargs=True))
     for index in chosen:
         layer = layers[index]
-        handle._restore.append((layer.self_attn, getattr(layer.self_attn, "is_causal", True)))
-        layer.self_attn.is_causal = False
+        # check_attention_supported checked it; torch types it Tensor | Module.
+        attn = cast(nn.Module, layer.self_attn)
+        handle._restore.append((attn, getattr(attn, "is_causal", True)))
+        # torch types Module.__setattr__ for tensors and submodules only; a plain flag is fine.
+        attn.is_causal = False  # type: ignore[assignment]
         handle._hooks.append(layer.register_forward_pre_hook(SwapMask(base), with_kwargs=True))
     setattr(base, _ACTIVE_ATTR, tuple(sorted(set(getattr(base, _ACTIVE_ATTR, ())) | set(chosen))))
     return handle

@@ -261,15 +261,15 @@ def batch_windows(
         neighbours in length share a batch, which keeps padding waste small.
     """
     _check_int("max_pieces", max_pieces, minimum=1)
-    lengths = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
+    sizes = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
     # Stable, so that windows of equal length keep their order.
-    order = numpy.argsort(-lengths, kind="stable")
+    order = numpy.argsort(-sizes, kind="stable")
     batches: List[List[int]] = []
     batch: List[int] = []
     longest = real = 0
     for index in order.tolist():
         # An empty window still costs a row.
-        length = max(int(lengths[index]), 1)
+        length = max(int(sizes[index]), 1)
         too_big = (len(batch) + 1) * widths(longest) > max_pieces
         too_padded = max_padding is not None and (len(batch) + 1) * longest - (real + length) > max_padding * (real + length)
         if batch and (too_big or too_padded):

@@ -6,11 +6,7 @@ A published version's signature never changes; a new behaviour gets a new versio
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from spacy.language import Language
-from spacy.tokens import Doc
 from spacy.util import registry
-from spacy_transformers.data_classes import FullTransformerBatch
-from thinc.api import Model
-from thinc.types import Floats2d, Ragged
 
 from ..decoder.adapter_optimizer import AdapterOptimizer
 from ..decoder.backbone import BackboneSettings
@@ -18,6 +14,7 @@ from ..decoder.smoothing import DEFAULT_ALPHA
 from ..errors import CmllmError, Errors
 from .bio_tagger import DEFAULT_MODEL, BIOTagger, build_bio_tagger_model
 from .model import build_model
+from .types import BIOTaggerModelT, CausalMaskModelT, ListenerModelT, PoolingModelT, Tok2VecModelT
 
 # v1-v3's default adapters: attention only. Kept: their configs mean what they meant.
 DEFAULT_LORA: Dict[str, Any] = {
@@ -55,7 +52,7 @@ def build_causal_mask_llm_v1(
     device: Optional[str] = None,
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
-) -> Model[List[Doc], FullTransformerBatch]:
+) -> CausalMaskModelT:
     """As v2, with the adapters stepped by the training's thinc optimizer (one learning rate
     for adapters and heads, clipping per tensor)."""
     return build_causal_mask_llm_v2(
@@ -88,7 +85,7 @@ def build_causal_mask_llm_v2(
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
     adapter_optimizer: Optional[AdapterOptimizer] = None,
-) -> Model[List[Doc], FullTransformerBatch]:
+) -> CausalMaskModelT:
     """As v3 with pack = false (every window its own row) and int8 = false."""
     return build_causal_mask_llm_v3(
         name=name, unmask=unmask, dtype=dtype, quantization=quantization,
@@ -123,7 +120,7 @@ def build_causal_mask_llm_v3(
     pack: bool = True,
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
-) -> Model[List[Doc], FullTransformerBatch]:
+) -> CausalMaskModelT:
     """As v4 with repeat = 1, window 128 / stride 96 by default, and adapters on attention
     only by default (q/k/v/o_proj, dropout 0.05)."""
     return build_causal_mask_llm_v4(
@@ -161,7 +158,7 @@ def build_causal_mask_llm_v4(
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
     repeat: int = 1,
-) -> Model[List[Doc], FullTransformerBatch]:
+) -> CausalMaskModelT:
     """A partly unmasked, LoRA-adapted decoder as the model of spacy-transformers'
     ``transformer`` component; ``TransformerListener.v1`` layers read its output.
 
@@ -219,9 +216,9 @@ def build_causal_mask_llm_v4(
         raise CmllmError(Errors.E079.format(name="int8_smoothing", value=int8_smoothing, why="must be a number from 0 to 1"))
     if int8 and quantization is not None:
         raise CmllmError(Errors.E077.format(why=f"quantization={quantization!r} already quantizes the base"))
-    for key, value, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise CmllmError(Errors.E040.format(name=key, value=value, why=f"must be an integer >= {minimum}"))
+    for key, number, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+            raise CmllmError(Errors.E040.format(name=key, value=number, why=f"must be an integer >= {minimum}"))
     if stride > window:
         raise CmllmError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
@@ -321,10 +318,10 @@ def make_bio_scorer_v1():
 @registry.architectures("spacy-cmllm.BIOTagger.v1")
 def build_bio_tagger_v1(
     *,
-    tok2vec: Model[List[Doc], List[Floats2d]],
+    tok2vec: Tok2VecModelT,
     nO: Optional[int] = None,
     dropout: float = 0.1,
-) -> Model[List[Doc], List[Floats2d]]:
+) -> BIOTaggerModelT:
     """The paper's token-classification head: tok2vec, dropout, softmax over IOB2 classes.
 
     tok2vec (Model[List[Doc], List[Floats2d]]): token vectors, e.g.
@@ -341,10 +338,10 @@ def build_bio_tagger_v1(
 @registry.architectures("spacy-cmllm.TransformerListener.v1")
 def build_transformer_listener_v1(
     *,
-    pooling: Model[Ragged, Floats2d],
+    pooling: PoolingModelT,
     grad_factor: float = 1.0,
     upstream: str = "*",
-) -> Model[List[Doc], List[Floats2d]]:
+) -> ListenerModelT:
     """spacy-transformers.TransformerListener.v1 that fails (E101) instead of returning
     zero vectors when a Doc reaches it in prediction without doc._.trf_data, i.e. when
     the transformer component did not run (disabled, or its output already cleaned).
@@ -380,7 +377,7 @@ def build_transformer_listener_v1(
 def make_bio_tagger(
     nlp: Language,
     name: str,
-    model: Model[List[Doc], List[Floats2d]],
+    model: BIOTaggerModelT,
     spans_key: Optional[str],
     overwrite: bool,
     scorer: Optional[Callable],

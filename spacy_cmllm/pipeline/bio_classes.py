@@ -6,7 +6,7 @@ class 2 + 2k is I-L_k. Decoding never yields an invalid sequence: I-X may only f
 B-X or I-X of the same type, and no sequence starts with I-X.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 
@@ -47,10 +47,10 @@ def encode_spans(length: int, spans: Sequence[Tuple[int, int, int]]) -> numpy.nd
     return ids
 
 
-def decode_spans(ids: Sequence[int]) -> List[Tuple[int, int, int]]:
+def decode_spans(ids: Iterable[int]) -> List[Tuple[int, int, int]]:
     """The (start, end, label index) spans of an IOB2 class-id sequence.
 
-    ids (Sequence[int]): class ids, e.g. from viterbi(). An I-X that continues nothing
+    ids (Iterable[int]): class ids, e.g. from viterbi(). An I-X that continues nothing
         (never produced by viterbi) opens a span, as seqeval's lenient mode reads it.
     RETURNS (List[Tuple[int, int, int]]): end-exclusive token spans, in order.
     """

@@ -13,7 +13,7 @@ continue one. ``overwrite = true`` replaces them instead.
 """
 
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
 
 import numpy
 from spacy.pipeline import TrainablePipe
@@ -21,11 +21,12 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Dropout, Model, Optimizer, Softmax_v2, chain, set_dropout_rate, with_array, zero_init
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ints1d
 
 from ..errors import CmllmError, Errors
 from . import bio_classes
 from .scorer import score_bio
+from .types import BIOTaggerModelT, ClassifierModelT, Tok2VecModelT
 
 # Marks a token whose gold class is unknown: it contributes no loss.
 MISSING = -1
@@ -51,8 +52,8 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
 
 def build_bio_tagger_model(
-    tok2vec: Model[List[Doc], List[Floats2d]], *, nO: Optional[int] = None, dropout: float = 0.1
-) -> Model[List[Doc], List[Floats2d]]:
+    tok2vec: Tok2VecModelT, *, nO: Optional[int] = None, dropout: float = 0.1
+) -> BIOTaggerModelT:
     """tok2vec, then dropout and a softmax over the IOB2 classes, per token.
 
     tok2vec (Model[List[Doc], List[Floats2d]]): the token vectors, e.g. a TransformerListener.
@@ -65,8 +66,11 @@ def build_bio_tagger_model(
     # Zero weights: every class starts equally likely, so the first updates are not
     # spent undoing a random preference.
     output_layer = Softmax_v2(nO, width, init_W=zero_init)
-    head_dropout = Dropout(dropout)
-    model = chain(tok2vec, with_array(chain(head_dropout, output_layer)))
+    # Spelled out rather than ClassifierModelT: thinc's mypy plugin checks a chain only
+    # between types written as Model[...] (it does not expand aliases).
+    head_dropout: Model[Floats2d, Floats2d] = Dropout(dropout)
+    head: ClassifierModelT = chain(head_dropout, output_layer)
+    model: BIOTaggerModelT = chain(tok2vec, with_array(head))
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("dropout", head_dropout)
     model.set_ref("output_layer", output_layer)
@@ -79,7 +83,7 @@ class BIOTagger(TrainablePipe):
     def __init__(
         self,
         vocab: Vocab,
-        model: Model[List[Doc], List[Floats2d]],
+        model: BIOTaggerModelT,
         name: str = "bio_tagger",
         *,
         spans_key: Optional[str] = None,
@@ -206,6 +210,7 @@ class BIOTagger(TrainablePipe):
 
     def _set_spans(self, doc: Doc, spans: List[Span]) -> None:
         key = self.spans_key
+        assert key is not None  # called for spans_key only
         if self.overwrite or key not in doc.spans:
             doc.spans[key] = spans
             return
@@ -243,7 +248,8 @@ class BIOTagger(TrainablePipe):
         probs, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_probs = self.get_loss(examples, probs)
         backprop(d_probs)
-        if sgd not in (None, False):
+        # As spaCy's own pipes: callers may pass sgd=False for "no update" (typed as Optional).
+        if sgd not in (None, False):  # type: ignore[comparison-overlap]
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
@@ -269,10 +275,11 @@ class BIOTagger(TrainablePipe):
         for probs, truth in zip(scores, truths):
             known = ops.asarray1f((truth != MISSING).astype("float32"))
             rows = xp.arange(len(truth))
-            cols = ops.asarray1i(numpy.where(truth == MISSING, 0, truth))
+            cols = ops.asarray1i(cast(Ints1d, numpy.where(truth == MISSING, 0, truth)))
             d_probs = probs.copy()
             d_probs[rows, cols] -= 1.0
-            d_probs *= known[:, None]
+            # thinc's array types have no overload for numpy's new-axis (None) index.
+            d_probs *= known[:, None]  # type: ignore[call-overload]
             grads.append(d_probs)
             loss -= float((xp.log(xp.maximum(probs[rows, cols], _MIN_PROB)) * known).sum())
         return loss, grads
@@ -344,7 +351,7 @@ class BIOTagger(TrainablePipe):
         """
         validate_get_examples(get_examples, "BIOTagger.initialize")
         if labels is None:
-            found = set()
+            found: Set[str] = set()
             for eg in get_examples():
                 gold = self._gold_spans(eg.reference)
                 if gold is not None:

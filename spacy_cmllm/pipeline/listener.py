@@ -21,15 +21,15 @@ from typing import Any, Callable, List, Optional, Tuple
 from spacy.tokens import Doc
 from spacy_transformers.architectures import transformer_listener_tok2vec_v1
 from spacy_transformers.layers import TransformerListener
-from thinc.api import Model
 from thinc.types import Floats2d
 
 from ..errors import CmllmError, Errors
+from .types import ListenerModelT, PoolingModelT
 
 
 def build_checked_listener(
-    *, pooling: Model, grad_factor: float, upstream: str
-) -> Model[List[Doc], List[Floats2d]]:
+    *, pooling: PoolingModelT, grad_factor: float, upstream: str
+) -> ListenerModelT:
     """spacy-transformers.TransformerListener.v1 (same arguments, same weights) whose
     prediction raises E101 on a non-empty Doc without ``doc._.trf_data``."""
     inner = transformer_listener_tok2vec_v1(pooling=pooling, grad_factor=grad_factor, upstream=upstream)
@@ -43,13 +43,13 @@ def build_checked_listener(
     )
 
 
-class CheckedListener(Model):
+class CheckedListener(ListenerModelT):
     """A Model with room for the batch that initialize() got (thinc's Model has slots)."""
 
     init_batch: Optional[List[Doc]] = None
 
 
-def _init(model: CheckedListener, X: Any = None, Y: Any = None) -> Model:
+def _init(model: CheckedListener, X: Optional[List[Doc]] = None, Y: Any = None) -> CheckedListener:
     # thinc's chain predicts on this very list right after initializing: shape inference.
     model.init_batch = X
     inner = model.layers[0]
@@ -59,7 +59,7 @@ def _init(model: CheckedListener, X: Any = None, Y: Any = None) -> Model:
     return model
 
 
-def _forward(model: CheckedListener, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+def _forward(model: CheckedListener, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], List[Doc]]]:
     listener = model.get_ref("listener")
     shape_inference = docs is model.init_batch
     model.init_batch = None

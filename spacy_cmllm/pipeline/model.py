@@ -13,15 +13,15 @@ own pieces (per-token encoding), so the alignment is a plain running index.
 import functools
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy
 import torch
 from torch.profiler import record_function
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
-from thinc.api import Model, PyTorchShim
-from thinc.types import Ragged
+from thinc.api import PyTorchShim
+from thinc.types import Floats2d, Floats3d, Ints1d, Ints2d, Ragged
 from transformers.file_utils import ModelOutput
 
 from ..decoder.early_exit import exit_after, resolve_states
@@ -45,6 +45,7 @@ from ..decoder.windows import (
     plan_windows,
 )
 from .transfer import gradients_to_torch, to_device, to_heads
+from .types import CausalMaskModelT
 
 # In training, a decoder call is split rather than padded by more than this fraction: each
 # padded position would cost a forward and a backward pass.
@@ -81,9 +82,9 @@ class CausalMaskBatch(FullTransformerBatch):
     carries the gradients on the way back, one array per non-empty Doc.
     """
 
-    doc_gradients: Optional[List[numpy.ndarray]] = None
+    doc_gradients: Optional[List[Floats3d]] = None
 
-    def unsplit_by_doc(self, arrays: List[List[numpy.ndarray]]) -> "CausalMaskBatch":
+    def unsplit_by_doc(self, arrays: List[List[Floats3d]]) -> "CausalMaskBatch":
         return CausalMaskBatch(
             spans=self.spans,
             wordpieces=self.wordpieces,
@@ -94,7 +95,7 @@ class CausalMaskBatch(FullTransformerBatch):
         )
 
 
-class CausalMaskLLM(Model):
+class CausalMaskLLM(CausalMaskModelT):
     """The architecture's Thinc model. A subclass so that a damaged saved file gives one
     clear error (E031) instead of whichever decoding error thinc meets first, so that a
     config cannot silently change which hidden states the listeners were trained on, and
@@ -109,10 +110,10 @@ class CausalMaskLLM(Model):
     # held back and runs right after that backprop.
     _held_optimizer: Optional[Any] = None
 
-    def begin_update(self, X: List[Doc]) -> Tuple[FullTransformerBatch, Callable]:
+    def begin_update(self, X: List[Doc]) -> Tuple[FullTransformerBatch, Callable[[FullTransformerBatch], List[Doc]]]:
         output, backprop = super().begin_update(X)
 
-        def backprop_then_update(d_output: Any) -> Any:
+        def backprop_then_update(d_output: FullTransformerBatch) -> List[Doc]:
             d_docs = backprop(d_output)
             optimizer, self._held_optimizer = self._held_optimizer, None
             if optimizer is not None:
@@ -131,7 +132,7 @@ class CausalMaskLLM(Model):
     def from_bytes(self, bytes_data: bytes) -> "CausalMaskLLM":
         # thinc saves the attrs and overwrites the config's with the saved ones on load;
         # keep the config's to compare.
-        wanted = self.attrs.get("hidden_layers")
+        wanted = self.attrs["hidden_layers"]
         wanted_repeat = self.attrs.get("repeat", 1)
         # Pipelines saved before repetition existed have no "repeat": they ran one copy.
         self.attrs["repeat"] = 1
@@ -139,7 +140,8 @@ class CausalMaskLLM(Model):
         # saved ones, so `spacy.load(..., config=...)` can switch them.
         run_settings = {key: self.attrs.get(key, default) for key, default in RUN_SETTINGS.items()}
         try:
-            loaded = super().from_bytes(bytes_data)
+            # thinc annotates from_bytes as returning a Model; it returns self.
+            loaded = cast(CausalMaskLLM, super().from_bytes(bytes_data))
         except CodedError:
             raise
         except ValueError as err:
@@ -223,7 +225,7 @@ def build_model(
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
     repeat: int = 1,
-) -> Model[List[Doc], FullTransformerBatch]:
+) -> CausalMaskModelT:
     shim = BackboneShim(
         _Placeholder(),
         # Module-level functions, not closures: the model must pickle (n_process under spawn).
@@ -263,7 +265,7 @@ def _deserialize(_old: Any, data: bytes, _device: Any, *, settings: BackboneSett
     return Backbone.from_bytes(data, settings)
 
 
-def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
+def init(model: CausalMaskModelT, X: Optional[List[Doc]] = None, Y: Any = None) -> CausalMaskModelT:
     """Load the weights. Runs at nlp.initialize(), never at construction."""
     shim = model.shims[0]
     if not isinstance(shim._model, Backbone):
@@ -273,7 +275,7 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
     return model
 
 
-def check_repeat_fits(model: Model) -> None:
+def check_repeat_fits(model: CausalMaskModelT) -> None:
     """E090 where repetition meets a sliding window that cannot reach back over all copies:
     the last copy would then not see the first, and the causal layers would see less of the
     window than with one copy. Called once the decoder (and its config) is loaded."""
@@ -289,7 +291,7 @@ def check_repeat_fits(model: Model) -> None:
         raise CmllmError(Errors.E090.format(repeat=repeat, window=model.attrs["window"], positions=positions, sliding=sliding))
 
 
-def int8_decoder(model: Model) -> torch.nn.Module:
+def int8_decoder(model: CausalMaskModelT) -> torch.nn.Module:
     """The int8 copy of the decoder that ``model`` predicts with when attrs["int8"] is set."""
     backbone = get_backbone(model)
     bos_id = backbone.tokenizer.bos_token_id if model.attrs["add_bos"] else None
@@ -297,7 +299,7 @@ def int8_decoder(model: Model) -> torch.nn.Module:
     return backbone.int8_decoder(smoothing=smoothing, bos_id=bos_id, window=model.attrs["window"])
 
 
-def get_backbone(model: Model) -> Backbone:
+def get_backbone(model: CausalMaskModelT) -> Backbone:
     backbone = model.shims[0]._model
     if not isinstance(backbone, Backbone):
         raise CmllmError(Errors.E032)
@@ -306,7 +308,7 @@ def get_backbone(model: Model) -> Backbone:
     return backbone
 
 
-def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
+def forward(model: CausalMaskModelT, docs: List[Doc], is_train: bool) -> Tuple[CausalMaskBatch, Callable[[CausalMaskBatch], List[Doc]]]:
     # Before any torch computation in an nlp.pipe(n_process=N) worker (decoder/threads.py).
     settle_worker_threads()
     backbone = get_backbone(model)
@@ -375,7 +377,7 @@ def _check_previous_backprop(backbone: Backbone) -> None:
         warnings.warn(Warnings.W001, stacklevel=3)
 
 
-def _run_decoder(model: Model, backbone: Backbone, plan: WindowPlan, is_train: bool) -> torch.Tensor:
+def _run_decoder(model: CausalMaskModelT, backbone: Backbone, plan: WindowPlan, is_train: bool) -> torch.Tensor:
     """Run all windows in batches of rows; return one float32 vector per piece, docs
     concatenated in order (the plan's gather order).
 
@@ -470,7 +472,7 @@ def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
 
 
 def _hidden(
-    model: Model, decoder: torch.nn.Module, ids: torch.Tensor, mask: Optional[torch.Tensor], *, segments: Optional[torch.Tensor] = None
+    model: CausalMaskModelT, decoder: torch.nn.Module, ids: torch.Tensor, mask: Optional[torch.Tensor], *, segments: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
     n_layers = len(decoder_layers(decoder))
     layers = resolve_states(model.attrs["hidden_layers"], n_layers)
@@ -479,6 +481,7 @@ def _hidden(
     # the top layer).
     top = max(max(layers), 1)
     one = len(set(layers)) == 1 and layers[0] == top
+    call: Mapping[str, Union[torch.Tensor, Dict[str, torch.Tensor], None]]
     if segments is None:
         call = {"attention_mask": mask}
     else:
@@ -498,8 +501,10 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def _to_batch(model: Model, docs: List[Doc], pieces: List[TokenPieces], vectors: torch.Tensor, tokenizer: Any) -> CausalMaskBatch:
+def _to_batch(model: CausalMaskModelT, docs: List[Doc], pieces: List[TokenPieces], vectors: torch.Tensor, tokenizer: Any) -> CausalMaskBatch:
     # One transfer for the batch (none where heads and decoder share a device); per-doc views.
+    # (thinc's array types, Ints1d and the like, exist for type checkers only: numpy arrays
+    # are cast to them.)
     array = to_heads(vectors, model.ops)
     doc_data: List[TransformerData] = []
     start = 0
@@ -508,21 +513,22 @@ def _to_batch(model: Model, docs: List[Doc], pieces: List[TokenPieces], vectors:
         if n == 0:
             doc_data.append(TransformerData.empty())
             continue
-        hidden = array[start : start + n][None]
+        # thinc's array types have no overload for numpy's new-axis (None) index.
+        hidden = array[start : start + n][None]  # type: ignore[call-overload]
         start += n
         wordpieces = WordpieceBatch(
             strings=[tokenizer.convert_ids_to_tokens(doc_pieces.ids.tolist())],
-            input_ids=doc_pieces.ids[None].astype("int64"),
-            attention_mask=numpy.ones((1, n), dtype="float32"),
+            input_ids=cast(Ints2d, doc_pieces.ids[None].astype("int64")),
+            attention_mask=cast(Floats2d, numpy.ones((1, n), dtype="float32")),
             lengths=[n],
             token_type_ids=None,
         )
-        align = Ragged(model.ops.asarray1i(numpy.arange(n, dtype="int32")), model.ops.asarray1i(doc_pieces.lengths.astype("int32")))
+        align = Ragged(model.ops.asarray1i(cast(Ints1d, numpy.arange(n, dtype="int32"))), model.ops.asarray1i(cast(Ints1d, doc_pieces.lengths.astype("int32"))))
         doc_data.append(TransformerData(wordpieces=wordpieces, model_output=ModelOutput(last_hidden_state=hidden), align=align))
     return CausalMaskBatch(
         spans=[[doc[:]] if len(doc) else [] for doc in docs],
         wordpieces=WordpieceBatch.empty(),
         model_output=ModelOutput(),
-        align=Ragged(numpy.zeros((0,), dtype="i"), numpy.zeros((0,), dtype="i")),
+        align=Ragged(cast(Ints1d, numpy.zeros((0,), dtype="i")), cast(Ints1d, numpy.zeros((0,), dtype="i"))),
         cached_doc_data=doc_data,
     )
