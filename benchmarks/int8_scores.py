@@ -15,22 +15,23 @@ int8's F1 change, paired over documents; POS as tag accuracy; the speed is words
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_scores.json and
 redraws int8_scores.png.
 """
+
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy
 from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.training import Corpus, Example
 
+from experiments.study.bootstrap import paired_difference, resample_weights, span_counts
 from spacy_cmllm.decoder.quantize import int8_kernel
 from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.pipeline.scorer import iob2_tags
 from spacy_cmllm.provenance import provenance
-from experiments.study.bootstrap import paired_difference, resample_weights, span_counts
 
 from . import ROOT
 from .named_results import pipeline_parser, run_header, save_entry
@@ -46,7 +47,7 @@ def pct(value):
     return None if value is None else round(100 * value, 2)
 
 
-def score(nlp: Language, examples: List[Example]) -> Dict[str, Any]:
+def score(nlp: Language, examples: list[Example]) -> dict[str, Any]:
     """Predict the gold-tokenized Docs with ``nlp`` and score them; per-document entity
     counts ride along (key "_counts") for the paired bootstrap."""
     docs = gold_token_docs(nlp.vocab, [eg.reference for eg in examples])
@@ -57,7 +58,12 @@ def score(nlp: Language, examples: List[Example]) -> Dict[str, Any]:
     predicted = list(nlp.pipe(docs))
     seconds = time.perf_counter() - start
     got = Scorer(nlp).score([Example(doc, eg.reference) for doc, eg in zip(predicted, examples)])
-    counts = numpy.array([span_counts(iob2_tags(len(doc), eg.reference.ents), iob2_tags(len(doc), doc.ents)) for doc, eg in zip(predicted, examples)])
+    counts = numpy.array(
+        [
+            span_counts(iob2_tags(len(doc), eg.reference.ents), iob2_tags(len(doc), doc.ents))
+            for doc, eg in zip(predicted, examples)
+        ]
+    )
     return {
         "ner_f1": pct(got.get("ents_seqeval_f", got.get("ents_f"))),
         "ents_f": pct(got.get("ents_f")),
@@ -77,7 +83,10 @@ def plot(results: dict, path: Path) -> None:
 
     names = list(results)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    for ax, metric, title in ((axes[0], "ner_f1", "NER F1 (seqeval strict)"), (axes[1], "words_per_s", "words/s (nlp.pipe)")):
+    for ax, metric, title in (
+        (axes[0], "ner_f1", "NER F1 (seqeval strict)"),
+        (axes[1], "words_per_s", "words/s (nlp.pipe)"),
+    ):
         modes = [m for m in ("fp32", "bf16", "int8") if any(m in results[n]["modes"] for n in names)]
         width = 0.8 / len(modes)
         for k, mode in enumerate(modes):
@@ -97,7 +106,9 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = pipeline_parser(__doc__, RESULTS, prog=PROG)
-    parser.add_argument("--smoothing", type=float, default=None, help="int8_smoothing (SmoothQuant alpha); default: the pipeline's")
+    parser.add_argument(
+        "--smoothing", type=float, default=None, help="int8_smoothing (SmoothQuant alpha); default: the pipeline's"
+    )
     args = parser.parse_args(argv)
     nlp = int8_capable(args.model)
     if nlp is None:
@@ -152,7 +163,24 @@ def main(argv=None) -> int:
         **provenance(),
     }
     save_entry(args.out, args.name, entry, plot)
-    print(json.dumps({k: entry[k] for k in ("default_float", "ner_f1_change", "ner_f1_change_ci95", "tag_acc_change", "speedup", "ner_f1_change_vs_fp32", "ner_f1_change_vs_fp32_ci95", "speedup_vs_fp32", "within_bound")}))
+    print(
+        json.dumps(
+            {
+                k: entry[k]
+                for k in (
+                    "default_float",
+                    "ner_f1_change",
+                    "ner_f1_change_ci95",
+                    "tag_acc_change",
+                    "speedup",
+                    "ner_f1_change_vs_fp32",
+                    "ner_f1_change_vs_fp32_ci95",
+                    "speedup_vs_fp32",
+                    "within_bound",
+                )
+            }
+        )
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ choose alpha on the first and report the second.
 Each run adds (or replaces) its `--name` entry in benchmarks/results/int8_smoothing.json
 and redraws int8_smoothing.png. Accuracy only: no timings, so it may share the CPU.
 """
+
 import sys
 from pathlib import Path
 
@@ -36,7 +37,11 @@ def predict(nlp, examples, *, int8: bool, alpha: float):
     ``alpha`` or in float32."""
     variant = pipeline_variant(nlp, int8=int8, int8_smoothing=alpha, mixed_precision=False, pack=True)
     # The decoder states are compared: doc_cleaner must not drop them.
-    return list(variant.pipe(gold_token_docs(nlp.vocab, [eg.reference for eg in examples]), batch_size=64, disable=["doc_cleaner"]))
+    return list(
+        variant.pipe(
+            gold_token_docs(nlp.vocab, [eg.reference for eg in examples]), batch_size=64, disable=["doc_cleaner"]
+        )
+    )
 
 
 def compare(nlp, examples, reference, predicted) -> dict:
@@ -49,7 +54,9 @@ def compare(nlp, examples, reference, predicted) -> dict:
     scores = Scorer(nlp).score([Example(got, eg.reference) for got, eg in zip(predicted, examples)])
     return {
         "vector_relative_error": round(float(numpy.mean(errors)), 4),
-        "ner_label_changed": round(float(numpy.mean([(t.ent_iob_, t.ent_type_) != (u.ent_iob_, u.ent_type_) for t, u in pairs])), 4),
+        "ner_label_changed": round(
+            float(numpy.mean([(t.ent_iob_, t.ent_type_) != (u.ent_iob_, u.ent_type_) for t, u in pairs])), 4
+        ),
         "tag_changed": round(float(numpy.mean([t.tag_ != u.tag_ for t, u in pairs])), 4),
         "ner_f1": round(100 * scores.get("ents_seqeval_f", scores.get("ents_f") or 0.0), 2),
         "tag_acc": None if scores.get("tag_acc") is None else round(100 * scores["tag_acc"], 2),

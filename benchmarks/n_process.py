@@ -20,7 +20,7 @@ import json
 import multiprocessing
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
@@ -37,11 +37,11 @@ RUNS = [
 ]
 
 
-def annotations(docs) -> List[Any]:
+def annotations(docs) -> list[Any]:
     return [([t.tag_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents]) for doc in docs]
 
 
-def time_run(nlp, texts: List[str], run: Dict[str, Any], *, batch_size: int) -> Dict[str, Any]:
+def time_run(nlp, texts: list[str], run: dict[str, Any], *, batch_size: int) -> dict[str, Any]:
     """One timed nlp.pipe over ``texts`` as ``run`` says; the parent's threads restored."""
     default_threads = torch.get_num_threads()
     if run["threads"] is not None:
@@ -55,19 +55,29 @@ def time_run(nlp, texts: List[str], run: Dict[str, Any], *, batch_size: int) -> 
     finally:
         torch.set_num_threads(default_threads)
     words = sum(len(doc) for doc in docs)
-    return {**run, "torch_threads_in_parent": run["threads"] or default_threads, "seconds": round(seconds, 2),
-            "words": words, "words_per_s": round(words / seconds, 1), "annotations": annotations(docs)}
+    return {
+        **run,
+        "torch_threads_in_parent": run["threads"] or default_threads,
+        "seconds": round(seconds, 2),
+        "words": words,
+        "words_per_s": round(words / seconds, 1),
+        "annotations": annotations(docs),
+    }
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.n_process", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.n_process", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--texts", type=int, default=400, help="EWT sentences to process")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--source", default=SOURCE, help="base decoder of configs/default.cfg (untrained heads)")
     parser.add_argument("--model", default=None, help="a trained pipeline to time instead")
-    parser.add_argument("--runs", default=",".join(r["key"] for r in RUNS),
-                        help="comma-separated runs, of: " + ", ".join(r["key"] for r in RUNS))
+    parser.add_argument(
+        "--runs",
+        default=",".join(r["key"] for r in RUNS),
+        help="comma-separated runs, of: " + ", ".join(r["key"] for r in RUNS),
+    )
     parser.add_argument("--shared-cpu", action="store_true", help="record that other work shared the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -101,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     return result
 
 
-def plot(result: Dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,8 +128,11 @@ def plot(result: Dict[str, Any], path: Path) -> None:
     ax.set_xlim(right=max(values) * 1.25)
     machine = result["machine"]
     shared = ", shared" if machine["shared_cpu"] else ""
-    ax.set_xlabel(f"nlp.pipe words/s ({result['texts']} EWT sentences; {machine['cpu_count']} cores{shared}, "
-                  f"load {machine['load_average_at_start'][0]} at start)", fontsize=8)
+    ax.set_xlabel(
+        f"nlp.pipe words/s ({result['texts']} EWT sentences; {machine['cpu_count']} cores{shared}, "
+        f"load {machine['load_average_at_start'][0]} at start)",
+        fontsize=8,
+    )
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -4,11 +4,12 @@ benchmark over a trained pipeline and a corpus adds, or replaces, one entry by i
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 
-def pipeline_parser(doc: Optional[str], results: Path, *, prog: str) -> argparse.ArgumentParser:
+def pipeline_parser(doc: str | None, results: Path, *, prog: str) -> argparse.ArgumentParser:
     """The arguments these benchmarks share: a trained pipeline, a .spacy file of gold
     Docs, and the named entry of a results file to write."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -19,13 +20,13 @@ def pipeline_parser(doc: Optional[str], results: Path, *, prog: str) -> argparse
     return parser
 
 
-def run_header(prog: str, argv: Optional[List[str]], args: argparse.Namespace) -> Dict[str, Any]:
+def run_header(prog: str, argv: list[str] | None, args: argparse.Namespace) -> dict[str, Any]:
     """The first fields of an entry: the command that made it, its pipeline and data."""
     words = argv if argv is not None else sys.argv[1:]
     return {"command": f"{prog} " + " ".join(words), "model": str(args.model), "data": str(args.data)}
 
 
-def save_entry(out: Path, name: str, entry: Dict[str, Any], draw: Callable[[Dict[str, Any], Path], None]) -> None:
+def save_entry(out: Path, name: str, entry: dict[str, Any], draw: Callable[[dict[str, Any], Path], None]) -> None:
     """Add (or replace) ``name`` in the results file ``out`` and redraw its PNG with ``draw``."""
     results = json.loads(out.read_text()) if out.exists() else {}
     results[name] = entry

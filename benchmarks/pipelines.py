@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any
 
 import spacy
 from spacy.language import Language
@@ -27,9 +28,9 @@ EWT = [ROOT / "assets" / "ewt" / f"{split}.conllu" for split in ("train", "dev",
 SHAPE_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
 
-def ewt_sentences(limit: int) -> List[Any]:
+def ewt_sentences(limit: int) -> list[Any]:
     """Up to ``limit`` sentences of the bundled EWT (train, dev, test), in file order."""
-    out: List[Any] = []
+    out: list[Any] = []
     for path in EWT:
         for sentence in read_conllu(path):
             out.append(sentence)
@@ -38,20 +39,20 @@ def ewt_sentences(limit: int) -> List[Any]:
     return out
 
 
-def ewt_texts(n: int) -> List[str]:
+def ewt_texts(n: int) -> list[str]:
     """``n`` raw sentence texts, the bundled EWT read again from the start where it has
     fewer (about 16,600 sentences)."""
     texts = [s.text or " ".join(s.words) for s in ewt_sentences(n)]
     return [texts[i % len(texts)] for i in range(n)]
 
 
-def gold_token_docs(vocab: Any, docs: Iterable[Doc]) -> List[Doc]:
+def gold_token_docs(vocab: Any, docs: Iterable[Doc]) -> list[Doc]:
     """Fresh Docs of the tokens of ``docs`` (their words and spacing, nothing predicted), so
     that every run predicts, and is scored on, the same tokens."""
     return [Doc(vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in docs]
 
 
-def build_pipeline(source: str, *, model: Optional[str] = None, mixed_precision: Optional[bool] = None) -> Language:
+def build_pipeline(source: str, *, model: str | None = None, mixed_precision: bool | None = None) -> Language:
     """A trained pipeline (``model``), or configs/default.cfg over the base ``source``,
     initialized on 200 EWT sentences (untrained heads: the speed and memory of a
     pipeline do not depend on its weights). mixed_precision: the config's setting (None:
@@ -59,9 +60,14 @@ def build_pipeline(source: str, *, model: Optional[str] = None, mixed_precision:
     run = {"components": {"transformer": {"model": {"mixed_precision": mixed_precision}}}}
     if model:
         return spacy.load(model, config=run)
-    config = load_config(CONFIG, overrides={"components.transformer.model.name": source,
-                                            "components.transformer.model.mixed_precision": mixed_precision},
-                         interpolate=True)
+    config = load_config(
+        CONFIG,
+        overrides={
+            "components.transformer.model.name": source,
+            "components.transformer.model.mixed_precision": mixed_precision,
+        },
+        interpolate=True,
+    )
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     sentences = ewt_sentences(200)
     examples = [
@@ -77,7 +83,7 @@ def build_pipeline(source: str, *, model: Optional[str] = None, mixed_precision:
         return spacy.load(tmp)
 
 
-def int8_capable(path: Path) -> Optional[Language]:
+def int8_capable(path: Path) -> Language | None:
     """The trained pipeline at ``path`` where its decoder computes on the CPU, as int8
     prediction needs; else None, after saying so."""
     nlp = spacy.load(path)
@@ -120,7 +126,7 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_conditions(shared_cpu: bool) -> Dict[str, Any]:
+def run_conditions(shared_cpu: bool) -> dict[str, Any]:
     """What the provenance record leaves out of a run on a possibly shared CPU, taken when
     the run starts: the load, whether other work shared the CPU, the shape-cache settings."""
     return {

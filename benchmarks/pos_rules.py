@@ -44,7 +44,11 @@ def rules_on_gold_tags(corpus: Path, *, min_count: int) -> dict:
         tokens = [t for doc in read_docs(corpus / f"{split}.spacy") for t in doc if t.pos_]
         tag_only = sum(tag_map.get(t.tag_) == t.pos_ for t in tokens)
         with_words = sum(exceptions.get((t.tag_, t.text.lower()), tag_map.get(t.tag_)) == t.pos_ for t in tokens)
-        result[split] = {"tokens": len(tokens), "tag_only": tag_only / len(tokens), "with_exceptions": with_words / len(tokens)}
+        result[split] = {
+            "tokens": len(tokens),
+            "tag_only": tag_only / len(tokens),
+            "with_exceptions": with_words / len(tokens),
+        }
     return result
 
 

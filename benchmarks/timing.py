@@ -2,7 +2,8 @@
 a machine whose speed drifts between minutes slows every contender alike."""
 
 import time
-from typing import Any, Callable, List
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -31,11 +32,14 @@ def best_of(repeats: int, fn: Callable[[], Any], sync: Callable[[], None] = no_s
 
 
 def interleaved(
-    repeats: int, *fns: Callable[[], Any], sync: Callable[[], None] = no_sync, summary: Callable[[List[float]], float] = min
-) -> List[float]:
+    repeats: int,
+    *fns: Callable[[], Any],
+    sync: Callable[[], None] = no_sync,
+    summary: Callable[[list[float]], float] = min,
+) -> list[float]:
     """Each function's ``summary`` (the fastest, or e.g. statistics.median) of ``repeats``
     calls, the functions called in turn."""
-    times: List[List[float]] = [[] for _ in fns]
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, bucket in zip(fns, times):
             bucket.append(timed(fn, sync))

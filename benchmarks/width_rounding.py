@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
@@ -37,7 +37,7 @@ ROUNDED = model_module.CPU_BF16_WIDTH_MULTIPLE
 SETTINGS = {"exact widths": 1, f"widths rounded up to a multiple of {ROUNDED}": ROUNDED}
 
 
-def one_pass(nlp, texts: List[str], multiple: int) -> Dict[str, Any]:
+def one_pass(nlp, texts: list[str], multiple: int) -> dict[str, Any]:
     model_module.CPU_BF16_WIDTH_MULTIPLE = multiple
     started = time.perf_counter()
     docs = list(nlp.pipe(texts, batch_size=64))
@@ -47,8 +47,10 @@ def one_pass(nlp, texts: List[str], multiple: int) -> Dict[str, Any]:
     return {"seconds": seconds, "words": words, "labels": labels}
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--texts", type=int, default=1500)
     parser.add_argument("--passes", type=int, default=2, help="measured passes of each setting, alternating")
     parser.add_argument("--source", default=SOURCE, help="base decoder of configs/default.cfg")
@@ -62,20 +64,22 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     conditions = run_conditions(args.shared_cpu)
     nlp = build_pipeline(args.source)
     texts = ewt_texts(args.texts)
-    shapes: Dict[int, set] = {multiple: set() for multiple in SETTINGS.values()}
+    shapes: dict[int, set] = {multiple: set() for multiple in SETTINGS.values()}
     current = {"multiple": 1}
     decoder = get_backbone(nlp.get_pipe("transformer").model).decoder
     decoder.register_forward_pre_hook(
         lambda m, a, k: shapes[current["multiple"]].add(tuple(k["input_ids"].shape)), with_kwargs=True
     )
-    runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in SETTINGS}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
     for measured in [False] + [True] * args.passes:
         for name, multiple in SETTINGS.items():
             current["multiple"] = multiple
             row = one_pass(nlp, texts, multiple)
             if measured:
                 runs[name].append(row)
-            print(f"{'pass' if measured else 'warm-up'} {name}: {row['words'] / row['seconds']:.0f} words/s", flush=True)
+            print(
+                f"{'pass' if measured else 'warm-up'} {name}: {row['words'] / row['seconds']:.0f} words/s", flush=True
+            )
     model_module.CPU_BF16_WIDTH_MULTIPLE = ROUNDED
 
     exact, rounded = (runs[name] for name in SETTINGS)
@@ -107,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     return result
 
 
-def plot(result: Dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,8 +126,11 @@ def plot(result: Dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([f"{n}\n({result['runs'][n]['distinct_shapes']} shapes)" for n in names], fontsize=8)
     ax.set_ylabel("words/s (one thread)")
-    ax.set_title(f"bf16 prediction, {result['machine']['cpu']} CPU{' (shared)' if result['machine']['shared_cpu'] else ''}: "
-                 f"rounded/exact {result['rounded_vs_exact_speed']}x", fontsize=8)
+    ax.set_title(
+        f"bf16 prediction, {result['machine']['cpu']} CPU{' (shared)' if result['machine']['shared_cpu'] else ''}: "
+        f"rounded/exact {result['rounded_vs_exact_speed']}x",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

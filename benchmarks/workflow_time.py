@@ -11,6 +11,7 @@ is what the shipped config does by itself on such a CPU.
 
 Writes the JSON and a PNG of the step times beside it.
 """
+
 import argparse
 import json
 import os
@@ -34,7 +35,9 @@ BUDGET_MINUTES = 20
 def capability(env) -> str:
     """The capability PyTorch dispatches to under `env`, as a child process sees it."""
     code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def plot(report: dict, path: Path) -> None:
@@ -53,14 +56,19 @@ def plot(report: dict, path: Path) -> None:
     ax.set_yticks([])
     ax.set_xlabel(f"minutes (red: {BUDGET_MINUTES}-minute budget)")
     test = report["test"]
-    ax.set_title(f"spacy project run all, {report['machine']['dispatch']}: test ents_f {test['ents_f']}, tag_acc {test['tag_acc']}, pos_acc {test.get('pos_acc')}", fontsize=9)
+    ax.set_title(
+        f"spacy project run all, {report['machine']['dispatch']}: test ents_f {test['ents_f']}, tag_acc {test['tag_acc']}, pos_acc {test.get('pos_acc')}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--isa", choices=["native", "avx2"], default="native")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -89,15 +97,21 @@ def main(argv=None) -> int:
     total = sum(steps.values())
     record = provenance()
     # What the children dispatched to, which --isa avx2 holds below the hardware's.
-    record["machine"].update(dispatch=capability(env) + (" (limited by environment), float32" if args.isa == "avx2" else ""),
-                             env={k: env[k] for k in AVX2_ENV if k in env})
+    record["machine"].update(
+        dispatch=capability(env) + (" (limited by environment), float32" if args.isa == "avx2" else ""),
+        env={k: env[k] for k in AVX2_ENV if k in env},
+    )
     report = {
         "command": f"{PROG} " + " ".join(argv if argv is not None else sys.argv[1:]),
         "steps": steps,
         "total_minutes": round(total / 60, 1),
         "within_budget": total / 60 <= BUDGET_MINUTES,
-        "test": {"ents_f": pct("ents_f"), "ents_seqeval_f": pct("ents_seqeval_f"), "tag_acc": pct("tag_acc"),
-                 "pos_acc": pct("pos_acc")},
+        "test": {
+            "ents_f": pct("ents_f"),
+            "ents_seqeval_f": pct("ents_seqeval_f"),
+            "tag_acc": pct("tag_acc"),
+            "pos_acc": pct("pos_acc"),
+        },
         **record,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -15,20 +15,27 @@ The sweep that wrote the first schema may still be appending to such a file: it 
 not converted in place, until this harness appends a row to it.
 """
 
-from typing import Any, Callable, Dict, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .runs import DECODER, HEADS, STUDY_CONFIGS, SWEEP_CONFIGS
 
 # The sweep's columns that kept their meaning, under their name here.
-SWEEP_RENAMED = {"dev_f1": "dev_ner_f1_text", "test_f1": "test_ner_f1_text", "tag_acc": "test_tag_acc_text",
-                 "dev_tag_acc": "dev_tag_acc_text", "test_ents_f": "test_ents_f_text", "epochs": "epochs_nominal",
-                 "eval_seconds": "eval_seconds_text"}
+SWEEP_RENAMED = {
+    "dev_f1": "dev_ner_f1_text",
+    "test_f1": "test_ner_f1_text",
+    "tag_acc": "test_tag_acc_text",
+    "dev_tag_acc": "dev_tag_acc_text",
+    "test_ents_f": "test_ents_f_text",
+    "epochs": "epochs_nominal",
+    "eval_seconds": "eval_seconds_text",
+}
 # The study's, likewise (its dev scores depend on the model, see study_row).
 STUDY_RENAMED = {"budget": "max_steps", "tag_acc": "test_tag_acc", "cpu_capability": "cpu"}
 STUDY_DEV = ("dev_ner_f1", "dev_chunk_f1", "dev_tag_acc")
 
 
-def converter(header: Sequence[str], columns: Sequence[str]) -> Callable[[Mapping[str, Any]], Dict[str, Any]]:
+def converter(header: Sequence[str], columns: Sequence[str]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """How a row of a file with ``header`` becomes a row under ``columns``."""
     if "test_f1" in header:
         return sweep_row
@@ -40,7 +47,7 @@ def converter(header: Sequence[str], columns: Sequence[str]) -> Callable[[Mappin
     return dict
 
 
-def sweep_row(row: Mapping[str, Any]) -> Dict[str, Any]:
+def sweep_row(row: Mapping[str, Any]) -> dict[str, Any]:
     # Rows from before the head column trained spaCy's transition-based parser; rows from
     # before the overrides column, the shipped configs.
     head = row.get("head") or "parser"
@@ -51,7 +58,7 @@ def sweep_row(row: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def study_row(row: Mapping[str, Any]) -> Dict[str, Any]:
+def study_row(row: Mapping[str, Any]) -> dict[str, Any]:
     out = {STUDY_RENAMED.get(name, name): value for name, value in row.items()}
     config = STUDY_CONFIGS[row["model"]]
     out.update(config=config, head=HEADS[config], overrides="", dev_docs=0, test_docs=0)
@@ -61,7 +68,7 @@ def study_row(row: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def counts_key(key: Mapping[str, Any]) -> Dict[str, Any]:
+def counts_key(key: Mapping[str, Any]) -> dict[str, Any]:
     """The key of a counts record under the row key: the study's older records named the
     model, unmask, seed, budget and batch words only."""
     return study_row(key) if "budget" in key else dict(key)

@@ -11,7 +11,6 @@ import itertools
 import json
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from .rows import read_rows
 
@@ -19,9 +18,18 @@ from .rows import read_rows
 PAPER_ORDER = ["0000", "1000", "1100", "1110", "1111", "0111", "0011", "0001"]
 # The summary's names of the scores -> the row's columns, per way of scoring.
 METRICS = {
-    "gold": {"dev_f1": "dev_ner_f1", "test_f1": "test_ner_f1", "tag_acc": "test_tag_acc", "eval_seconds": "eval_seconds"},
-    "text": {"dev_f1": "dev_ner_f1_text", "test_f1": "test_ner_f1_text", "tag_acc": "test_tag_acc_text",
-             "eval_seconds": "eval_seconds_text"},
+    "gold": {
+        "dev_f1": "dev_ner_f1",
+        "test_f1": "test_ner_f1",
+        "tag_acc": "test_tag_acc",
+        "eval_seconds": "eval_seconds",
+    },
+    "text": {
+        "dev_f1": "dev_ner_f1_text",
+        "test_f1": "test_ner_f1_text",
+        "tag_acc": "test_tag_acc_text",
+        "eval_seconds": "eval_seconds_text",
+    },
 }
 SCORINGS = tuple(METRICS)
 SCORED_ON = {"gold": "on gold tokens", "text": "from raw text"}
@@ -53,21 +61,33 @@ def summarise(rows: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
-        groups.setdefault((row["model"], row.get("head") or "parser", row["unmask"], row.get("overrides") or "") + budget,
-                          []).append(row)
+        groups.setdefault(
+            (row["model"], row.get("head") or "parser", row["unmask"], row.get("overrides") or "") + budget, []
+        ).append(row)
 
     def stats(values: list[float]) -> dict:
-        return {"mean": round(statistics.mean(values), 2),
-                "std": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
+        return {
+            "mean": round(statistics.mean(values), 2),
+            "std": round(statistics.stdev(values), 2) if len(values) > 1 else None,
+            "n": len(values),
+        }
 
     configs = []
-    for (model, head, unmask, overrides, *budget), members in sorted(groups.items()):
-        entry = {"model": model, "head": head, "unmask": unmask, "overrides": overrides, "max_steps": int(budget[0]), "batch_words": int(budget[1]),
-                 "dev_docs": int(budget[2]), "test_docs": int(budget[3]),
-                 "seeds": sorted(int(r["seed"]) for r in members),
-                 "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
-                 "eval_seconds": mean_seconds(members, "eval_seconds"),
-                 "cpu": sorted({r.get("cpu") or "" for r in members} - {""})}
+    for (model, head, unmask, overrides, *run_budget), members in sorted(groups.items()):
+        entry = {
+            "model": model,
+            "head": head,
+            "unmask": unmask,
+            "overrides": overrides,
+            "max_steps": int(run_budget[0]),
+            "batch_words": int(run_budget[1]),
+            "dev_docs": int(run_budget[2]),
+            "test_docs": int(run_budget[3]),
+            "seeds": sorted(int(r["seed"]) for r in members),
+            "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
+            "eval_seconds": mean_seconds(members, "eval_seconds"),
+            "cpu": sorted({r.get("cpu") or "" for r in members} - {""}),
+        }
         for metric in ("dev_f1", "test_f1", "tag_acc"):
             values = [float(r[metric]) for r in members if r[metric] != ""]
             entry[metric] = stats(values)
@@ -75,14 +95,28 @@ def summarise(rows: list[dict]) -> dict:
         references = {"0000": ("0000", overrides), "1111": ("1111", overrides)}
         if overrides:
             references["shipped"] = (unmask, "")
-        for (name, (ref_unmask, ref_overrides)), metric in itertools.product(references.items(), ("test_f1", "dev_f1", "tag_acc")):
-            ref = {r["seed"]: float(r[metric]) for r in groups.get(("smollm2", head, ref_unmask, ref_overrides, *budget), [])
-                   if r[metric] != ""}
-            diffs = [float(r[metric]) - ref[r["seed"]] for r in members
-                     if model == "smollm2" and (unmask, overrides) != (ref_unmask, ref_overrides)
-                     and r["seed"] in ref and r[metric] != ""]
+        for (name, (ref_unmask, ref_overrides)), metric in itertools.product(
+            references.items(), ("test_f1", "dev_f1", "tag_acc")
+        ):
+            ref = {
+                r["seed"]: float(r[metric])
+                for r in groups.get(("smollm2", head, ref_unmask, ref_overrides, *run_budget), [])
+                if r[metric] != ""
+            }
+            diffs = [
+                float(r[metric]) - ref[r["seed"]]
+                for r in members
+                if model == "smollm2"
+                and (unmask, overrides) != (ref_unmask, ref_overrides)
+                and r["seed"] in ref
+                and r[metric] != ""
+            ]
             if diffs:
-                entry[f"{metric}_vs_{name}"] = {**stats(diffs), "wins": sum(d > 0 for d in diffs), "ci95": t_interval(diffs)}
+                entry[f"{metric}_vs_{name}"] = {
+                    **stats(diffs),
+                    "wins": sum(d > 0 for d in diffs),
+                    "ci95": t_interval(diffs),
+                }
         shipped = groups.get(("smollm2", head, unmask, "", *budget), [])
         if overrides and model == "smollm2" and shipped:
             # What a setting costs against the shipped config of the same spec (e.g. repeat=2
@@ -140,29 +174,50 @@ def plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 1.6 + 0.42 * max(len(bars), 1)), sharey=True, sharex=True)
     ys = list(range(len(bars)))[::-1]
     for ax, metric in zip(axes, ("dev_f1", "test_f1")):
-        ax.barh(ys, [e[metric]["mean"] for e in bars], xerr=[e[metric]["std"] or 0 for e in bars],
-                color=["#999999" if e["unmask"] == "0000" else "#3b75af" for e in bars], capsize=3,
-                label="SmolLM2-135M")
+        ax.barh(
+            ys,
+            [e[metric]["mean"] for e in bars],
+            xerr=[e[metric]["std"] or 0 for e in bars],
+            color=["#999999" if e["unmask"] == "0000" else "#3b75af" for e in bars],
+            capsize=3,
+            label="SmolLM2-135M",
+        )
         for y, e in zip(ys, bars):
             ax.scatter(e[metric + "_values"], [y] * len(e[metric + "_values"]), color="black", s=8, zorder=3)
             right = max(e[metric + "_values"] + [e[metric]["mean"] + (e[metric]["std"] or 0)])
-            ax.annotate(f"{e[metric]['mean']:.2f} (n={e[metric]['n']})", (right, y), xytext=(4, -3),
-                        textcoords="offset points", fontsize=7)
-        for style, e in zip(("--", ":", "-.", (0, (5, 1)), (0, (1, 3))), [e for e in entries if e["model"] != "smollm2"]):
-            ax.axvline(e[metric]["mean"], linestyle=style, color="#c44e52",
-                       label=f"{e['unmask']}, {e['max_steps']} steps")
+            ax.annotate(
+                f"{e[metric]['mean']:.2f} (n={e[metric]['n']})",
+                (right, y),
+                xytext=(4, -3),
+                textcoords="offset points",
+                fontsize=7,
+            )
+        for style, e in zip(
+            ("--", ":", "-.", (0, (5, 1)), (0, (1, 3))), [e for e in entries if e["model"] != "smollm2"]
+        ):
+            ax.axvline(
+                e[metric]["mean"], linestyle=style, color="#c44e52", label=f"{e['unmask']}, {e['max_steps']} steps"
+            )
         ax.set_title(f"{metric.replace('_f1', '')} F1 (seqeval strict), mean ± std over seeds", fontsize=10)
         ax.set_xlabel("F1; grey = causal (0000)")
     names = [label(e) + (f"  {e['max_steps']}x{e['batch_words']}" if several else "") for e in bars]
     axes[0].set_yticks(ys, names, fontsize=8)
     if shown:
         axes[0].set_xlim(max(0.0, min(shown) - 5.0), min(100.0, max(shown) + 4.0))
-    scored = "full dev/test scored" if bars and bars[0]["test_docs"] == 0 else \
-        f"first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored"
-    budget = "steps x words per batch after each name" if several else \
-        (f"{bars[0]['max_steps']} steps x {bars[0]['batch_words']} words" if bars else "")
-    fig.suptitle(f"LoRA on CoNLL-2003 ({scored}, {SCORED_ON[summary['scoring']]}); unmasked groups, leftmost = input side; "
-                 f"{budget}")
+    scored = (
+        "full dev/test scored"
+        if bars and bars[0]["test_docs"] == 0
+        else f"first {bars[0]['test_docs'] if bars else '?'} dev/test documents scored"
+    )
+    budget = (
+        "steps x words per batch after each name"
+        if several
+        else (f"{bars[0]['max_steps']} steps x {bars[0]['batch_words']} words" if bars else "")
+    )
+    fig.suptitle(
+        f"LoRA on CoNLL-2003 ({scored}, {SCORED_ON[summary['scoring']]}); unmasked groups, leftmost = input side; "
+        f"{budget}"
+    )
     # One legend under both panels: inside an axis it covered the lowest bars.
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, fontsize=8, frameon=False)
@@ -183,43 +238,73 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for e in points:
         minutes = e["train_seconds"] / 60
-        ax.errorbar([minutes], [e["test_f1"]["mean"]], yerr=[e["test_f1"]["std"] or 0], fmt="o", capsize=3,
-                    color="#999999" if e["unmask"] == "0000" else "#3b75af")
+        ax.errorbar(
+            [minutes],
+            [e["test_f1"]["mean"]],
+            yerr=[e["test_f1"]["std"] or 0],
+            fmt="o",
+            capsize=3,
+            color="#999999" if e["unmask"] == "0000" else "#3b75af",
+        )
         ax.annotate(label(e), (minutes, e["test_f1"]["mean"]), xytext=(5, 3), textcoords="offset points", fontsize=7)
     cpus = sorted({c for e in points for c in e["cpu"]})
     ax.set_xlabel(f"training minutes (mean over seeds; {', '.join(cpus) or 'no'} CPU)")
     ax.set_ylabel("test F1 (seqeval strict), mean ± std")
-    ax.set_title(f"CoNLL-2003, configurations with {min_seeds}+ seeds" if points else f"no configuration has {min_seeds} seeds yet",
-                 fontsize=9)
+    ax.set_title(
+        f"CoNLL-2003, configurations with {min_seeds}+ seeds"
+        if points
+        else f"no configuration has {min_seeds} seeds yet",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def scored_rows(rows: List[Dict[str, str]], scoring: str) -> List[Dict[str, str]]:
+def scored_rows(rows: list[dict[str, str]], scoring: str) -> list[dict[str, str]]:
     """The rows scored the ``scoring`` way, each with its scores under the summary's names
     and the machine it ran on (a GPU's name, else its CPU's capability) as ``cpu``."""
     columns = METRICS[scoring]
-    return [{**row, **{name: row[column] for name, column in columns.items()},
-             "cpu": row["device"] if row.get("device") not in ("", "cpu", None) else row["cpu"]}
-            for row in rows if row[columns["test_f1"]] != ""]
+    return [
+        {
+            **row,
+            **{name: row[column] for name, column in columns.items()},
+            "cpu": row["device"] if row.get("device") not in ("", "cpu", None) else row["cpu"],
+        }
+        for row in rows
+        if row[columns["test_f1"]] != ""
+    ]
 
 
-def report(*, csv: Path, scoring: str = "gold", summary: Optional[Path] = None, plot_path: Optional[Path] = None,
-           time_plot: Optional[Path] = None) -> int:
+def report(
+    *,
+    csv: Path,
+    scoring: str = "gold",
+    summary: Path | None = None,
+    plot_path: Path | None = None,
+    time_plot: Path | None = None,
+) -> int:
     """Print the table; write the summary JSON and the plots where asked."""
     rows = scored_rows(read_rows(csv), scoring)
     if not rows:
         raise SystemExit(f"{csv}: no finished runs scored the {scoring!r} way yet")
     result = {"scoring": scoring, **summarise(rows)}
-    print(f"{'model':10} {'head':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
-          f"{'vs 0000':>14} {'vs 1111':>14} {'vs shipped':>14}  overrides")
+    print(
+        f"{'model':10} {'head':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
+        f"{'vs 0000':>14} {'vs 1111':>14} {'vs shipped':>14}  overrides"
+    )
     for e in sorted(result["configs"], key=order_key):
-        cells = [f"{e[m]['mean']:6.2f} ± {e[m]['std'] if e[m]['std'] is not None else '-':>4}"
-                 for m in ("dev_f1", "test_f1", "tag_acc")]
-        paired = [f"{e[k]['mean']:+6.2f} ({e[k]['wins']}/{e[k]['n']})" if k in e else "" for k in
-                  ("test_f1_vs_0000", "test_f1_vs_1111", "test_f1_vs_shipped")]
-        print(f"{e['model']:10} {e['head']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
-              f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14} {paired[2]:>14}  {e.get('overrides', '')}")
+        cells = [
+            f"{e[m]['mean']:6.2f} ± {e[m]['std'] if e[m]['std'] is not None else '-':>4}"
+            for m in ("dev_f1", "test_f1", "tag_acc")
+        ]
+        paired = [
+            f"{e[k]['mean']:+6.2f} ({e[k]['wins']}/{e[k]['n']})" if k in e else ""
+            for k in ("test_f1_vs_0000", "test_f1_vs_1111", "test_f1_vs_shipped")
+        ]
+        print(
+            f"{e['model']:10} {e['head']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
+            f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14} {paired[2]:>14}  {e.get('overrides', '')}"
+        )
     if summary:
         Path(summary).write_text(json.dumps(result, indent=2) + "\n")
     if plot_path:

@@ -21,8 +21,9 @@ file holds, is the one value that does not carry over).
 import csv
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any
 
 from . import legacy
 from .runs import HEADS, is_decoder
@@ -30,13 +31,35 @@ from .scoring import tasks_of, total
 
 KEY = ("model", "config", "unmask", "overrides", "seed", "max_steps", "batch_words", "dev_docs", "test_docs")
 COLUMNS = KEY + (
-    "head", "phase",
-    "dev_ner_f1", "dev_chunk_f1", "dev_tag_acc", "test_ner_f1", "test_chunk_f1", "test_tag_acc",
-    "dev_ner_f1_text", "dev_chunk_f1_text", "dev_tag_acc_text",
-    "test_ner_f1_text", "test_chunk_f1_text", "test_tag_acc_text", "test_ents_f_text",
-    "dev_ner_f1_training", "dev_chunk_f1_training", "dev_tag_acc_training",
-    "epochs", "epochs_nominal", "eval_rounds", "train_seconds", "eval_seconds", "eval_seconds_text",
-    "dev_tokens", "test_tokens", "cpu", "device", "finished",
+    "head",
+    "phase",
+    "dev_ner_f1",
+    "dev_chunk_f1",
+    "dev_tag_acc",
+    "test_ner_f1",
+    "test_chunk_f1",
+    "test_tag_acc",
+    "dev_ner_f1_text",
+    "dev_chunk_f1_text",
+    "dev_tag_acc_text",
+    "test_ner_f1_text",
+    "test_chunk_f1_text",
+    "test_tag_acc_text",
+    "test_ents_f_text",
+    "dev_ner_f1_training",
+    "dev_chunk_f1_training",
+    "dev_tag_acc_training",
+    "epochs",
+    "epochs_nominal",
+    "eval_rounds",
+    "train_seconds",
+    "eval_seconds",
+    "eval_seconds_text",
+    "dev_tokens",
+    "test_tokens",
+    "cpu",
+    "device",
+    "finished",
 )
 # A task's score in a column's name (dev_ner_f1, test_tag_acc_text, ...).
 SCORES = {"ner": "ner_f1", "chunks": "chunk_f1", "pos": "tag_acc"}
@@ -44,32 +67,45 @@ SCORES = {"ner": "ner_f1", "chunks": "chunk_f1", "pos": "tag_acc"}
 TRAINING_SCORES = {"ner": "ents_f", "chunks": "spans_chunks_f", "pos": "tag_acc"}
 
 
-def pct(value: Optional[float]) -> Any:
+def pct(value: float | None) -> Any:
     return "" if value is None else round(100 * float(value), 2)
 
 
-def row_key(row: Dict[str, Any]) -> tuple:
+def row_key(row: dict[str, Any]) -> tuple:
     return tuple(str(row[name]) for name in KEY)
 
 
-def key_fields(run: Dict[str, Any], config: str, budget: Mapping[str, Any]) -> Dict[str, Any]:
+def key_fields(run: dict[str, Any], config: str, budget: Mapping[str, Any]) -> dict[str, Any]:
     """The key of the row that ``run`` of ``config`` under ``budget`` gets."""
-    return {"model": run["model"], "config": config, "unmask": run["unmask"] if is_decoder(run) else run["model"],
-            "overrides": run.get("overrides") or "", "seed": run["seed"], **{k: budget[k] for k in KEY[5:]}}
+    return {
+        "model": run["model"],
+        "config": config,
+        "unmask": run["unmask"] if is_decoder(run) else run["model"],
+        "overrides": run.get("overrides") or "",
+        "seed": run["seed"],
+        **{k: budget[k] for k in KEY[5:]},
+    }
 
 
-def make_row(record: Dict[str, Any], *, metrics: Optional[Dict[str, Any]] = None, test: bool = True) -> Dict[str, Any]:
+def make_row(record: dict[str, Any], *, metrics: dict[str, Any] | None = None, test: bool = True) -> dict[str, Any]:
     """A finished run's row from its record (trial.py), with the last evaluation that
     spaCy's loop reported (``metrics``, the study's) and, unless ``test`` is False (a
     study run that is not a finalist: its test set is not read), its test scores."""
     run, config, scores = record["run"], record["config"], record.get("scores") or {}
     tasks = tasks_of(config)
-    row: Dict[str, Any] = {
-        **key_fields(run, config, record["budget"]), "head": HEADS[config], "phase": run.get("phase") or "",
-        "epochs": round(record["words"] / record["train_words"], 3) if record.get("words") and record.get("train_words") else "",
-        "train_seconds": record["train_seconds"], "eval_seconds": scores.get("eval_seconds", ""),
-        "eval_seconds_text": scores.get("eval_seconds_text", ""), "cpu": record["cpu_capability"],
-        "device": record["device"], "finished": record["finished"],
+    row: dict[str, Any] = {
+        **key_fields(run, config, record["budget"]),
+        "head": HEADS[config],
+        "phase": run.get("phase") or "",
+        "epochs": round(record["words"] / record["train_words"], 3)
+        if record.get("words") and record.get("train_words")
+        else "",
+        "train_seconds": record["train_seconds"],
+        "eval_seconds": scores.get("eval_seconds", ""),
+        "eval_seconds_text": scores.get("eval_seconds_text", ""),
+        "cpu": record["cpu_capability"],
+        "device": record["device"],
+        "finished": record["finished"],
     }
     for split in ("dev", "test") if test else ("dev",):
         text = (scores.get("text") or {}).get(split) or {}
@@ -86,7 +122,7 @@ def make_row(record: Dict[str, Any], *, metrics: Optional[Dict[str, Any]] = None
     return {name: row.get(name, "") for name in COLUMNS}
 
 
-def read_rows(path: Path) -> List[Dict[str, str]]:
+def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV under this schema, whichever schema the file was written in."""
     if not Path(path).exists():
         return []
@@ -96,7 +132,7 @@ def read_rows(path: Path) -> List[Dict[str, str]]:
         return [{name: str(row.get(name, "")) for name in COLUMNS} for row in map(convert, reader)]
 
 
-def append_row(path: Path, row: Dict[str, Any]) -> None:
+def append_row(path: Path, row: dict[str, Any]) -> None:
     """Append a row, flushed to disk; a file written under another schema is first
     rewritten under this one (its rows converted), so that appended rows line up."""
     path = Path(path)
@@ -122,7 +158,7 @@ def append_row(path: Path, row: Dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def read_counts(path: Path) -> Dict[tuple, Dict[str, Any]]:
+def read_counts(path: Path) -> dict[tuple, dict[str, Any]]:
     """Per row key, the per-document counts of a scored run (JSONL; keys written before
     this schema are read through legacy.py)."""
     if not Path(path).exists():
@@ -131,7 +167,7 @@ def read_counts(path: Path) -> Dict[tuple, Dict[str, Any]]:
     return {row_key(legacy.counts_key(r["key"])): r for r in records}
 
 
-def append_counts(path: Path, row: Dict[str, Any], scores: Dict[str, Any], splits=("dev", "test")) -> None:
+def append_counts(path: Path, row: dict[str, Any], scores: dict[str, Any], splits=("dev", "test")) -> None:
     """Append a run's per-document counts of ``splits``, keyed by its row's key."""
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"key": {k: row[k] for k in KEY}, **{k: scores[k] for k in splits if k in scores}}

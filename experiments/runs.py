@@ -11,7 +11,7 @@ study's ``screen`` or ``final``). Which config file a run trains is the harness'
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .spec import override_dict
 
@@ -32,8 +32,13 @@ SWEEP_CONFIGS = {
 # model -> the config a study run trains (POS, NER and chunking on one decoder).
 STUDY_CONFIGS = {DECODER: "study.cfg", "spacy-cnn": "spacy-cnn.cfg"}
 # config -> its NER head, as the CSV's head column names it.
-HEADS = {"default.cfg": "bio_tagger", "default-parser.cfg": "parser", "spacy-cnn.cfg": "parser",
-         "minilm.cfg": "parser", "study.cfg": "bio_tagger"}
+HEADS = {
+    "default.cfg": "bio_tagger",
+    "default-parser.cfg": "parser",
+    "spacy-cnn.cfg": "parser",
+    "minilm.cfg": "parser",
+    "study.cfg": "bio_tagger",
+}
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,8 @@ class Budget:
     max_steps: int
     batch_words: int
     eval_frequency: int
-    patience: Optional[int] = None
-    max_epochs: Optional[int] = None
+    patience: int | None = None
+    max_epochs: int | None = None
     train_dev_docs: int = 0
     dev_docs: int = 0
     test_docs: int = 0
@@ -75,11 +80,11 @@ def child_pythonpath() -> str:
     return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
-def is_decoder(run: Dict[str, Any]) -> bool:
+def is_decoder(run: dict[str, Any]) -> bool:
     return run["model"] == DECODER
 
 
-def run_name(run: Dict[str, Any]) -> str:
+def run_name(run: dict[str, Any]) -> str:
     """A run's folder under the harness's work directory, e.g. screen-smollm2-0011-s0 (a
     study run; the study's ledger and rungs are keyed by it) or
     smollm2-bio_tagger-0011-1a2b3c4d-s0 (a sweep run of a variant)."""
@@ -91,10 +96,10 @@ def run_name(run: Dict[str, Any]) -> str:
     return "-".join(part for part in parts if part) + f"-s{run['seed']}"
 
 
-def overrides_for(run: Dict[str, Any], budget: Budget, *, train: Path, dev: Path, base_model: str) -> Dict[str, Any]:
+def overrides_for(run: dict[str, Any], budget: Budget, *, train: Path, dev: Path, base_model: str) -> dict[str, Any]:
     """The config overrides that train ``run`` under ``budget`` on ``train``, with spaCy's
     evaluations on ``dev``; the run's own overrides (a variant) come last."""
-    overrides: Dict[str, Any] = {
+    overrides: dict[str, Any] = {
         "paths.train": str(train),
         "paths.dev": str(dev),
         "system.seed": int(run["seed"]),

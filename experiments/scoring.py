@@ -13,9 +13,10 @@ spaCy's own exact-match ``ents_f``).
 """
 
 import time
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from spacy_cmllm.corpora.sentences import CHUNKS_KEY
 
@@ -25,17 +26,21 @@ from .runs import CONFIGS_DIR
 TASKS = ("ner", "chunks", "pos")
 KINDS = {"ner": "f1", "chunks": "f1", "pos": "acc"}
 # Raw-text scores kept, by their name in the record, from spaCy's scores.
-TEXT_SCORES = {"ner_f1": "ents_seqeval_f", "chunk_f1": f"spans_{CHUNKS_KEY}_seqeval_f", "tag_acc": "tag_acc",
-               "ents_f": "ents_f"}
+TEXT_SCORES = {
+    "ner_f1": "ents_seqeval_f",
+    "chunk_f1": f"spans_{CHUNKS_KEY}_seqeval_f",
+    "tag_acc": "tag_acc",
+    "ents_f": "ents_f",
+}
 
 
-@lru_cache(maxsize=None)
-def tasks_of(config: str) -> Tuple[str, ...]:
+@cache
+def tasks_of(config: str) -> tuple[str, ...]:
     """The tasks the pipeline of ``config`` (a file in configs/) has a component for."""
     return config_tasks(CONFIGS_DIR / config)
 
 
-def config_tasks(path: Path) -> Tuple[str, ...]:
+def config_tasks(path: Path) -> tuple[str, ...]:
     """The tasks a pipeline config has a component for, read from its [components]: a
     tagger is POS, spaCy's ner or a bio_tagger on doc.ents is NER, a bio_tagger on
     doc.spans["chunks"] is chunking (configs/spacy-cnn.cfg has no chunker)."""
@@ -55,7 +60,7 @@ def config_tasks(path: Path) -> Tuple[str, ...]:
     return tuple(task for task in TASKS if task in found)
 
 
-def total(counts: Optional[Sequence[Sequence[int]]], task: str) -> Optional[float]:
+def total(counts: Sequence[Sequence[int]] | None, task: str) -> float | None:
     """A task's micro score (a fraction) from its per-document counts; None without any."""
     if not counts:
         return None
@@ -78,7 +83,7 @@ def subset(source: Path, dest: Path, docs: int) -> Path:
     return dest
 
 
-def doc_counts(nlp, docs) -> Dict[str, List[List[int]]]:
+def doc_counts(nlp, docs) -> dict[str, list[list[int]]]:
     """Per document: NER and chunk (tp, predicted, gold) spans (seqeval strict IOB2) and
     POS (correct, tokens), each document predicted on its gold tokens."""
     from spacy.tokens import Doc
@@ -87,21 +92,24 @@ def doc_counts(nlp, docs) -> Dict[str, List[List[int]]]:
 
     from .study.bootstrap import span_counts
 
-    counts: Dict[str, List[List[int]]] = {"ner": [], "chunks": [], "pos": []}
+    counts: dict[str, list[list[int]]] = {"ner": [], "chunks": [], "pos": []}
     inputs = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in docs)
     for gold, predicted in zip(docs, nlp.pipe(inputs)):
         n = len(gold)
         if gold.has_annotation("ENT_IOB"):
             counts["ner"].append(list(span_counts(iob2_tags(n, gold.ents), iob2_tags(n, predicted.ents))))
         if CHUNKS_KEY in gold.spans:
-            counts["chunks"].append(list(span_counts(
-                iob2_tags(n, gold.spans[CHUNKS_KEY]), iob2_tags(n, predicted.spans.get(CHUNKS_KEY, [])))))
+            counts["chunks"].append(
+                list(
+                    span_counts(iob2_tags(n, gold.spans[CHUNKS_KEY]), iob2_tags(n, predicted.spans.get(CHUNKS_KEY, [])))
+                )
+            )
         if gold.has_annotation("TAG"):
             counts["pos"].append([sum(p.tag_ == g.tag_ for p, g in zip(predicted, gold)), n])
     return {task: rows for task, rows in counts.items() if rows}
 
 
-def text_scores(nlp, path: Path) -> Dict[str, Optional[float]]:
+def text_scores(nlp, path: Path) -> dict[str, float | None]:
     """The documents of ``path`` scored from their raw text, as ``spacy evaluate`` does."""
     from spacy.training import Corpus
 
@@ -109,7 +117,7 @@ def text_scores(nlp, path: Path) -> Dict[str, Optional[float]]:
     return {name: scores.get(key) for name, key in TEXT_SCORES.items()}
 
 
-def score_pipeline(model_dir: Path, sets: Dict[str, Path], *, text: bool = False, use_gpu: int = -1) -> Dict[str, Any]:
+def score_pipeline(model_dir: Path, sets: dict[str, Path], *, text: bool = False, use_gpu: int = -1) -> dict[str, Any]:
     """A trained pipeline's scores on each named set of documents (e.g. dev and test):
     per set its per-document counts (the rule) and token count, and with ``text`` its
     raw-text scores; the seconds each way of scoring took (``eval_seconds``,
@@ -121,7 +129,7 @@ def score_pipeline(model_dir: Path, sets: Dict[str, Path], *, text: bool = False
         spacy.require_gpu(use_gpu)
     loading = time.perf_counter()
     nlp = spacy.load(model_dir)
-    result: Dict[str, Any] = {"tokens": {}}
+    result: dict[str, Any] = {"tokens": {}}
     if text:
         # First, and with the pipeline's loading, as the sweep timed its scoring before the
         # gold-token columns: those rows' eval_seconds, read as eval_seconds_text, compare.

@@ -1,13 +1,15 @@
 """`spacy train` of one config in this process, with what the harness needs of spaCy's loop:
 how many words it trained on, and (for the study) no evaluation after the first update."""
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any
 
 
-def train(config: Path, output: Path, overrides: Dict[str, Any], *, use_gpu: int = -1,
-          skip_first_evaluation: bool = False) -> Dict[str, Any]:
+def train(
+    config: Path, output: Path, overrides: dict[str, Any], *, use_gpu: int = -1, skip_first_evaluation: bool = False
+) -> dict[str, Any]:
     """Train with spaCy's own loop; return its progress at the last step (``step``,
     ``epoch``, ``words``: the words of the training batches, counted as spaCy counts them)."""
     from contextlib import nullcontext
@@ -21,7 +23,7 @@ def train(config: Path, output: Path, overrides: Dict[str, Any], *, use_gpu: int
 
 
 @contextmanager
-def progress_recorded() -> Iterator[Dict[str, Any]]:
+def progress_recorded() -> Iterator[dict[str, Any]]:
     """Within the block, the dict it yields holds the step, epoch and words of spaCy's
     training loop at its latest step.
 
@@ -29,7 +31,7 @@ def progress_recorded() -> Iterator[Dict[str, Any]]:
     the same measure of how much it trained on, whatever logger the harness chose."""
     from spacy.training import loop
 
-    progress: Dict[str, Any] = {}
+    progress: dict[str, Any] = {}
     steps = loop.train_while_improving
 
     def recording(*args, **kwargs):

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from spacy_cmllm.hardware import cpu_capability
 
@@ -25,9 +25,20 @@ from .training import train
 TRIAL_FILE = "trial.json"
 
 
-def train_and_score(run: Dict[str, Any], budget: Budget, *, config: str, corpus: Path, out: Path,
-                    base_model: str, logger: Dict[str, Any], configs: Path = CONFIGS_DIR, use_gpu: int = -1,
-                    text_scores: bool = False, skip_first_evaluation: bool = False) -> Dict[str, Any]:
+def train_and_score(
+    run: dict[str, Any],
+    budget: Budget,
+    *,
+    config: str,
+    corpus: Path,
+    out: Path,
+    base_model: str,
+    logger: dict[str, Any],
+    configs: Path = CONFIGS_DIR,
+    use_gpu: int = -1,
+    text_scores: bool = False,
+    skip_first_evaluation: bool = False,
+) -> dict[str, Any]:
     """Train ``run`` from scratch in ``out`` and score it; return the record it wrote.
 
     run (Dict[str, Any]): the run (see runs.py).
@@ -48,18 +59,29 @@ def train_and_score(run: Dict[str, Any], budget: Budget, *, config: str, corpus:
     overrides = {**overrides_for(run, budget, train=corpus / "train.spacy", dev=dev, base_model=base_model), **logger}
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     start = time.perf_counter()
-    progress = train(Path(configs) / config, out / "training", overrides, use_gpu=use_gpu,
-                     skip_first_evaluation=skip_first_evaluation)
+    progress = train(
+        Path(configs) / config,
+        out / "training",
+        overrides,
+        use_gpu=use_gpu,
+        skip_first_evaluation=skip_first_evaluation,
+    )
     train_seconds = round(time.perf_counter() - start, 1)
     finished = time.strftime("%Y-%m-%dT%H:%M:%S")
     model_dir = out / "training" / budget.checkpoint
-    sets = {"dev": subset(corpus / "dev.spacy", out / "dev.spacy", budget.dev_docs),
-            "test": subset(corpus / "test.spacy", out / "test.spacy", budget.test_docs)}
+    sets = {
+        "dev": subset(corpus / "dev.spacy", out / "dev.spacy", budget.dev_docs),
+        "test": subset(corpus / "test.spacy", out / "test.spacy", budget.test_docs),
+    }
     record = {
         "run": run,
         "config": config,
-        "budget": {"max_steps": budget.max_steps, "batch_words": budget.batch_words,
-                   "dev_docs": budget.dev_docs, "test_docs": budget.test_docs},
+        "budget": {
+            "max_steps": budget.max_steps,
+            "batch_words": budget.batch_words,
+            "dev_docs": budget.dev_docs,
+            "test_docs": budget.test_docs,
+        },
         "started": started,
         "finished": finished,
         "train_seconds": train_seconds,
@@ -74,7 +96,7 @@ def train_and_score(run: Dict[str, Any], budget: Budget, *, config: str, corpus:
     return record
 
 
-def read_record(out: Path) -> Optional[Dict[str, Any]]:
+def read_record(out: Path) -> dict[str, Any] | None:
     """The record of the run in ``out``, None if it did not finish."""
     path = Path(out) / TRIAL_FILE
     return json.loads(path.read_text()) if path.exists() else None
@@ -96,15 +118,16 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
-def job(run: Dict[str, Any], budget: Budget, **kwargs: Any) -> str:
+def job(run: dict[str, Any], budget: Budget, **kwargs: Any) -> str:
     """train_and_score's arguments as the JSON that ``python -m experiments.trial`` reads."""
-    return json.dumps({"run": run, "budget": asdict(budget), **{k: str(v) if isinstance(v, Path) else v
-                                                                 for k, v in kwargs.items()}})
+    return json.dumps(
+        {"run": run, "budget": asdict(budget), **{k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()}}
+    )
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     arguments = json.loads(argv[0])
-    paths = {k: Path(arguments.pop(k)) for k in ("corpus", "out", "configs") if k in arguments}
+    paths: dict[str, Any] = {k: Path(arguments.pop(k)) for k in ("corpus", "out", "configs") if k in arguments}
     train_and_score(arguments.pop("run"), Budget(**arguments.pop("budget")), **paths, **arguments)
     return 0
 

@@ -18,15 +18,16 @@ Usage::
 ``ud_english_ewt/en_ewt-ud-{dev,test}.conllu`` (plus ``LICENSE.txt``) as released
 upstream. It defaults to ``../shared/data`` relative to the repository root.
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from spacy_cmllm.corpora import Block, CorpusError, check_iob2, entity_labels, read_blocks
 
@@ -51,6 +52,7 @@ UNER_PROVENANCE = (
     "commit `8ed072de2fd24022cc62458997fe96a8fe191ea4`, 2024-07-29; annotated on UD "
     "English-EWT commit `c491d62a7a0447946ac85b11308083ea61328ece`)"
 )
+
 
 @dataclass
 class Sentence:
@@ -123,7 +125,9 @@ def read_uner(path: Path) -> dict[str, tuple[str, list[str], list[str]]]:
     return sentences
 
 
-def join(ud: dict[str, Sentence], uner: dict[str, tuple[str, list[str], list[str]]]) -> tuple[list[Sentence], list[str]]:
+def join(
+    ud: dict[str, Sentence], uner: dict[str, tuple[str, list[str], list[str]]]
+) -> tuple[list[Sentence], list[str]]:
     """Join UNER NER tags onto UD sentences by ``sent_id``, in UD file order.
 
     UNER was annotated on an older UD commit; a few sentences were re-tokenised
@@ -143,7 +147,7 @@ def join(ud: dict[str, Sentence], uner: dict[str, tuple[str, list[str], list[str
             diff = next(i for i, pair in enumerate(zip(forms + [None], sentence.forms + [None])) if pair[0] != pair[1])
             skipped.append(
                 f"{sent_id}: tokens differ from word {diff + 1} "
-                f"(UNER {forms[diff:diff + 3]}, UD {sentence.forms[diff:diff + 3]})"
+                f"(UNER {forms[diff : diff + 3]}, UD {sentence.forms[diff : diff + 3]})"
             )
         else:
             sentence.ner = tags
@@ -225,7 +229,7 @@ class SplitStats:
     entities: Counter
 
     @classmethod
-    def of(cls, sentences: list[Sentence]) -> "SplitStats":
+    def of(cls, sentences: list[Sentence]) -> SplitStats:
         return cls(
             documents=len({s.doc_id for s in sentences}),
             sentences=len(sentences),
@@ -250,9 +254,7 @@ def readme_text(
     for name in SPLIT_NAMES:
         s = stats[name]
         ents = " / ".join(str(s.entities[label]) for label in ENTITY_TYPES)
-        rows.append(
-            f"| {name} | {s.documents} | {s.sentences} | {s.tokens} | {sum(s.entities.values())} | {ents} |"
-        )
+        rows.append(f"| {name} | {s.documents} | {s.sentences} | {s.tokens} | {sum(s.entities.values())} | {ents} |")
     total = SplitStats(
         documents=sum(s.documents for s in stats.values()),
         sentences=sum(s.sentences for s in stats.values()),
@@ -417,7 +419,9 @@ def main(argv: list[str] | None = None) -> dict[str, SplitStats]:
     for ud_path, uner_path in zip(ud_paths, uner_paths):
         ud, uner = read_ud(ud_path), read_uner(uner_path)
         sentences, reasons = join(ud, uner)
-        print(f"{uner_path.name}: {len(uner)} UNER / {len(ud)} UD sentences, joined {len(sentences)}, skipped {len(reasons)}")
+        print(
+            f"{uner_path.name}: {len(uner)} UNER / {len(ud)} UD sentences, joined {len(sentences)}, skipped {len(reasons)}"
+        )
         n_upstream += len(uner)
         joined.extend(sentences)
         skipped.extend(reasons)

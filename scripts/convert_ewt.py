@@ -20,6 +20,7 @@ Usage::
 
     python scripts/convert_ewt.py INPUT.conllu OUTPUT.spacy [--n-sents-per-doc N]
 """
+
 from __future__ import annotations
 
 import argparse

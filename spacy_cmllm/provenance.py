@@ -4,27 +4,35 @@ Every benchmark writes ``provenance()`` into its results, so that a number in th
 be traced to the commit that produced it and to the kind of CPU or GPU it was timed on
 (speed and int8 results differ several-fold between AVX2, AVX512-BF16 and AMX CPUs).
 """
+
 import datetime
 import importlib.metadata
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any
 
 from .hardware import cpu_record
 
 # The packages whose versions change what a benchmark measures.
 PACKAGES = (
-    "spacy-cmllm", "spacy", "spacy-transformers", "thinc", "torch", "transformers", "peft",
+    "spacy-cmllm",
+    "spacy",
+    "spacy-transformers",
+    "thinc",
+    "torch",
+    "transformers",
+    "peft",
     "numpy",
 )
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> Dict[str, Optional[str]]:
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     """Installed distribution versions; None for a package that is not installed."""
-    found: Dict[str, Optional[str]] = {}
+    found: dict[str, str | None] = {}
     for name in names:
         try:
             found[name] = importlib.metadata.version(name)
@@ -33,12 +41,13 @@ def package_versions(names: Iterable[str] = PACKAGES) -> Dict[str, Optional[str]
     return found
 
 
-def git_commit(root: Path = ROOT) -> Dict[str, Any]:
+def git_commit(root: Path = ROOT) -> dict[str, Any]:
     """The checked-out commit and whether tracked files differ from it.
 
     Both are None outside a git checkout (an installed wheel), so a result never claims a
     commit it cannot know."""
-    def git(*args: str) -> Optional[str]:
+
+    def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError):
@@ -50,11 +59,11 @@ def git_commit(root: Path = ROOT) -> Dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def machine_record(device: Optional[str] = None) -> Dict[str, Any]:
+def machine_record(device: str | None = None) -> dict[str, Any]:
     """The CPU (its capability decides bf16 and int8 speed) and, on CUDA, the GPU."""
     import torch
 
-    record: Dict[str, Any] = {
+    record: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -74,7 +83,7 @@ def machine_record(device: Optional[str] = None) -> Dict[str, Any]:
     return record
 
 
-def provenance(*, device: Optional[str] = None, packages: Iterable[str] = PACKAGES) -> Dict[str, Any]:
+def provenance(*, device: str | None = None, packages: Iterable[str] = PACKAGES) -> dict[str, Any]:
     """The fields every benchmark result starts with: commit, dirty, versions, machine and
     the UTC time it was recorded."""
     return {

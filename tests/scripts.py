@@ -1,4 +1,5 @@
 """Import a project script by its path: scripts/ is not a package (benchmarks/ is: import it)."""
+
 import importlib.util
 import sys
 from pathlib import Path

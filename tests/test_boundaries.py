@@ -1,6 +1,7 @@
 """The package's boundaries: the Hugging Face side (``spacy_cmllm`` and ``spacy_cmllm.decoder``)
 imports neither spaCy nor thinc, spaCy finds every registered function through the entry
 points in setup.cfg without being told to import spacy_cmllm, and no two modules share a name."""
+
 import ast
 import json
 import subprocess
@@ -67,7 +68,11 @@ def test_decoder_modules_import_nothing_from_spacy_thinc_or_the_pipeline():
             # Outside decoder/, only the modules every side shares.
             if (level == 2 and top not in ("errors", "hardware")) or level > 2:
                 found.append(f"{path.name}: {'.' * level}{module}")
-            if level == 0 and top == "spacy_cmllm" and module.split(".")[1:2] not in (["decoder"], ["errors"], ["hardware"]):
+            if (
+                level == 0
+                and top == "spacy_cmllm"
+                and module.split(".")[1:2] not in (["decoder"], ["errors"], ["hardware"])
+            ):
                 found.append(f"{path.name}: {module}")
     assert not found
 
@@ -110,7 +115,9 @@ print(json.dumps({{"imported_first": imported_first, "found": found, "pipeline":
 def test_every_function_the_package_registers_has_an_entry_point():
     """Registered on import but without an entry point, a function would work in a process
     that happened to import its module and fail in a packaged pipeline."""
-    groups = {group: sorted(name for name, _ in pairs) for group, pairs in entry_points().items() if group in REGISTRIES}
+    groups = {
+        group: sorted(name for name, _ in pairs) for group, pairs in entry_points().items() if group in REGISTRIES
+    }
     code = f"""
 import json, pkgutil
 import spacy

@@ -44,4 +44,5 @@ def test_every_benchmark_records_its_provenance_through_the_shared_helper():
             continue
         helpers = [benchmarks / f"{name}.py" for name in re.findall(r"^from \.(\w+) import", source, re.M)]
         assert any("provenance(" in text for text in [source, *(sources.get(helper, "") for helper in helpers)]), (
-            f"{path.name} writes results without provenance()")
+            f"{path.name} writes results without provenance()"
+        )

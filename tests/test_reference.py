@@ -1,5 +1,6 @@
 """The reference pages in docs/ are written from the code, and what is committed is what the
 code gives now."""
+
 import textwrap
 
 import pytest
@@ -7,7 +8,11 @@ from spacy.util import registry
 
 from spacy_cmllm.errors import Errors, Warnings
 from spacy_cmllm.reference import (
-    ROOT, configuration_page, docstring_parts, errors_page, stale_pages,
+    ROOT,
+    configuration_page,
+    docstring_parts,
+    errors_page,
+    stale_pages,
 )
 
 DOCS = ROOT / "docs"
@@ -21,8 +26,11 @@ def test_committed_reference_pages_are_what_the_code_gives():
 def test_every_registered_function_has_a_section(kind):
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
     # The package's own: the experiments register spacy-cmllm.TuneLogger.v1 in a study's trials.
-    names = [name for name, func in getattr(registry, kind).get_all().items()
-             if name.startswith("spacy-cmllm.") and func.__module__.startswith("spacy_cmllm")]
+    names = [
+        name
+        for name, func in getattr(registry, kind).get_all().items()
+        if name.startswith("spacy-cmllm.") and func.__module__.startswith("spacy_cmllm")
+    ]
     assert names
     for name in names:
         assert f"\n### {name}\n" in page, f"{name} is registered but not in docs/configuration.md (is it in setup.cfg?)"
@@ -56,19 +64,21 @@ def demo_v2(*, a: int = 2, b: bool = False):
 
 def test_a_new_version_is_documented_and_older_ones_are_compared_with_it(tmp_path):
     setup = tmp_path / "setup.cfg"
-    setup.write_text(textwrap.dedent(f"""\
+    setup.write_text(
+        textwrap.dedent(f"""\
         [options.entry_points]
         spacy_misc =
             demo.Thing.v1 = {__name__}:demo_v1
             demo.Thing.v2 = {__name__}:demo_v2
-        """))
+        """)
+    )
     page = configuration_page(setup)
     assert page.index("### demo.Thing.v2") < page.index("### demo.Thing.v1")
     assert "| `a` | `int` | `2` | how many, said over two lines. |" in page
-    older = page[page.index("### demo.Thing.v1"):]
+    older = page[page.index("### demo.Thing.v1") :]
     assert "Parameters as [demo.Thing.v2](#demothingv2), without `b`; these differ:" in older
     assert "| `a` | `int` | `1` | how many. |" in older
-    assert "| `old` | `str` | `\"x\"` | a setting the next version dropped. |" in older
+    assert '| `old` | `str` | `"x"` | a setting the next version dropped. |' in older
 
 
 def test_docstring_argument_lines_and_summary():
@@ -80,7 +90,8 @@ def test_docstring_argument_lines_and_summary():
 def test_errors_page_names_the_exception_type_and_the_modules(tmp_path):
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "errors.py").write_text(textwrap.dedent('''\
+    (package / "errors.py").write_text(
+        textwrap.dedent("""\
         class Errors:
             # Things
             E900 = "Bad {what}: give {{a dict}}."
@@ -90,8 +101,10 @@ def test_errors_page_names_the_exception_type_and_the_modules(tmp_path):
 
         class Warnings:
             W900 = "Careful."
-        '''))
-    (package / "use.py").write_text(textwrap.dedent('''\
+        """)
+    )
+    (package / "use.py").write_text(
+        textwrap.dedent("""\
         import warnings
         from .errors import Errors, Warnings
 
@@ -100,7 +113,8 @@ def test_errors_page_names_the_exception_type_and_the_modules(tmp_path):
             warnings.warn(Errors.E901)
             warnings.warn(Warnings.W900)
             raise err
-        '''))
+        """)
+    )
     page = errors_page(package / "errors.py", package)
     assert "| [E900](#e900) | Things |" in page and "| [E901](#e901) | Other things |" in page
     assert "*Things.* Raised as `CmllmTypeError`. Used in `pkg/use.py`." in page

@@ -50,7 +50,9 @@ def tiny_decoder(
     elif family == "mistral":
         model = MistralForCausalLM(MistralConfig(sliding_window=sliding_window, **common))
     elif family == "qwen2":
-        window = dict(use_sliding_window=True, sliding_window=sliding_window, max_window_layers=0) if sliding_window else {}
+        window = (
+            dict(use_sliding_window=True, sliding_window=sliding_window, max_window_layers=0) if sliding_window else {}
+        )
         model = Qwen2ForCausalLM(Qwen2Config(**window, **common))
     elif family == "gemma2":
         window = {"sliding_window": sliding_window} if sliding_window else {}

@@ -5,6 +5,7 @@
   the start of each string, an unk token and byte fallback (<0x00>..<0xFF>), and a post-processor
   that adds a BOS, as LlamaTokenizerFast sets up.
 """
+
 import json
 
 import pytest
@@ -63,31 +64,21 @@ def _train_sentencepiece(*, legacy: bool) -> LlamaTokenizerFast:
     # Train on words marked with '▁' so that the vocabulary has word-initial pieces such as
     # '▁world', as SentencePiece vocabularies do.
     trainer_tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    trainer_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement="▁", prepend_scheme="always", split=True
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
-    )
+    trainer_tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
     trainer_tokenizer.train_from_iterator([CORPUS], trainer=trainer)
     model = json.loads(trainer_tokenizer.to_str())["model"]
     vocab = dict(model["vocab"])
     for byte in range(256):
         vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = Tokenizer(
-        models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True)
-    )
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     if legacy:
         # The layout of the Llama-2 / Mistral tokenizer.json files on the hub.
-        tokenizer.normalizer = normalizers.Sequence(
-            [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
-        )
+        tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     else:
         # The layout transformers writes when converting with legacy=False.
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-            replacement="▁", prepend_scheme="first", split=False
-        )
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     tokenizer.decoder = decoders.Sequence(
         [
             decoders.Replace("▁", " "),
@@ -124,9 +115,7 @@ def sp_metaspace_tokenizer() -> LlamaTokenizerFast:
 
 # Drops NUL, other control characters (but not tab, newline, carriage return) and zero-width
 # characters, as some tokenizers' normalizers do, so that some tokens encode to nothing.
-_DROP_CONTROLS = normalizers.Replace(
-    Regex("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\u200b-\\u200d]"), ""
-)
+_DROP_CONTROLS = normalizers.Replace(Regex("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\u200b-\\u200d]"), "")
 
 
 @pytest.fixture(scope="session")

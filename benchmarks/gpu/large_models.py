@@ -5,7 +5,7 @@ nlp.update words/s and peak memory against the plain loop, predict against the r
 import argparse
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 from .. import ROOT
 from .measure import TARGETS, compare_prediction, compare_training, word_batches
@@ -39,18 +39,23 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
     sizes = DRY_BATCH_WORDS if args.cpu_dry_run else BIG_BATCH_WORDS
     repeats = 1 if args.cpu_dry_run else 3
     gpu_id = heads_on_device(args)
-    started = time.perf_counter()
-    tokenizer = load_saved_tokenizer(args.tokenizer) if args.random_weights else load_decoder(args.source, lm_head=False)[1]
+    tokenizer = (
+        load_saved_tokenizer(args.tokenizer) if args.random_weights else load_decoder(args.source, lm_head=False)[1]
+    )
     source = random_decoder_source(shape_name, shapes[shape_name], tokenizer, device)
     corpus = Path(args.work) / "corpus"
     blank = spacy.blank("en")
     train = stage_examples(args, blank, "train", sum(sizes) * 2)
     dev_docs = [eg.predicted for eg in stage_examples(args, blank, "dev", 60 if args.cpu_dry_run else 3000)]
-    record.update(shape={**shapes[shape_name], "vocab_size": len(tokenizer)}, config=config_path.name, gpu_id=gpu_id,
-                  vocab_note="the SmolLM2 tokenizer's 49,152 ids (its ids must index the embedding); the published shape has 32,000",
-                  targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "memory_vs_plain_peft", "predict_vs_raw_forward")})
+    record.update(
+        shape={**shapes[shape_name], "vocab_size": len(tokenizer)},
+        config=config_path.name,
+        gpu_id=gpu_id,
+        vocab_note="the SmolLM2 tokenizer's 49,152 ids (its ids must index the embedding); the published shape has 32,000",
+        targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "memory_vs_plain_peft", "predict_vs_raw_forward")},
+    )
     variants = [None, "4bit"]
-    results: Dict[str, Any] = {}
+    results: dict[str, Any] = {}
     for quantization in variants:
         key = "nf4" if quantization else "bf16"
         overrides = {
@@ -76,13 +81,15 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
         n_layers = backbone.n_layers
         expected = list(parse_spec("0011", n_layers))
         measured = [i for i, b in enumerate(bidirectional_layers(backbone.decoder)) if b]
-        result: Dict[str, Any] = {
+        result: dict[str, Any] = {
             "init_seconds": round(time.perf_counter() - variant_started, 1),
             "parameters_b": round(sum(p.numel() for p in backbone.decoder.parameters()) / 1e9, 3),
             "linear4bit_modules": sum(type(m).__name__ == "Linear4bit" for m in backbone.decoder.modules()),
             "gradient_checkpointing": bool(getattr(backbone.base_model, "gradient_checkpointing", False)),
             "probe": {"expected": expected, "measured": measured, "ok": measured == expected},
-            "weights_memory_mb": round(torch.cuda.memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+            "weights_memory_mb": round(torch.cuda.memory_allocated(device) / 2**20, 1)
+            if device.type == "cuda"
+            else None,
         }
         results[key] = result
         record.update(variants=results)
@@ -103,9 +110,17 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
     meets = {}
     if ok:
         meets = {
-            "update_vs_plain_peft": all(r["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for r in bf16_run["training"].values()),
-            "memory_vs_plain_peft": all((r["memory_vs_plain_peft"] or 0) <= TARGETS["memory_vs_plain_peft"] for r in bf16_run["training"].values()) if device.type == "cuda" else None,
-            "predict_vs_raw_forward": bf16_run["prediction"]["predict_vs_raw_forward"] >= TARGETS["predict_vs_raw_forward"],
+            "update_vs_plain_peft": all(
+                r["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for r in bf16_run["training"].values()
+            ),
+            "memory_vs_plain_peft": all(
+                (r["memory_vs_plain_peft"] or 0) <= TARGETS["memory_vs_plain_peft"]
+                for r in bf16_run["training"].values()
+            )
+            if device.type == "cuda"
+            else None,
+            "predict_vs_raw_forward": bf16_run["prediction"]["predict_vs_raw_forward"]
+            >= TARGETS["predict_vs_raw_forward"],
         }
     nf4 = results.get("nf4", {})
     record.update(
@@ -113,9 +128,15 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
         meets_targets=meets,
         summary=(
             f"bf16: probe {'ok' if ok else 'FAILED'}; "
-            + ", ".join(f"{size} words {r['update_words_per_s']:,.0f} words/s ({r['update_vs_plain_peft']:.2f} of plain, memory x{r['memory_vs_plain_peft']})"
-                        for size, r in bf16_run.get("training", {}).items())
-            + (f"; predict {bf16_run['prediction']['predict_vs_raw_forward']:.2f} of raw" if "prediction" in bf16_run else "")
+            + ", ".join(
+                f"{size} words {r['update_words_per_s']:,.0f} words/s ({r['update_vs_plain_peft']:.2f} of plain, memory x{r['memory_vs_plain_peft']})"
+                for size, r in bf16_run.get("training", {}).items()
+            )
+            + (
+                f"; predict {bf16_run['prediction']['predict_vs_raw_forward']:.2f} of raw"
+                if "prediction" in bf16_run
+                else ""
+            )
             + ("; nf4 skipped: " + nf4["skipped"][:120] if "skipped" in nf4 else ("; nf4 ran" if nf4 else ""))
         ),
     )

@@ -3,10 +3,10 @@ that the stock model is causal in every layer and that the spec unmasks exactly 
 
 import argparse
 import time
-from typing import Optional
 
 from .recipe import SPEC
 from .report import StageRecord
+
 
 def stage_load_bf16(record: StageRecord, args: argparse.Namespace, deadline: float) -> None:
     check_load(record, args, quantization=None)
@@ -20,12 +20,17 @@ def stage_load_4bit(record: StageRecord, args: argparse.Namespace, deadline: flo
     except CodedError as err:
         if args.cpu_dry_run and "E012" in str(err):
             # On the CPU this is the expected, explained refusal.
-            record.update(ok=None, skipped="4-bit NF4 needs CUDA and bitsandbytes", error=str(err), summary="skipped: E012 as expected on a CPU")
+            record.update(
+                ok=None,
+                skipped="4-bit NF4 needs CUDA and bitsandbytes",
+                error=str(err),
+                summary="skipped: E012 as expected on a CPU",
+            )
             return
         raise
 
 
-def check_load(record: StageRecord, args: argparse.Namespace, *, quantization: Optional[str]) -> None:
+def check_load(record: StageRecord, args: argparse.Namespace, *, quantization: str | None) -> None:
     """Load in bf16 (optionally 4-bit), then measure the attention pattern on the device."""
     import torch
 
@@ -55,7 +60,9 @@ def check_load(record: StageRecord, args: argparse.Namespace, *, quantization: O
     stock = [i for i, b in enumerate(bidirectional_layers(model)) if b]
     handle = unmask_layers(model, SPEC)
     measured = [i for i, b in enumerate(bidirectional_layers(model)) if b]
-    record.update(n_layers=n_layers, expected_layers=expected, stock_bidirectional_layers=stock, measured_layers=measured)
+    record.update(
+        n_layers=n_layers, expected_layers=expected, stock_bidirectional_layers=stock, measured_layers=measured
+    )
     check_unmasked(model, expected, spec=SPEC)  # E036, with the explanation, on a mismatch
     handle.remove()
     restored = [i for i, b in enumerate(bidirectional_layers(model)) if b]

@@ -4,7 +4,8 @@ memory, and digests of torch.profiler runs (top operators, copies, synchronisati
 transformer component's named regions, which SDPA kernel ran)."""
 
 import statistics
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -13,7 +14,12 @@ from spacy_cmllm.pipeline.model import PROFILE_REGIONS, get_backbone
 from ..decoder_calls import plain_peft_loop, raw_forward, real_positions, recorded_calls
 from ..timing import interleaved, synchronizer, timed
 
-TARGETS = {"update_vs_plain_peft": 0.9, "update_words_per_s": 10_000.0, "memory_vs_plain_peft": 1.1, "predict_vs_raw_forward": 0.9}
+TARGETS = {
+    "update_vs_plain_peft": 0.9,
+    "update_words_per_s": 10_000.0,
+    "memory_vs_plain_peft": 1.1,
+    "predict_vs_raw_forward": 0.9,
+}
 
 SDPA_OPS = {
     "aten::_scaled_dot_product_flash_attention": "flash",
@@ -27,7 +33,7 @@ SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchr
 HOST_READS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero")
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device) -> Optional[float]:
+def peak_memory(fn: Callable[[], Any], device: torch.device) -> float | None:
     """MiB that fn() allocated at its peak above what was allocated before it (CUDA only)."""
     if device.type != "cuda":
         fn()
@@ -40,9 +46,9 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> Optional[float]:
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
-def word_batches(examples: Sequence[Any], size: int) -> List[List[Any]]:
+def word_batches(examples: Sequence[Any], size: int) -> list[list[Any]]:
     """Consecutive examples in batches of at least `size` words (the last may be short)."""
-    batches: List[List[Any]] = [[]]
+    batches: list[list[Any]] = [[]]
     words = 0
     for eg in examples:
         if words >= size:
@@ -57,7 +63,7 @@ def n_words(batch: Iterable[Any]) -> int:
     return sum(len(eg.reference) for eg in batch)
 
 
-def compare_training(nlp: Any, batch: List[Any], *, device: Any, bf16: bool, repeats: int) -> Dict[str, Any]:
+def compare_training(nlp: Any, batch: list[Any], *, device: Any, bf16: bool, repeats: int) -> dict[str, Any]:
     """nlp.update against the plain peft loop over the very decoder calls nlp.update makes on
     `batch`: words/s of each (median of interleaved runs) and peak GPU memory of each."""
 
@@ -71,7 +77,9 @@ def compare_training(nlp: Any, batch: List[Any], *, device: Any, bf16: bool, rep
     plain()
     update_memory = peak_memory(lambda: nlp.update(batch, sgd=optimizer), device)
     plain_memory = peak_memory(plain, device)
-    t_update, t_plain = interleaved(repeats, lambda: nlp.update(batch, sgd=optimizer), plain, sync=sync, summary=statistics.median)
+    t_update, t_plain = interleaved(
+        repeats, lambda: nlp.update(batch, sgd=optimizer), plain, sync=sync, summary=statistics.median
+    )
     words = n_words(batch)
     pieces = sum(int(real_positions(kwargs).numel()) for kwargs in calls)
     n_calls = len(calls)
@@ -95,7 +103,7 @@ def compare_training(nlp: Any, batch: List[Any], *, device: Any, bf16: bool, rep
     }
 
 
-def compare_prediction(nlp: Any, docs: List[Any], *, device: Any, bf16: bool, repeats: int) -> Dict[str, Any]:
+def compare_prediction(nlp: Any, docs: list[Any], *, device: Any, bf16: bool, repeats: int) -> dict[str, Any]:
     """The transformer component's predict against the raw decoder replaying its calls."""
     sync = synchronizer(device)
     trf = nlp.get_pipe("transformer")
@@ -131,7 +139,7 @@ def _total_device_time(event: Any) -> float:
     return 0.0
 
 
-def profile_summary(prof: Any, *, wall_seconds: float, steps: int, top: int = 15) -> Dict[str, Any]:
+def profile_summary(prof: Any, *, wall_seconds: float, steps: int, top: int = 15) -> dict[str, Any]:
     """A JSON-able digest of a torch.profiler run over `steps` training steps."""
     averages = prof.key_averages()
     rows = [
@@ -150,7 +158,7 @@ def profile_summary(prof: Any, *, wall_seconds: float, steps: int, top: int = 15
         return sum(int(e.count) for e in averages if predicate(e.key))
 
     # Device-side kernels and copies, read from the raw trace (one entry per kernel).
-    kernels: Dict[str, float] = {}
+    kernels: dict[str, float] = {}
     copies = {"HtoD": 0, "DtoH": 0, "DtoD": 0}
     try:
         raw = list(prof.profiler.kineto_results.events())
@@ -190,7 +198,9 @@ def profile_summary(prof: Any, *, wall_seconds: float, steps: int, top: int = 15
         "synchronisations_per_step": {name: int(by_name[name].count) / steps for name in SYNC_CALLS if name in by_name},
         "host_reads_per_step": {name: int(by_name[name].count) / steps for name in HOST_READS if name in by_name},
         "sdpa_kernels": {kind: int(by_name[op].count) for op, kind in SDPA_OPS.items() if op in by_name},
-        "regions_per_step": {key: {k: (v / steps if k != "calls" else v) for k, v in r.items()} for key, r in regions.items()},
+        "regions_per_step": {
+            key: {k: (v / steps if k != "calls" else v) for k, v in r.items()} for key, r in regions.items()
+        },
         # The transformer component's named regions (torch: decoder forward and backward,
         # pieces, copies, adapter step) against the rest of the step: the heads in thinc
         # (cupy or numpy) and spaCy's own work.
@@ -205,7 +215,7 @@ def profile_summary(prof: Any, *, wall_seconds: float, steps: int, top: int = 15
     }
 
 
-def sdpa_kernels_of(run: Callable[[], Any], device: torch.device) -> Dict[str, int]:
+def sdpa_kernels_of(run: Callable[[], Any], device: torch.device) -> dict[str, int]:
     """Which SDPA implementations run() used, by the aten operators the profiler saw."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -6,10 +6,10 @@ import math
 import time
 from pathlib import Path
 
+from ..timing import synchronizer
 from .measure import TARGETS, compare_training, profile_summary, word_batches
 from .recipe import CONFIG, build_initialized, heads_on_device, recipe_overrides, stage_examples
 from .report import StageRecord
-from ..timing import synchronizer
 
 # Realistic training batches in words: the recipe's (configs/default.cfg: 500) and a larger
 # one a GPU can afford. Tiny on --cpu-dry-run (the 7B stages' too).
@@ -36,8 +36,14 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
     examples = stage_examples(args, spacy.blank("en"), "train", sum(sizes) * 2)
     nlp = build_initialized(CONFIG, overrides, examples)
     examples = stage_examples(args, nlp, "train", sum(sizes) * 2)
-    record.update(init_seconds=round(time.perf_counter() - started, 1), gpu_id=gpu_id, heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
-                  batch_words=list(sizes), bf16_autocast=bf16, targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "update_words_per_s")})
+    record.update(
+        init_seconds=round(time.perf_counter() - started, 1),
+        gpu_id=gpu_id,
+        heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
+        batch_words=list(sizes),
+        bf16_autocast=bf16,
+        targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "update_words_per_s")},
+    )
     runs = {}
     for size in sizes:
         batch = word_batches(examples, size)[0]
@@ -62,7 +68,9 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
     prof.export_chrome_trace(str(trace))
     best = max(runs.values(), key=lambda run: run["update_words_per_s"])
     meets = {
-        "update_vs_plain_peft": all(run["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for run in runs.values()),
+        "update_vs_plain_peft": all(
+            run["update_vs_plain_peft"] >= TARGETS["update_vs_plain_peft"] for run in runs.values()
+        ),
         "update_words_per_s": best["update_words_per_s"] >= TARGETS["update_words_per_s"],
     }
     record.update(
@@ -70,6 +78,9 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
         profile=summary,
         trace=trace.name,
         meets_targets=meets,
-        summary=", ".join(f"{size} words: update {run['update_words_per_s']:,.0f} words/s = {run['update_vs_plain_peft']:.2f} of plain peft" for size, run in runs.items())
+        summary=", ".join(
+            f"{size} words: update {run['update_words_per_s']:,.0f} words/s = {run['update_vs_plain_peft']:.2f} of plain peft"
+            for size, run in runs.items()
+        )
         + f"; device busy {summary['device_busy_fraction']}",
     )

@@ -5,7 +5,7 @@ the random-weights source of --random-weights."""
 import argparse
 import importlib.util
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .. import ROOT
 from .shapes import SHAPES, TINY_SHAPES, load_saved_tokenizer, random_decoder_source
@@ -18,7 +18,7 @@ CONLL_DIRS = [ROOT.parent / "shared" / "data" / "conll2003" / "iob2", ROOT / "sh
 EWT_DIR = ROOT / "assets" / "ewt"
 
 
-def find_conll(conll_dir: Optional[Path]) -> Optional[Path]:
+def find_conll(conll_dir: Path | None) -> Path | None:
     """The CoNLL-2003 directory to use: the given one (which must hold a layout), else the
     first default location holding one, else None (then the bundled EWT is used)."""
     from spacy_cmllm.corpora import CorpusError, conll03_files
@@ -34,7 +34,7 @@ def find_conll(conll_dir: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def prepare_corpus(out: Path, conll_dir: Optional[Path] = None) -> Dict[str, Any]:
+def prepare_corpus(out: Path, conll_dir: Path | None = None) -> dict[str, Any]:
     """train/dev/test .spacy files in `out`: CoNLL-2003 as `prepare-conll03` writes it
     (training Docs of <= 150 words, as the recipe trains), else the bundled EWT as
     `convert-ewt` does. Returns what was prepared."""
@@ -48,13 +48,19 @@ def prepare_corpus(out: Path, conll_dir: Optional[Path] = None) -> Dict[str, Any
     if found is not None:
         scheme, files = conll03_files(found)
         docs = {
-            split: sentences_to_docs(vocab, [s for document in read_conll(path, scheme) for s in document],
-                                     max_words=150 if split == "train" else 0)
+            split: sentences_to_docs(
+                vocab,
+                [s for document in read_conll(path, scheme) for s in document],
+                max_words=150 if split == "train" else 0,
+            )
             for split, path in files.items()
         }
         source = f"CoNLL-2003 ({found})"
     else:
-        docs = {split: sentences_to_docs(vocab, read_conllu(EWT_DIR / f"{split}.conllu")) for split in ("train", "dev", "test")}
+        docs = {
+            split: sentences_to_docs(vocab, read_conllu(EWT_DIR / f"{split}.conllu"))
+            for split in ("train", "dev", "test")
+        }
         source = "EWT (bundled)"
     out.mkdir(parents=True, exist_ok=True)
     for split, split_docs in docs.items():
@@ -66,7 +72,7 @@ def prepare_corpus(out: Path, conll_dir: Optional[Path] = None) -> Dict[str, Any
     }
 
 
-def stage_examples(args: argparse.Namespace, nlp: Any, split: str, limit_words: int) -> List[Any]:
+def stage_examples(args: argparse.Namespace, nlp: Any, split: str, limit_words: int) -> list[Any]:
     """The first `limit_words` words of a split of the stage's corpus (CoNLL-2003, or the
     bundled EWT), as Examples for `nlp`."""
     from spacy.training import Corpus
@@ -101,7 +107,7 @@ def heads_on_device(args: argparse.Namespace) -> int:
     return gpu_id
 
 
-def recipe_overrides(args: argparse.Namespace, corpus: Path) -> Dict[str, Any]:
+def recipe_overrides(args: argparse.Namespace, corpus: Path) -> dict[str, Any]:
     """configs/default.cfg as it should run here: on CUDA the base in bf16 under bf16
     autocast; evaluation inside the loop on one dev doc only (dev is scored afterwards)."""
     cuda = args.device == "cuda"
@@ -118,7 +124,7 @@ def recipe_overrides(args: argparse.Namespace, corpus: Path) -> Dict[str, Any]:
     }
 
 
-def build_initialized(config_path: Path, overrides: Dict[str, Any], init_examples: List[Any]) -> Any:
+def build_initialized(config_path: Path, overrides: dict[str, Any], init_examples: list[Any]) -> Any:
     import spacy
     from spacy.util import load_config
 

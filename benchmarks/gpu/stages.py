@@ -3,7 +3,7 @@
 import argparse
 import time
 import traceback
-from typing import Callable, Dict
+from collections.abc import Callable
 
 from .cuda_gaps import stage_gaps
 from .large_models import stage_7b
@@ -17,11 +17,17 @@ from .training import stage_train
 # Hard limits in seconds per stage (imports and model loading included); the whole run is
 # also bounded by --budget. Together they stay under 8 minutes.
 STAGE_LIMITS = {
-    "load_bf16": 30, "load_4bit": 40, "train": 75, "speed": 60,
-    "profile": 70, "llama2_7b": 80, "mistral_7b": 80, "gaps": 45,
+    "load_bf16": 30,
+    "load_4bit": 40,
+    "train": 75,
+    "speed": 60,
+    "profile": 70,
+    "llama2_7b": 80,
+    "mistral_7b": 80,
+    "gaps": 45,
 }
 STAGES = list(STAGE_LIMITS)
-STAGE_FUNCTIONS: Dict[str, Callable[[StageRecord, argparse.Namespace, float], None]] = {
+STAGE_FUNCTIONS: dict[str, Callable[[StageRecord, argparse.Namespace, float], None]] = {
     "load_bf16": stage_load_bf16,
     "load_4bit": stage_load_4bit,
     "train": stage_train,
@@ -53,6 +59,8 @@ def run_child(args: argparse.Namespace) -> int:
     except CodedError as err:
         record.update(ok=False, error=str(err))
     except Exception as err:  # reported, not raised: the parent runs the next stage
-        record.update(ok=False, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8).splitlines()[-12:])
+        record.update(
+            ok=False, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8).splitlines()[-12:]
+        )
     record.update(stage_seconds=round(time.perf_counter() - started, 1))
     return 0

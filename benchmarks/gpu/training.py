@@ -8,10 +8,11 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 from .recipe import CONFIG, heads_gpu_id, prepare_corpus, recipe_overrides
 from .report import StageRecord
+
 
 class TimeUp(Exception):
     """Raised before a training step once the stage's training time is spent."""
@@ -26,7 +27,7 @@ def eval_frequency(steps: int) -> int:
 _REGISTERED = itertools.count()
 
 
-def train_callbacks(train_deadline: float, every: int, infos: List[Dict[str, Any]], stamps: List[float]):
+def train_callbacks(train_deadline: float, every: int, infos: list[dict[str, Any]], stamps: list[float]):
     """A logger that keeps every evaluation's info, and a before_update callback that stamps
     each step's start and stops the run (TimeUp) once the deadline has passed, right after an
     evaluation, so that the last info's words and losses are exact. Registered under names
@@ -93,10 +94,12 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
     started = time.perf_counter()
     if gpu_id >= 0:
         require_gpu(gpu_id)
-    infos: List[Dict[str, Any]] = []
-    stamps: List[float] = []
+    infos: list[dict[str, Any]] = []
+    stamps: list[float] = []
     config = load_config(CONFIG, overrides=overrides, interpolate=False)
-    config["training"]["logger"], config["training"]["before_update"] = train_callbacks(train_deadline, every, infos, stamps)
+    config["training"]["logger"], config["training"]["before_update"] = train_callbacks(
+        train_deadline, every, infos, stamps
+    )
     nlp = init_nlp(config, use_gpu=gpu_id)
     backbone = get_backbone(nlp.get_pipe("transformer").model)
     record.update(

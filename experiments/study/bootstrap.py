@@ -13,7 +13,8 @@ seeds) and take the 2.5th and 97.5th percentiles. Paired differences use the sam
 resamples for both configurations, seed by seed.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy
 
@@ -21,7 +22,7 @@ N_RESAMPLES = 2000
 SEED = 0
 
 
-def span_counts(gold: Sequence[str], pred: Sequence[str]) -> Tuple[int, int, int]:
+def span_counts(gold: Sequence[str], pred: Sequence[str]) -> tuple[int, int, int]:
     """(tp, predicted, gold) spans of one document's IOB2 tags, seqeval strict mode."""
     from seqeval.scheme import IOB2, Entities
 
@@ -70,31 +71,43 @@ def resampled_scores(runs: Sequence[numpy.ndarray], weights: numpy.ndarray, kind
     return numpy.stack([score(weights @ numpy.asarray(run, dtype=float), kind) for run in runs], axis=1)
 
 
-def interval(values: numpy.ndarray, level: float = 0.95) -> List[float]:
+def interval(values: numpy.ndarray, level: float = 0.95) -> list[float]:
     """The percentile interval of bootstrap values."""
     tail = (1 - level) / 2 * 100
     return [float(numpy.percentile(values, tail)), float(numpy.percentile(values, 100 - tail))]
 
 
-def mean_interval(runs: Sequence[numpy.ndarray], weights: numpy.ndarray, kind: str = "f1", level: float = 0.95) -> List[float]:
+def mean_interval(
+    runs: Sequence[numpy.ndarray], weights: numpy.ndarray, kind: str = "f1", level: float = 0.95
+) -> list[float]:
     """Interval of the mean score over runs (seeds) of one configuration."""
     return interval(resampled_scores(runs, weights, kind).mean(axis=1), level)
 
 
 def paired_difference(
-    runs: Dict[int, numpy.ndarray],
-    references: Dict[int, numpy.ndarray],
+    runs: dict[int, numpy.ndarray],
+    references: dict[int, numpy.ndarray],
     weights: numpy.ndarray,
     kind: str = "f1",
     level: float = 0.95,
-) -> Optional[Dict[str, object]]:
+) -> dict[str, Any] | None:
     """Seed-by-seed differences (run - reference) on the full set, their mean, and the
     bootstrap interval of the mean difference (same resamples for both). None if no seed
     is shared."""
     seeds = sorted(set(runs) & set(references))
     if not seeds:
         return None
-    full = [float(score(numpy.asarray(runs[s]).sum(axis=0), kind) - score(numpy.asarray(references[s]).sum(axis=0), kind)) for s in seeds]
-    diffs = resampled_scores([runs[s] for s in seeds], weights, kind) - resampled_scores([references[s] for s in seeds], weights, kind)
-    return {"seeds": seeds, "per_seed": full, "mean": float(numpy.mean(full)), "wins": sum(d > 0 for d in full),
-            "ci": interval(diffs.mean(axis=1), level)}
+    full = [
+        float(score(numpy.asarray(runs[s]).sum(axis=0), kind) - score(numpy.asarray(references[s]).sum(axis=0), kind))
+        for s in seeds
+    ]
+    diffs = resampled_scores([runs[s] for s in seeds], weights, kind) - resampled_scores(
+        [references[s] for s in seeds], weights, kind
+    )
+    return {
+        "seeds": seeds,
+        "per_seed": full,
+        "mean": float(numpy.mean(full)),
+        "wins": sum(d > 0 for d in full),
+        "ci": interval(diffs.mean(axis=1), level),
+    }

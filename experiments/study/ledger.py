@@ -5,34 +5,47 @@ elsewhere trains only what it lacks."""
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..runs import run_name
 
 LEDGER_METRICS = ("ents_f", "spans_chunks_f", "tag_acc", "score", "step", "epoch", "words", "seconds", "eval_round")
 
 
-def study_id(setup: Dict[str, Any]) -> Dict[str, Any]:
+def study_id(setup: dict[str, Any]) -> dict[str, Any]:
     """What makes two trials of one run comparable: the budget and the base model (not the
     machine's paths)."""
     return {k: setup[k] for k in ("base_model", "batch_words", "max_steps", "eval_frequency", "baseline_steps")}
 
 
-def ledger_entry(phase: str, setup: Dict[str, Any], run: Dict[str, Any], status: str,
-                 metrics: Dict[str, Any], record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def ledger_entry(
+    phase: str,
+    setup: dict[str, Any],
+    run: dict[str, Any],
+    status: str,
+    metrics: dict[str, Any],
+    record: dict[str, Any] | None,
+) -> dict[str, Any]:
     kept = {k: v for k, v in (metrics or {}).items() if k in LEDGER_METRICS}
     record = {k: v for k, v in record.items() if k != "model_dir"} if record else None
-    return {"phase": phase, "study": study_id(setup), "run": run, "status": status,
-            "eval_round": kept.get("eval_round"), "metrics": kept, "record": record}
+    return {
+        "phase": phase,
+        "study": study_id(setup),
+        "run": run,
+        "status": status,
+        "eval_round": kept.get("eval_round"),
+        "metrics": kept,
+        "record": record,
+    }
 
 
 class Ledger:
     """--ledger: the trials of one study (its study_id) that ended, per phase."""
 
-    def __init__(self, path: Path, setup: Dict[str, Any]) -> None:
+    def __init__(self, path: Path, setup: dict[str, Any]) -> None:
         self.path, self.id = Path(path), study_id(setup)
 
-    def entries(self, phase: str) -> Dict[str, Dict[str, Any]]:
+    def entries(self, phase: str) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
             return {}
         found = {}
@@ -42,12 +55,15 @@ class Ledger:
                 found[run_name(entry["run"])] = entry
         return found
 
-    def outcomes(self, phase: str, runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    def outcomes(self, phase: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found = self.entries(phase)
-        return [{k: found[run_name(r)][k] for k in ("run", "status", "eval_round", "metrics", "record")}
-                for r in runs if run_name(r) in found]
+        return [
+            {k: found[run_name(r)][k] for k in ("run", "status", "eval_round", "metrics", "record")}
+            for r in runs
+            if run_name(r) in found
+        ]
 
-    def add(self, phase: str, setup: Dict[str, Any], outcome: Dict[str, Any]) -> None:
+    def add(self, phase: str, setup: dict[str, Any], outcome: dict[str, Any]) -> None:
         if run_name(outcome["run"]) in self.entries(phase):
             return
         entry = ledger_entry(phase, setup, outcome["run"], outcome["status"], outcome["metrics"], outcome["record"])
@@ -58,6 +74,6 @@ class Ledger:
             os.fsync(f.fileno())
 
 
-def stopped_runs(rungs: Optional[Any]) -> List[str]:
+def stopped_runs(rungs: Any | None) -> list[str]:
     """The runs the screening scheduler stopped (pruned), from its state file."""
     return json.loads(Path(rungs).read_text()).get("stopped", []) if rungs and Path(rungs).exists() else []

@@ -14,7 +14,8 @@ package, whose users have no study to report to; Ray itself is imported only onc
 trial's logger is set up.
 """
 
-from typing import IO, Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import IO, Any
 
 from spacy.util import registry
 
@@ -24,7 +25,7 @@ NAME = "spacy-cmllm.TuneLogger.v1"
 PROGRESS_KEYS = ("step", "epoch", "words", "seconds")
 
 
-def flatten_scores(scores: Optional[Dict[str, Any]]) -> Dict[str, float]:
+def flatten_scores(scores: dict[str, Any] | None) -> dict[str, float]:
     """The numeric dev scores (spaCy's fractions); per-type dicts and None are left out."""
     return {
         key: float(value)
@@ -33,7 +34,7 @@ def flatten_scores(scores: Optional[Dict[str, Any]]) -> Dict[str, float]:
     }
 
 
-def tune_logger(console: bool = True, progress_bar: bool = False, report: Optional[Callable] = None):
+def tune_logger(console: bool = True, progress_bar: bool = False, report: Callable | None = None):
     """Build the logger's setup function (see spacy-cmllm.TuneLogger.v1).
 
     console (bool): also print spaCy's console table.
@@ -41,7 +42,7 @@ def tune_logger(console: bool = True, progress_bar: bool = False, report: Option
     report (Optional[Callable]): where results go; None = ray.tune.report (tests pass a list's append).
     """
 
-    def setup(nlp, stdout: IO, stderr: IO) -> Tuple[Callable[[Optional[Dict[str, Any]]], None], Callable[[], None]]:
+    def setup(nlp, stdout: IO, stderr: IO) -> tuple[Callable[[dict[str, Any] | None], None], Callable[[], None]]:
         send = report
         if send is None:
             from ray import tune
@@ -55,7 +56,7 @@ def tune_logger(console: bool = True, progress_bar: bool = False, report: Option
             console_step, console_finalize = (lambda info: None), (lambda: None)
         evaluations = 0
 
-        def log_step(info: Optional[Dict[str, Any]]) -> None:
+        def log_step(info: dict[str, Any] | None) -> None:
             nonlocal evaluations
             console_step(info)
             if info is None or info.get("score") is None:

@@ -11,7 +11,7 @@ have none for a decoder, whose dev score was the last evaluation of spaCy's trai
 import json
 import statistics
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..rows import pct, read_counts, read_rows, row_key
 from ..scoring import TASKS, tasks_of
@@ -19,17 +19,28 @@ from . import bootstrap, claims
 from .run import ANCHORS
 
 
-def dev_f1_mean(members: List[Dict[str, str]]) -> Dict[str, Any]:
+def dev_f1_mean(members: list[dict[str, str]]) -> dict[str, Any]:
     """The mean dev NER F1 of a configuration's rows, and what it was scored on."""
     for column, scored_on in (("dev_ner_f1", "gold tokens"), ("dev_ner_f1_training", "training loop")):
         if all(r[column] != "" for r in members):
-            return {"dev_f1_mean": round(statistics.mean(float(r[column]) for r in members), 2), "dev_scored_on": scored_on}
-    return {"dev_f1_mean": round(statistics.mean(float(r["dev_ner_f1"] or r["dev_ner_f1_training"]) for r in members), 2),
-            "dev_scored_on": "mixed"}
+            return {
+                "dev_f1_mean": round(statistics.mean(float(r[column]) for r in members), 2),
+                "dev_scored_on": scored_on,
+            }
+    return {
+        "dev_f1_mean": round(statistics.mean(float(r["dev_ner_f1"] or r["dev_ner_f1_training"]) for r in members), 2),
+        "dev_scored_on": "mixed",
+    }
 
 
-def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *, n_resamples: int, seed: int,
-              screening: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def summarise(
+    rows: list[dict[str, str]],
+    counts: dict[tuple, dict[str, Any]],
+    *,
+    n_resamples: int,
+    seed: int,
+    screening: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The summary JSON: per configuration (and baseline) with test scores, mean ± std over
     seeds, 95 % bootstrap intervals over test documents, paired differences against the anchors."""
     import numpy
@@ -37,10 +48,12 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
     scored = [r for r in rows if r.get("test_ner_f1") not in ("", None) and row_key(r) in counts]
     n_docs = {len(counts[row_key(r)]["test"]["ner"]) for r in scored}
     if len(n_docs) > 1:
-        raise SystemExit(f"runs were scored on different test sets ({sorted(n_docs)} documents); the bootstrap needs one")
+        raise SystemExit(
+            f"runs were scored on different test sets ({sorted(n_docs)} documents); the bootstrap needs one"
+        )
     weights = bootstrap.resample_weights(n_docs.pop(), n_resamples, seed) if scored else None
     tasks = [t for t in TASKS if scored and all(counts[row_key(r)]["test"].get(t) for r in scored)]
-    groups: Dict[tuple, List[Dict[str, str]]] = {}
+    groups: dict[tuple, list[dict[str, str]]] = {}
     for r in scored:
         groups.setdefault((r["model"], r["unmask"], r["max_steps"], r["batch_words"]), []).append(r)
 
@@ -48,24 +61,30 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
         return {int(r["seed"]): numpy.asarray(counts[row_key(r)]["test"][task]) for r in members}
 
     def entry(members, decoder):
-        out: Dict[str, Any] = {"seeds": len(members), "seed_list": sorted(int(r["seed"]) for r in members),
-                               "epochs": round(statistics.mean(float(r["epochs"] or 0) for r in members), 2),
-                               "budget_steps": int(members[0]["max_steps"]),
-                               "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
-                               "cpu_capability": sorted({r["cpu"] for r in members}),
-                               "device": sorted({r["device"] for r in members}),
-                               **dev_f1_mean(members)}
+        out: dict[str, Any] = {
+            "seeds": len(members),
+            "seed_list": sorted(int(r["seed"]) for r in members),
+            "epochs": round(statistics.mean(float(r["epochs"] or 0) for r in members), 2),
+            "budget_steps": int(members[0]["max_steps"]),
+            "train_seconds": round(statistics.mean(float(r["train_seconds"]) for r in members), 1),
+            "cpu_capability": sorted({r["cpu"] for r in members}),
+            "device": sorted({r["device"] for r in members}),
+            **dev_f1_mean(members),
+        }
         for task in tasks:
             kind = "acc" if task == "pos" else "f1"
             if task not in tasks_of(members[0]["config"]):
                 continue
             runs = per_seed(members, task)
             values = [100 * float(bootstrap.score(v.sum(axis=0), kind)) for v in runs.values()]
+            assert weights is not None  # tasks is empty when nothing was scored
             lo, hi = bootstrap.mean_interval(list(runs.values()), weights, kind)
-            stats = {f"test_{kind}_mean": round(statistics.mean(values), 2),
-                     f"test_{kind}_std": round(statistics.stdev(values), 2) if len(values) > 1 else None,
-                     f"test_{kind}_ci": [round(100 * lo, 2), round(100 * hi, 2)],
-                     f"test_{kind}_values": [round(v, 2) for v in values]}
+            stats = {
+                f"test_{kind}_mean": round(statistics.mean(values), 2),
+                f"test_{kind}_std": round(statistics.stdev(values), 2) if len(values) > 1 else None,
+                f"test_{kind}_ci": [round(100 * lo, 2), round(100 * hi, 2)],
+                f"test_{kind}_values": [round(v, 2) for v in values],
+            }
             if task == "ner":
                 out.update(stats)
             else:
@@ -82,15 +101,20 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
     def paired(members, ref_members, task):
         """Paired differences in percentage points (None where no seed is shared)."""
         kind = "acc" if task == "pos" else "f1"
+        assert weights is not None  # tasks is empty when nothing was scored
         diff = bootstrap.paired_difference(per_seed(members, task), per_seed(ref_members, task), weights, kind)
         if diff:
-            diff = {**diff, "per_seed": [round(100 * d, 2) for d in diff["per_seed"]],
-                    "mean": round(100 * diff["mean"], 2), "ci": [round(100 * c, 2) for c in diff["ci"]]}
+            diff = {
+                **diff,
+                "per_seed": [round(100 * d, 2) for d in diff["per_seed"]],
+                "mean": round(100 * diff["mean"], 2),
+                "ci": [round(100 * c, 2) for c in diff["ci"]],
+            }
         return diff
 
     # Decoder configurations are compared with each other (anchors, claims): trained alike,
     # at one budget and one batch size.
-    decoders: Dict[str, List[Dict[str, str]]] = {}
+    decoders: dict[str, list[dict[str, str]]] = {}
     baselines = {}
     for (model, unmask, *_), members in sorted(groups.items()):
         if model != "smollm2":
@@ -98,18 +122,24 @@ def summarise(rows: List[Dict[str, str]], counts: Dict[tuple, Dict[str, Any]], *
         elif decoders.setdefault(unmask, members) is not members:
             raise SystemExit(f"{unmask} was trained at more than one budget or batch size; the comparisons need one")
     configs = {unmask: entry(members, True) for unmask, members in decoders.items()}
-    summary = {"test_full": True, "tasks": tasks, "metric": "seqeval strict IOB2 micro F1 (NER, chunks); POS accuracy",
-               "bootstrap": {"over": "test documents", "resamples": n_resamples, "seed": seed, "level": 0.95},
-               "test_docs": len(next(iter(counts.values()))["test"]["ner"]) if scored else 0,
-               "configs": configs, "baselines": baselines}
-    summary["claims"] = claims.judge(sorted(decoders), lambda run, ref, task: paired(decoders[run], decoders[ref], task),
-                                     tasks, screening=screening)
+    summary = {
+        "test_full": True,
+        "tasks": tasks,
+        "metric": "seqeval strict IOB2 micro F1 (NER, chunks); POS accuracy",
+        "bootstrap": {"over": "test documents", "resamples": n_resamples, "seed": seed, "level": 0.95},
+        "test_docs": len(next(iter(counts.values()))["test"]["ner"]) if scored else 0,
+        "configs": configs,
+        "baselines": baselines,
+    }
+    summary["claims"] = claims.judge(
+        sorted(decoders), lambda run, ref, task: paired(decoders[run], decoders[ref], task), tasks, screening=screening
+    )
     if screening:
         summary["screening"] = screening
     return summary
 
 
-def plot(summary: Dict[str, Any], path: Path) -> None:
+def plot(summary: dict[str, Any], path: Path) -> None:
     """Per task: each configuration's mean test score over seeds with its 95 % bootstrap
     interval, seeds as dots; baselines as horizontal lines with their intervals shaded."""
     import matplotlib
@@ -126,8 +156,14 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
         for x, name in enumerate(names):
             e = summary["configs"][name] if task == "ner" else summary["configs"][name][task]
             mean, (lo, hi) = e[f"test_{kind}_mean"], e[f"test_{kind}_ci"]
-            ax.errorbar([x], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
-                        color="#999999" if name == "0000" else "#3b75af")
+            ax.errorbar(
+                [x],
+                [mean],
+                yerr=[[mean - lo], [hi - mean]],
+                fmt="o",
+                capsize=4,
+                color="#999999" if name == "0000" else "#3b75af",
+            )
             ax.scatter([x] * len(e[f"test_{kind}_values"]), e[f"test_{kind}_values"], s=8, color="black", zorder=3)
         for name, b in summary["baselines"].items():
             e = b if task == "ner" else b.get(task)
@@ -145,8 +181,16 @@ def plot(summary: Dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def report(*, csv: Path, counts: Path, screening: Optional[Path], summary_path: Path, plot_path: Optional[Path],
-           resamples: int, bootstrap_seed: int) -> int:
+def report(
+    *,
+    csv: Path,
+    counts: Path,
+    screening: Path | None,
+    summary_path: Path,
+    plot_path: Path | None,
+    resamples: int,
+    bootstrap_seed: int,
+) -> int:
     """Print the table and the claims; write the summary JSON and the plot."""
     rows = read_rows(csv)
     if not rows:
@@ -157,9 +201,14 @@ def report(*, csv: Path, counts: Path, screening: Optional[Path], summary_path: 
     for name, e in list(summary["configs"].items()) + list(summary["baselines"].items()):
         if "test_f1_mean" not in e:
             continue
-        paired = [f"{e[k]['mean']:+6.2f} [{e[k]['ci'][0]:+.2f},{e[k]['ci'][1]:+.2f}]" if k in e else "" for k in ("vs_0000", "vs_1111")]
-        print(f"{name:10} {e['seeds']:>2} {e['dev_f1_mean']:8.2f} {e['test_f1_mean']:8.2f} "
-              f"[{e['test_f1_ci'][0]:.2f}, {e['test_f1_ci'][1]:.2f}] {paired[0]:>22} {paired[1]:>22}")
+        paired = [
+            f"{e[k]['mean']:+6.2f} [{e[k]['ci'][0]:+.2f},{e[k]['ci'][1]:+.2f}]" if k in e else ""
+            for k in ("vs_0000", "vs_1111")
+        ]
+        print(
+            f"{name:10} {e['seeds']:>2} {e['dev_f1_mean']:8.2f} {e['test_f1_mean']:8.2f} "
+            f"[{e['test_f1_ci'][0]:.2f}, {e['test_f1_ci'][1]:.2f}] {paired[0]:>22} {paired[1]:>22}"
+        )
     print(f"claims ({summary['claims']['rule']}):")
     for name, claim in summary["claims"].items():
         if not isinstance(claim, dict):  # the rule and min_seeds
@@ -187,14 +236,18 @@ def status(*, ledger: Path, rungs: Path) -> int:
     if not entries:
         print(f"{path}: no trial has ended yet")
         return 0
-    print(f"{'phase':6} {'model':9} {'unmask':6} {'seed':>4} {'status':8} {'rounds':>6} {'dev NER':>8} "
-          f"{'chunks':>7} {'POS':>6} {'train min':>9} cpu")
+    print(
+        f"{'phase':6} {'model':9} {'unmask':6} {'seed':>4} {'status':8} {'rounds':>6} {'dev NER':>8} "
+        f"{'chunks':>7} {'POS':>6} {'train min':>9} cpu"
+    )
     for e in entries:
         m, r = e["metrics"], e["record"] or {}
-        print(f"{e['phase']:6} {e['run']['model']:9} {e['run']['unmask']:6} {e['run']['seed']:>4} {e['status']:8} "
-              f"{e['eval_round'] if e['eval_round'] is not None else '':>6} {pct(m.get('ents_f')):>8} "
-              f"{pct(m.get('spans_chunks_f')):>7} {pct(m.get('tag_acc')):>6} "
-              f"{round(r['train_seconds'] / 60, 1) if r else '':>9} {r.get('cpu_capability', '')}")
+        print(
+            f"{e['phase']:6} {e['run']['model']:9} {e['run']['unmask']:6} {e['run']['seed']:>4} {e['status']:8} "
+            f"{e['eval_round'] if e['eval_round'] is not None else '':>6} {pct(m.get('ents_f')):>8} "
+            f"{pct(m.get('spans_chunks_f')):>7} {pct(m.get('tag_acc')):>6} "
+            f"{round(r['train_seconds'] / 60, 1) if r else '':>9} {r.get('cpu_capability', '')}"
+        )
     rungs_path = Path(rungs)
     if rungs_path.exists():
         saved = json.loads(rungs_path.read_text())

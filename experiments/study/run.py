@@ -20,7 +20,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..rows import append_counts, append_row, make_row, pct, read_rows, row_key
 from ..runs import CONFIGS_DIR, DECODER, STUDY_CONFIGS, run_name
@@ -34,30 +34,45 @@ BASELINES = ("spacy-cnn",)
 INTERRUPTED = 130
 
 
-def with_anchors(specs: List[str]) -> List[str]:
+def with_anchors(specs: list[str]) -> list[str]:
     """The anchors first: they fill the rungs that the others are compared against."""
     return list(ANCHORS) + [s for s in specs if s not in ANCHORS]
 
 
-def plan_budget(*, train_words: int, epochs: float, evals_per_epoch: float, grace_epochs: float, steps: int,
-                batch_words: int, baseline_epochs: float, baseline_steps: int) -> Dict[str, int]:
+def plan_budget(
+    *,
+    train_words: int,
+    epochs: float,
+    evals_per_epoch: float,
+    grace_epochs: float,
+    steps: int,
+    batch_words: int,
+    baseline_epochs: float,
+    baseline_steps: int,
+) -> dict[str, int]:
     """Rounds (dev evaluations), steps and evaluation frequency of the full budget."""
     rounds = max(1, round(epochs * evals_per_epoch))
     grace = max(1, min(rounds, round(grace_epochs * evals_per_epoch)))
     total = steps or max(rounds, round(epochs * math.ceil(train_words / batch_words)))
     every = max(1, total // rounds)
     baseline_every = max(1, round(math.ceil(train_words / batch_words) / evals_per_epoch)) if not steps else every
-    return {"rounds": rounds, "grace": grace, "max_steps": every * rounds, "eval_frequency": every,
-            "baseline_steps": baseline_steps or baseline_every * round(baseline_epochs * evals_per_epoch),
-            "baseline_eval_frequency": baseline_every}
+    return {
+        "rounds": rounds,
+        "grace": grace,
+        "max_steps": every * rounds,
+        "eval_frequency": every,
+        "baseline_steps": baseline_steps or baseline_every * round(baseline_epochs * evals_per_epoch),
+        "baseline_eval_frequency": baseline_every,
+    }
 
 
-def runs_for(specs: List[str], seeds: List[int], phase: str) -> List[Dict[str, Any]]:
+def runs_for(specs: list[str], seeds: list[int], phase: str) -> list[dict[str, Any]]:
     return [{"model": DECODER, "unmask": spec, "seed": seed, "phase": phase} for seed in seeds for spec in specs]
 
 
-def phase_outcomes(phase: str, runs: List[Dict[str, Any]], grid: Any, setup: Dict[str, Any],
-                   ledger: Ledger, rungs: Optional[Path] = None) -> List[Dict[str, Any]]:
+def phase_outcomes(
+    phase: str, runs: list[dict[str, Any]], grid: Any, setup: dict[str, Any], ledger: Ledger, rungs: Path | None = None
+) -> list[dict[str, Any]]:
     """Every run of a phase that ended: the ledger's, then this machine's experiment's
     (finished and pruned ones added to the ledger if the callback missed them); one per run."""
     from .tune import outcomes
@@ -72,27 +87,37 @@ def phase_outcomes(phase: str, runs: List[Dict[str, Any]], grid: Any, setup: Dic
     return [found[run_name(r)] for r in runs if run_name(r) in found]
 
 
-def select_finalists(screened: List[Dict[str, Any]], n: int) -> List[str]:
+def select_finalists(screened: list[dict[str, Any]], n: int) -> list[str]:
     """The anchors and the best n other configurations by final dev NER F1."""
     others = [o for o in screened if o["status"] == "finished" and o["run"]["unmask"] not in ANCHORS]
     others.sort(key=lambda o: -o["metrics"].get("ents_f", 0.0))
     return list(ANCHORS) + [o["run"]["unmask"] for o in others[:n]]
 
 
-def outcome_record(o: Dict[str, Any], setup: Dict[str, Any], train_words: int) -> Dict[str, Any]:
+def outcome_record(o: dict[str, Any], setup: dict[str, Any], train_words: int) -> dict[str, Any]:
     """A finished outcome's record, complete: trials recorded before the one harness did not
     record their config, budget and words (the last report's words stand for them)."""
     from .tune import budget_of
 
     budget = budget_of(o["run"], setup)
-    return {"run": o["run"], "config": STUDY_CONFIGS[o["run"]["model"]], "train_words": train_words,
-            "words": o["metrics"].get("words"),
-            "budget": {"max_steps": budget.max_steps, "batch_words": budget.batch_words, "dev_docs": 0, "test_docs": 0},
-            **o["record"]}
+    return {
+        "run": o["run"],
+        "config": STUDY_CONFIGS[o["run"]["model"]],
+        "train_words": train_words,
+        "words": o["metrics"].get("words"),
+        "budget": {"max_steps": budget.max_steps, "batch_words": budget.batch_words, "dev_docs": 0, "test_docs": 0},
+        **o["record"],
+    }
 
 
-def write_rows(ended: List[Dict[str, Any]], finalists: List[str], setup: Dict[str, Any], train_words: int,
-               csv_path: Path, counts_path: Path) -> None:
+def write_rows(
+    ended: list[dict[str, Any]],
+    finalists: list[str],
+    setup: dict[str, Any],
+    train_words: int,
+    csv_path: Path,
+    counts_path: Path,
+) -> None:
     """A CSV row per finished trial not yet there: a finalist's (or a baseline's) with the test
     scores its trial read once, and its per-document counts; a screened-out configuration's
     with dev scores only (its test set is never read)."""
@@ -109,26 +134,53 @@ def write_rows(ended: List[Dict[str, Any]], finalists: List[str], setup: Dict[st
             append_counts(counts_path, row, record["scores"])
         append_row(csv_path, row)
         done.add(row_key(row))
-        print(f"-> {row['model']} {row['unmask']} seed {row['seed']}: dev NER {row['dev_ner_f1'] or row['dev_ner_f1_training']}"
-              + (f", test NER {row['test_ner_f1']} chunks {row['test_chunk_f1']} POS {row['test_tag_acc']}" if scored else ""),
-              flush=True)
+        print(
+            f"-> {row['model']} {row['unmask']} seed {row['seed']}: dev NER {row['dev_ner_f1'] or row['dev_ner_f1_training']}"
+            + (
+                f", test NER {row['test_ner_f1']} chunks {row['test_chunk_f1']} POS {row['test_tag_acc']}"
+                if scored
+                else ""
+            ),
+            flush=True,
+        )
 
 
-def cut_short(phase: str, runs: List[Dict[str, Any]], ended: List[Dict[str, Any]]) -> bool:
+def cut_short(phase: str, runs: list[dict[str, Any]], ended: list[dict[str, Any]]) -> bool:
     """Whether an experiment returned with runs of the phase neither finished, pruned nor
     failed (Tune returns like this after Ctrl+C): then the phase has not ended, and no
     finalist may be chosen from it."""
     open_runs = len(runs) - sum(o["status"] in ("finished", "pruned", "error") for o in ended)
     if open_runs:
-        print(f"{phase}: interrupted with {open_runs} run(s) unfinished; run the same command again to resume",
-              file=sys.stderr, flush=True)
+        print(
+            f"{phase}: interrupted with {open_runs} run(s) unfinished; run the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
     return open_runs > 0
 
 
-def run_study(*, corpus: Path, specs: List[str], seeds: List[int], mirrors: List[str], baselines: List[str],
-              budget_options: Dict[str, Any], reduction_factor: float, finalists: int, baseline_patience: int,
-              base_model: str, text_scores: bool, ray_options: Dict[str, Any], stop_after: int, work: Path,
-              csv: Path, counts: Path, screening: Path, ledger: Path, rungs: Path) -> int:
+def run_study(
+    *,
+    corpus: Path,
+    specs: list[str],
+    seeds: list[int],
+    mirrors: list[str],
+    baselines: list[str],
+    budget_options: dict[str, Any],
+    reduction_factor: float,
+    finalists: int,
+    baseline_patience: int,
+    base_model: str,
+    text_scores: bool,
+    ray_options: dict[str, Any],
+    stop_after: int,
+    work: Path,
+    csv: Path,
+    counts: Path,
+    screening: Path,
+    ledger: Path,
+    rungs: Path,
+) -> int:
     """Run (or resume) the study; 0 when it ended, INTERRUPTED when a phase was cut short.
 
     budget_options: plan_budget's options but train_words; ray_options: tune.init_ray's.
@@ -148,16 +200,25 @@ def run_study(*, corpus: Path, specs: List[str], seeds: List[int], mirrors: List
     batch_words = budget_options["batch_words"]
     work = Path(work).resolve()
     setup = {
-        "corpus": str(corpus), "work": str(work / "runs"), "configs": str(CONFIGS_DIR),
-        "base_model": base_model, "batch_words": batch_words,
-        "max_steps": budget["max_steps"], "eval_frequency": budget["eval_frequency"],
-        "baseline_steps": budget["baseline_steps"], "baseline_eval_frequency": budget["baseline_eval_frequency"],
-        "baseline_patience": budget["baseline_eval_frequency"] * baseline_patience, "text_scores": text_scores,
+        "corpus": str(corpus),
+        "work": str(work / "runs"),
+        "configs": str(CONFIGS_DIR),
+        "base_model": base_model,
+        "batch_words": batch_words,
+        "max_steps": budget["max_steps"],
+        "eval_frequency": budget["eval_frequency"],
+        "baseline_steps": budget["baseline_steps"],
+        "baseline_eval_frequency": budget["baseline_eval_frequency"],
+        "baseline_patience": budget["baseline_eval_frequency"] * baseline_patience,
+        "text_scores": text_scores,
     }
     rounds = rung_rounds(budget["grace"], budget["rounds"], reduction_factor)
-    print(f"study: {len(specs)} configurations, seeds {seeds} (screening at seed {screen_seed}); budget "
-          f"{budget['max_steps']} steps x {batch_words} words ~ {budget['max_steps'] * batch_words / train_words:.2f} "
-          f"epochs; dev evaluated every {budget['eval_frequency']} steps; ASHA rungs at rounds {rounds}", flush=True)
+    print(
+        f"study: {len(specs)} configurations, seeds {seeds} (screening at seed {screen_seed}); budget "
+        f"{budget['max_steps']} steps x {batch_words} words ~ {budget['max_steps'] * batch_words / train_words:.2f} "
+        f"epochs; dev evaluated every {budget['eval_frequency']} steps; ASHA rungs at rounds {rounds}",
+        flush=True,
+    )
     resources = init_ray(**ray_options)
     storage = work / "tune"
     stopper = stop_after_callback(stop_after)
@@ -166,7 +227,10 @@ def run_study(*, corpus: Path, specs: List[str], seeds: List[int], mirrors: List
     def pending(phase, runs):
         done = book.entries(phase)
         if done:
-            print(f"{phase}: {sum(run_name(r) in done for r in runs)} of {len(runs)} run(s) already in {ledger}", flush=True)
+            print(
+                f"{phase}: {sum(run_name(r) in done for r in runs)} of {len(runs)} run(s) already in {ledger}",
+                flush=True,
+            )
         return [r for r in runs if run_name(r) not in done]
 
     def interrupted() -> int:
@@ -174,11 +238,19 @@ def run_study(*, corpus: Path, specs: List[str], seeds: List[int], mirrors: List
         return 0
 
     # 1. Screening, pruned by ASHA (the anchors never).
-    scheduler = AnchoredASHA(max_t=budget["rounds"], grace_period=budget["grace"], reduction_factor=reduction_factor,
-                             state_file=rungs)
+    scheduler = AnchoredASHA(
+        max_t=budget["rounds"], grace_period=budget["grace"], reduction_factor=reduction_factor, state_file=rungs
+    )
     screen_runs = runs_for(specs, [screen_seed], "screen")
-    grid = fit("screen", pending("screen", screen_runs), setup, resources, storage, scheduler,
-               [stopper, ledger_callback(ledger, "screen", rungs)])
+    grid = fit(
+        "screen",
+        pending("screen", screen_runs),
+        setup,
+        resources,
+        storage,
+        scheduler,
+        [stopper, ledger_callback(ledger, "screen", rungs)],
+    )
     if stopped():
         return interrupted()
     screened = phase_outcomes("screen", screen_runs, grid, setup, book, rungs)
@@ -186,14 +258,32 @@ def run_study(*, corpus: Path, specs: List[str], seeds: List[int], mirrors: List
         return INTERRUPTED
     chosen = select_finalists(screened, finalists)
     screening.parent.mkdir(parents=True, exist_ok=True)
-    screening.write_text(json.dumps({
-        "rungs": rounds, "rounds": budget["rounds"], "eval_frequency": budget["eval_frequency"], "finalists": chosen,
-        "trials": {o["run"]["unmask"]: {"status": o["status"], "eval_rounds": o["eval_round"],
-                                         "dev_ner_f1": pct(o["metrics"].get("ents_f")),
-                                         "train_seconds": (o["record"] or {}).get("train_seconds")} for o in screened},
-    }, indent=1) + "\n")
-    print(f"screening: {sum(o['status'] == 'finished' for o in screened)} finished, "
-          f"{sum(o['status'] == 'pruned' for o in screened)} pruned; finalists {chosen}", flush=True)
+    screening.write_text(
+        json.dumps(
+            {
+                "rungs": rounds,
+                "rounds": budget["rounds"],
+                "eval_frequency": budget["eval_frequency"],
+                "finalists": chosen,
+                "trials": {
+                    o["run"]["unmask"]: {
+                        "status": o["status"],
+                        "eval_rounds": o["eval_round"],
+                        "dev_ner_f1": pct(o["metrics"].get("ents_f")),
+                        "train_seconds": (o["record"] or {}).get("train_seconds"),
+                    }
+                    for o in screened
+                },
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(
+        f"screening: {sum(o['status'] == 'finished' for o in screened)} finished, "
+        f"{sum(o['status'] == 'pruned' for o in screened)} pruned; finalists {chosen}",
+        flush=True,
+    )
 
     # 2. Finalists at the other seeds, and the baselines.
     mirrors = [m for m in mirrors if m not in chosen]
@@ -203,12 +293,19 @@ def run_study(*, corpus: Path, specs: List[str], seeds: List[int], mirrors: List
     final_runs = runs_for(mirrors, seeds, "final") + runs_for(chosen, [s for s in seeds if s != screen_seed], "final")
     scored = chosen + mirrors
     final_runs += [{"model": b, "unmask": b, "seed": s, "phase": "final"} for s in seeds for b in baselines]
-    finals: List[Dict[str, Any]] = []
+    finals: list[dict[str, Any]] = []
     if final_runs:
         # The rows of what has ended land before more trains (see 3.).
         write_rows(screened + book.outcomes("final", final_runs), scored, setup, train_words, csv, counts)
-        grid = fit("final", pending("final", final_runs), setup, resources, storage, None,
-                   [stopper, ledger_callback(ledger, "final", None)])
+        grid = fit(
+            "final",
+            pending("final", final_runs),
+            setup,
+            resources,
+            storage,
+            None,
+            [stopper, ledger_callback(ledger, "final", None)],
+        )
         finals = phase_outcomes("final", final_runs, grid, setup, book)
 
     # 3. Rows: test scores of the finished finalists, dev only for the others. They land even

@@ -43,8 +43,9 @@ that its last evaluation and its saved model are complete.
 """
 
 import json
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection, Dict, List, Optional, Union
+from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
@@ -56,7 +57,7 @@ METRIC = "ents_f"
 def rungs(grace_period: int, max_t: int, reduction_factor: float = 2) -> list:
     """The rounds at which ASHA decides, then the final round: rungs(2, 4) == [2, 4]."""
     milestones = []
-    t = grace_period
+    t: float = grace_period
     while t < max_t:
         milestones.append(int(t))
         t *= reduction_factor
@@ -79,7 +80,7 @@ class AnchoredASHA(AsyncHyperBandScheduler):
         metric: str = METRIC,
         anchors: Collection[str] = ANCHORS,
         time_attr: str = TIME_ATTR,
-        state_file: Optional[Union[str, Path]] = None,
+        state_file: str | Path | None = None,
     ) -> None:
         super().__init__(
             time_attr=time_attr,
@@ -92,11 +93,11 @@ class AnchoredASHA(AsyncHyperBandScheduler):
         )
         self.anchors = tuple(anchors)
         self.state_file = str(Path(state_file).resolve()) if state_file else None
-        self._names: Dict[str, str] = {}
-        self._stopped: List[str] = []
+        self._names: dict[str, str] = {}
+        self._stopped: list[str] = []
         self._load()
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # A restored experiment unpickles the scheduler as it was when the experiment began.
         self.__dict__.update(state)
         self._load()
@@ -119,34 +120,34 @@ class AnchoredASHA(AsyncHyperBandScheduler):
         except KeyError:
             return trial.trial_id
 
-    def recorded(self) -> Dict[str, Dict[str, float]]:
+    def recorded(self) -> dict[str, dict[str, float]]:
         """Per rung (its round, as a string), the metric of each run recorded there."""
         return {
             str(milestone): {self._names.get(key, key): value for key, value in recorded.items()}
             for milestone, recorded in self._brackets[0]._rungs
         }
 
-    def stopped(self) -> List[str]:
+    def stopped(self) -> list[str]:
         """The runs (by name) this scheduler, or the one before a restart, stopped."""
         return list(self._stopped)
 
     def _save(self) -> None:
         if self.state_file:
             Path(self.state_file).parent.mkdir(parents=True, exist_ok=True)
-            state: Dict[str, Any] = {**self.recorded(), "stopped": self._stopped}
+            state: dict[str, Any] = {**self.recorded(), "stopped": self._stopped}
             Path(self.state_file).write_text(json.dumps(state, indent=1) + "\n")
 
-    def on_trial_complete(self, tune_controller, trial, result: Dict) -> None:
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         super().on_trial_complete(tune_controller, trial, result)
         self._save()
 
-    def is_anchor(self, config: Optional[Dict]) -> bool:
+    def is_anchor(self, config: dict | None) -> bool:
         """Whether a trial's config (the study's {"run": {...}, ...} or the run itself) is an
         anchor: a decoder run whose unmask spec is one of the anchors."""
         run = (config or {}).get("run", config) or {}
         return run.get("model", "smollm2") == "smollm2" and run.get("unmask") in self.anchors
 
-    def on_trial_result(self, tune_controller, trial, result: Dict) -> str:
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         name = self.name(trial)
         if self._names.get(trial.trial_id) != name:
             # This trial's first result: an earlier attempt of the same run (interrupted,

@@ -9,10 +9,12 @@ where the scheduler may stop the trial (spaCy's evaluation after the first updat
 skipped: no rung reads it). Ray is imported here and in scheduler.py only.
 """
 
+import logging
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from ..runs import DECODER, ROOT, STUDY_CONFIGS, Budget, child_pythonpath, run_name
 from ..trial import read_record, train_and_score
@@ -22,33 +24,52 @@ from .logger import NAME as TUNE_LOGGER
 LOGGER = {"training.logger.@loggers": TUNE_LOGGER, "training.logger.progress_bar": False}
 
 
-def budget_of(run: Dict[str, Any], setup: Dict[str, Any]) -> Budget:
+def budget_of(run: dict[str, Any], setup: dict[str, Any]) -> Budget:
     """Decoder runs get the study's fixed budget; the CNN baseline its own (longer) one,
     with patience, to converge, scored at its best checkpoint."""
     if run["model"] == DECODER:
-        return Budget(max_steps=setup["max_steps"], batch_words=setup["batch_words"],
-                      eval_frequency=setup["eval_frequency"], patience=0, max_epochs=0)
-    return Budget(max_steps=setup["baseline_steps"], batch_words=setup["batch_words"],
-                  eval_frequency=baseline_eval_frequency(setup),
-                  patience=setup["baseline_patience"], max_epochs=0, best_checkpoint=True)
+        return Budget(
+            max_steps=setup["max_steps"],
+            batch_words=setup["batch_words"],
+            eval_frequency=setup["eval_frequency"],
+            patience=0,
+            max_epochs=0,
+        )
+    return Budget(
+        max_steps=setup["baseline_steps"],
+        batch_words=setup["batch_words"],
+        eval_frequency=baseline_eval_frequency(setup),
+        patience=setup["baseline_patience"],
+        max_epochs=0,
+        best_checkpoint=True,
+    )
 
 
-def baseline_eval_frequency(setup: Dict[str, Any]) -> int:
+def baseline_eval_frequency(setup: dict[str, Any]) -> int:
     # Experiments begun before the one harness kept it as a config override of the baseline.
     older = setup.get("overrides", {}).get("spacy-cnn", {}).get("training.eval_frequency")
     return setup.get("baseline_eval_frequency") or older or setup["eval_frequency"]
 
 
-def train_trial(params: Dict[str, Any]) -> None:
+def train_trial(params: dict[str, Any]) -> None:
     """The Tune trainable: train and score one run; evaluations reach Tune through the logger."""
     run, setup = params["run"], params["setup"]
-    train_and_score(run, budget_of(run, setup), config=STUDY_CONFIGS[run["model"]], corpus=Path(setup["corpus"]),
-                    out=Path(setup["work"]) / run_name(run), base_model=setup["base_model"], logger=LOGGER,
-                    configs=Path(setup.get("configs", ROOT / "configs")), use_gpu=_spacy_gpu(),
-                    text_scores=setup.get("text_scores", False), skip_first_evaluation=True)
+    train_and_score(
+        run,
+        budget_of(run, setup),
+        config=STUDY_CONFIGS[run["model"]],
+        corpus=Path(setup["corpus"]),
+        out=Path(setup["work"]) / run_name(run),
+        base_model=setup["base_model"],
+        logger=LOGGER,
+        configs=Path(setup.get("configs", ROOT / "configs")),
+        use_gpu=_spacy_gpu(),
+        text_scores=setup.get("text_scores", False),
+        skip_first_evaluation=True,
+    )
 
 
-def read_trial(setup: Dict[str, Any], run: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def read_trial(setup: dict[str, Any], run: dict[str, Any]) -> dict[str, Any] | None:
     return read_record(Path(setup["work"]) / run_name(run))
 
 
@@ -64,7 +85,7 @@ def _spacy_gpu() -> int:
     return 0
 
 
-def _assigned_gpus() -> List[int]:
+def _assigned_gpus() -> list[int | str]:
     try:
         import ray
 
@@ -74,17 +95,23 @@ def _assigned_gpus() -> List[int]:
         return []
 
 
-def init_ray(*, address: Optional[str], cpus: int, cpus_per_trial: int, gpus_per_trial: Optional[int],
-             concurrent: int) -> Dict[str, Any]:
+def init_ray(
+    *, address: str | None, cpus: int, cpus_per_trial: int, gpus_per_trial: int | None, concurrent: int
+) -> dict[str, Any]:
     """Start Ray locally (default) or join ``address``; decide each trial's resources."""
     import ray
 
     env = {"env_vars": {"PYTHONPATH": child_pythonpath()}}
     if address:
-        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+        ray.init(address=address, runtime_env=env, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
-                 runtime_env=env, ignore_reinit_error=True)
+        ray.init(
+            num_cpus=cpus or os.cpu_count(),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env=env,
+            ignore_reinit_error=True,
+        )
     total = ray.cluster_resources()
     gpus = 1 if total.get("GPU", 0) >= 1 and gpus_per_trial != 0 else 0
     per_trial = cpus_per_trial or (int(total.get("CPU", 1)) if not address else 4)
@@ -131,29 +158,41 @@ def finished_count() -> str:
     return f"{os.environ.get(DONE)} finished trial(s) (--stop-after {os.environ.get(LIMIT)})"
 
 
-def ledger_callback(path: Path, phase: str, rungs: Optional[Path]) -> Any:
+def ledger_callback(path: Path, phase: str, rungs: Path | None) -> Any:
     """A Tune callback that adds each trial to the ledger as it ends: finished (it wrote its
     record) or pruned (the scheduler's state lists it as stopped). A trial that failed, or
     was paused by an interruption, is not added: it will train again."""
     from ray.tune import Callback
 
-    path, rungs = str(Path(path).resolve()), str(Path(rungs).resolve()) if rungs else None
+    # Strings: the callback is pickled into Ray's workers.
+    ledger, rungs_file = str(Path(path).resolve()), str(Path(rungs).resolve()) if rungs else None
 
     class AddToLedger(Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
             run, setup = trial.config["run"], trial.config["setup"]
             record = read_trial(setup, run)
-            if record is None and run_name(run) not in stopped_runs(rungs):
+            if record is None and run_name(run) not in stopped_runs(rungs_file):
                 return
-            outcome = {"run": run, "status": "finished" if record else "pruned", "metrics": trial.last_result or {},
-                       "record": record}
-            Ledger(Path(path), setup).add(phase, setup, outcome)
+            outcome = {
+                "run": run,
+                "status": "finished" if record else "pruned",
+                "metrics": trial.last_result or {},
+                "record": record,
+            }
+            Ledger(Path(ledger), setup).add(phase, setup, outcome)
 
     return AddToLedger()
 
 
-def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources: Dict[str, Any],
-        storage: Path, scheduler: Any, callbacks: List[Any]) -> Any:
+def fit(
+    name: str,
+    runs: list[dict[str, Any]],
+    setup: dict[str, Any],
+    resources: dict[str, Any],
+    storage: Path,
+    scheduler: Any,
+    callbacks: list[Any],
+) -> Any:
     """Run (or resume) one Tune experiment whose trials are `runs`; returns its ResultGrid,
     or None when there is nothing to run (every run already in the ledger)."""
     from ray import tune
@@ -173,13 +212,18 @@ def fit(name: str, runs: List[Dict[str, Any]], setup: Dict[str, Any], resources:
             # restored experiment loses those not created yet. Concurrency is bounded by
             # resources instead (locally each trial holds every CPU: one at a time).
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=False),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
-                                      failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(storage),
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=0),
+                verbose=1,
+            ),
         )
     return tuner.fit()
 
 
-def outcomes(grid: Any, setup: Dict[str, Any], stopped: Sequence[str] = ()) -> List[Dict[str, Any]]:
+def outcomes(grid: Any, setup: dict[str, Any], stopped: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Per trial of an experiment: its run, status, last round and dev scores.
     finished = trained to the end of its budget (it wrote trial.json); error = failed;
     pruned = the scheduler stopped it (``stopped``: its state's list); otherwise the
@@ -190,9 +234,23 @@ def outcomes(grid: Any, setup: Dict[str, Any], stopped: Sequence[str] = ()) -> L
             continue
         run = trial.config["run"]
         record = read_trial(setup, run)
-        status = ("finished" if record is not None else "error" if trial.error is not None
-                  else "pruned" if run_name(run) in stopped else "unfinished")
+        status = (
+            "finished"
+            if record is not None
+            else "error"
+            if trial.error is not None
+            else "pruned"
+            if run_name(run) in stopped
+            else "unfinished"
+        )
         metrics = trial.metrics or {}
-        result.append({"run": run, "status": status, "eval_round": metrics.get("eval_round"), "metrics": metrics,
-                       "record": record})
+        result.append(
+            {
+                "run": run,
+                "status": status,
+                "eval_round": metrics.get("eval_round"),
+                "metrics": metrics,
+                "record": record,
+            }
+        )
     return result

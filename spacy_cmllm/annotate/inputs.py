@@ -6,12 +6,13 @@ runs write the same files. Reading validates every row; a row that cannot be ann
 becomes a reject with its reason instead of an exception, so one bad line never stops or
 silently shrinks a job.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 from ..errors import CmllmError, CmllmImportError, Errors
 
@@ -27,7 +28,7 @@ class Shard:
     offset: int = 0  # JSONL only: byte offset of row `start`
     end: int = 0  # JSONL only: byte offset one past row `stop - 1`
 
-    def to_dict(self) -> Dict[str, int]:
+    def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
@@ -35,7 +36,7 @@ class Shard:
 class Row:
     row: int
     text: str
-    fields: Dict[str, Any]  # carried-through fields (ids), in input order
+    fields: dict[str, Any]  # carried-through fields (ids), in input order
 
 
 def input_format(path: Path) -> str:
@@ -47,15 +48,14 @@ def input_format(path: Path) -> str:
     raise CmllmError(Errors.E050.format(path=str(path), why="expected a .jsonl or .parquet file"))
 
 
-def plan_shards(path: Path, fmt: str, shard_size: int) -> List[Shard]:
+def plan_shards(path: Path, fmt: str, shard_size: int) -> list[Shard]:
     """Cut the input into shards of `shard_size` rows (the last one may be shorter)."""
     if not path.is_file():
         raise CmllmError(Errors.E050.format(path=str(path), why="no such file"))
     if fmt == "parquet":
         total = _parquet_file(path).metadata.num_rows
-        return [Shard(i, start, min(start + shard_size, total))
-                for i, start in enumerate(range(0, total, shard_size))]
-    shards: List[Shard] = []
+        return [Shard(i, start, min(start + shard_size, total)) for i, start in enumerate(range(0, total, shard_size))]
+    shards: list[Shard] = []
     start_row, start_offset, row, offset = 0, 0, 0, 0
     with path.open("rb") as f:
         for line in f:
@@ -70,20 +70,21 @@ def plan_shards(path: Path, fmt: str, shard_size: int) -> List[Shard]:
 
 
 def read_shard(
-    path: Path, fmt: str, shard: Shard, *, text_field: str, keep_fields: List[str] | None
-) -> Tuple[List[Row], List[Dict[str, Any]]]:
+    path: Path, fmt: str, shard: Shard, *, text_field: str, keep_fields: list[str] | None
+) -> tuple[list[Row], list[dict[str, Any]]]:
     """The valid rows of a shard and the rejects ({"_row", "reason", "raw"})."""
     if fmt == "parquet":
         records = _read_parquet_rows(path, shard)
-        return _validate(((shard.start + i, record, None, None) for i, record in enumerate(records)),
-                         text_field, keep_fields)
+        return _validate(
+            ((shard.start + i, record, None, None) for i, record in enumerate(records)), text_field, keep_fields
+        )
     with path.open("rb") as f:
         f.seek(shard.offset)
         lines = f.read(shard.end - shard.offset).splitlines(keepends=True)
     return _validate(_parse_jsonl(lines, shard.start), text_field, keep_fields)
 
 
-def _parse_jsonl(lines: List[bytes], first_row: int):
+def _parse_jsonl(lines: list[bytes], first_row: int):
     for i, line in enumerate(lines):
         row = first_row + i
         try:
@@ -102,9 +103,9 @@ def _parse_jsonl(lines: List[bytes], first_row: int):
         yield row, record, None, text
 
 
-def _validate(items, text_field: str, keep_fields: List[str] | None):
-    rows: List[Row] = []
-    rejects: List[Dict[str, Any]] = []
+def _validate(items, text_field: str, keep_fields: list[str] | None):
+    rows: list[Row] = []
+    rejects: list[dict[str, Any]] = []
     # items: (row, parsed record or None, reason it could not be parsed, raw line or None)
     for row, record, reason, raw in items:
         if reason is None:
@@ -119,7 +120,7 @@ def _validate(items, text_field: str, keep_fields: List[str] | None):
     return rows, rejects
 
 
-def _check_record(record: Any, text_field: str) -> Tuple[str | None, str]:
+def _check_record(record: Any, text_field: str) -> tuple[str | None, str]:
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}", ""
     if text_field not in record:
@@ -156,7 +157,7 @@ def _parquet_file(path: Path):
         raise CmllmError(Errors.E050.format(path=str(path), why=str(err))) from err
 
 
-def _read_parquet_rows(path: Path, shard: Shard) -> List[Dict[str, Any]]:
+def _read_parquet_rows(path: Path, shard: Shard) -> list[dict[str, Any]]:
     """Rows start..stop, reading only the row groups that hold them."""
     parquet = _parquet_file(path)
     groups, first, seen = [], None, 0

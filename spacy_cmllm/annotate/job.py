@@ -6,6 +6,7 @@ Ray Data maps the pending shards through a pool of actors that each load the pip
 an actor that dies is restarted and its shard retried (max_restarts / max_task_retries),
 which is safe because writing a shard is idempotent.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,7 +14,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from ..errors import CmllmError, CmllmImportError, Errors
 from .inputs import FORMATS, Row, Shard, input_format, plan_shards, read_shard
@@ -26,19 +27,29 @@ class AnnotateJob:
     output: str
     model: str
     text_field: str = "text"
-    keep_fields: Optional[List[str]] = None  # None: every input field but the text
+    keep_fields: list[str] | None = None  # None: every input field but the text
     shard_size: int = 1000
     batch_size: int = 64
-    format: Optional[str] = None  # output format; None: that of the input
-    code: Optional[str] = None  # a Python file to import first (custom components)
+    format: str | None = None  # output format; None: that of the input
+    code: str | None = None  # a Python file to import first (custom components)
     gpu_id: int = -1
 
     def __post_init__(self) -> None:
         self.input_format = input_format(Path(self.input))
         self.format = self.format or self.input_format
         for name, value, ok, why in (
-            ("shard_size", self.shard_size, isinstance(self.shard_size, int) and self.shard_size > 0, "must be a positive integer"),
-            ("batch_size", self.batch_size, isinstance(self.batch_size, int) and self.batch_size > 0, "must be a positive integer"),
+            (
+                "shard_size",
+                self.shard_size,
+                isinstance(self.shard_size, int) and self.shard_size > 0,
+                "must be a positive integer",
+            ),
+            (
+                "batch_size",
+                self.batch_size,
+                isinstance(self.batch_size, int) and self.batch_size > 0,
+                "must be a positive integer",
+            ),
             ("format", self.format, self.format in FORMATS, f"choose from {list(FORMATS)}"),
             ("text_field", self.text_field, bool(self.text_field), "must name a field"),
         ):
@@ -51,12 +62,18 @@ class AnnotateJob:
         assert self.format is not None
         return self.format
 
-    def manifest(self) -> Dict[str, Any]:
-        return {**input_identity(Path(self.input)), "input": str(self.input), "model": str(self.model),
-                "text_field": self.text_field, "keep_fields": self.keep_fields,
-                "shard_size": self.shard_size, "format": self.format}
+    def manifest(self) -> dict[str, Any]:
+        return {
+            **input_identity(Path(self.input)),
+            "input": str(self.input),
+            "model": str(self.model),
+            "text_field": self.text_field,
+            "keep_fields": self.keep_fields,
+            "shard_size": self.shard_size,
+            "format": self.format,
+        }
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -64,7 +81,7 @@ class AnnotateJob:
 OUTPUT_COLUMNS = ("_row", "text", "tokens", "tags", "entities")
 
 
-def doc_record(row: Row, doc) -> Dict[str, Any]:
+def doc_record(row: Row, doc) -> dict[str, Any]:
     carried = {(f"input_{name}" if name in OUTPUT_COLUMNS else name): value for name, value in row.fields.items()}
     return {
         **carried,
@@ -76,9 +93,10 @@ def doc_record(row: Row, doc) -> Dict[str, Any]:
     }
 
 
-def annotate_shard(nlp, job: AnnotateJob, shard: Shard, store: ShardStore) -> Dict[str, int]:
-    rows, rejects = read_shard(Path(job.input), job.input_format, shard,
-                               text_field=job.text_field, keep_fields=job.keep_fields)
+def annotate_shard(nlp, job: AnnotateJob, shard: Shard, store: ShardStore) -> dict[str, int]:
+    rows, rejects = read_shard(
+        Path(job.input), job.input_format, shard, text_field=job.text_field, keep_fields=job.keep_fields
+    )
     docs = nlp.pipe((row.text for row in rows), batch_size=job.batch_size)
     records = [doc_record(row, doc) for row, doc in zip(rows, docs)]
     return store.write(shard, records, rejects)
@@ -99,7 +117,7 @@ def load_pipeline(job: AnnotateJob, *, gpu: str = "none"):
     return spacy.load(job.model)
 
 
-def import_code(path: Optional[str]) -> None:
+def import_code(path: str | None) -> None:
     """Import a user's Python file (custom components, registered functions), like spaCy's --code."""
     if not path:
         return
@@ -114,7 +132,7 @@ def import_code(path: Optional[str]) -> None:
     spec.loader.exec_module(module)
 
 
-def prepare(job: AnnotateJob) -> Tuple[ShardStore, List[Shard], List[Shard]]:
+def prepare(job: AnnotateJob) -> tuple[ShardStore, list[Shard], list[Shard]]:
     """Open (or resume) the output; return it with all shards and the ones still to do."""
     shards = plan_shards(Path(job.input), job.input_format, job.shard_size)
     store = ShardStore(Path(job.output), job.output_format)
@@ -122,13 +140,12 @@ def prepare(job: AnnotateJob) -> Tuple[ShardStore, List[Shard], List[Shard]]:
     return store, shards, [shard for shard in shards if not store.is_done(shard.index)]
 
 
-def run_local(job: AnnotateJob, *, progress: bool = True) -> Dict[str, int]:
+def run_local(job: AnnotateJob, *, progress: bool = True) -> dict[str, int]:
     from tqdm import tqdm
 
     store, shards, todo = prepare(job)
     nlp = load_pipeline(job, gpu="require" if job.gpu_id >= 0 else "none")
-    with tqdm(total=sum(s.stop - s.start for s in todo), unit="row", disable=not progress,
-              desc="annotate") as bar:
+    with tqdm(total=sum(s.stop - s.start for s in todo), unit="row", disable=not progress, desc="annotate") as bar:
         for shard in todo:
             annotate_shard(nlp, job, shard, store)
             bar.update(shard.stop - shard.start)
@@ -138,12 +155,12 @@ def run_local(job: AnnotateJob, *, progress: bool = True) -> Dict[str, int]:
 def run_ray(
     job: AnnotateJob,
     *,
-    address: Optional[str] = None,
-    num_actors: Optional[int] = None,
+    address: str | None = None,
+    num_actors: int | None = None,
     cpus_per_actor: float = 1.0,
-    gpus_per_actor: Optional[float] = None,
+    gpus_per_actor: float | None = None,
     progress: bool = True,
-) -> Dict[str, int]:
+) -> dict[str, int]:
     try:
         import ray
         from ray.data import ActorPoolStrategy
@@ -163,15 +180,21 @@ def run_ray(
             if gpus_per_actor is None:
                 gpus_per_actor = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
             if num_actors is None:
-                num_actors = (int(resources.get("GPU", 0) // gpus_per_actor) if gpus_per_actor
-                              else int(resources.get("CPU", 1) // cpus_per_actor))
+                num_actors = (
+                    int(resources.get("GPU", 0) // gpus_per_actor)
+                    if gpus_per_actor
+                    else int(resources.get("CPU", 1) // cpus_per_actor)
+                )
             num_actors = max(1, min(num_actors, len(todo)))
             ray.data.DataContext.get_current().enable_progress_bars = False
             results = ray.data.from_items([{"shard": shard.index} for shard in todo]).map_batches(
                 _ShardWorker,
-                fn_constructor_kwargs={"job": job.to_dict(), "shards": [shard.to_dict() for shard in todo],
-                                       "use_gpu": gpus_per_actor > 0,
-                                       "threads": max(1, int(cpus_per_actor))},
+                fn_constructor_kwargs={
+                    "job": job.to_dict(),
+                    "shards": [shard.to_dict() for shard in todo],
+                    "use_gpu": gpus_per_actor > 0,
+                    "threads": max(1, int(cpus_per_actor)),
+                },
                 batch_size=1,
                 compute=ActorPoolStrategy(size=num_actors),
                 num_cpus=cpus_per_actor,
@@ -192,7 +215,7 @@ def run_ray(
 class _ShardWorker:
     """One Ray actor: loads the pipeline once, then annotates the shards it is given."""
 
-    def __init__(self, job: Dict[str, Any], shards: List[Dict[str, int]], use_gpu: bool, threads: int):
+    def __init__(self, job: dict[str, Any], shards: list[dict[str, int]], use_gpu: bool, threads: int):
         import torch
 
         torch.set_num_threads(threads)
@@ -201,12 +224,17 @@ class _ShardWorker:
         self.shards = {item["index"]: Shard(**item) for item in shards}
         self.nlp = load_pipeline(self.job, gpu="prefer" if use_gpu else "none")
 
-    def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[int]]:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[int]]:
         done = [annotate_shard(self.nlp, self.job, self.shards[int(i)], self.store) for i in batch["shard"]]
         return {key: [receipt[key] for receipt in done] for key in ("shard", "written", "rejected")}
 
 
-def summary(store: ShardStore, shards: List[Shard], todo: List[Shard]) -> Dict[str, int]:
+def summary(store: ShardStore, shards: list[Shard], todo: list[Shard]) -> dict[str, int]:
     written, rejected = store.check_complete(shards)
-    return {"rows": written + rejected, "written": written, "rejected": rejected,
-            "shards": len(shards), "shards_skipped": len(shards) - len(todo)}
+    return {
+        "rows": written + rejected,
+        "written": written,
+        "rejected": rejected,
+        "shards": len(shards),
+        "shards_skipped": len(shards) - len(todo),
+    }

@@ -2,7 +2,7 @@
 
 import argparse
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from wasabi import msg
 
@@ -19,10 +19,10 @@ def parse_cli_spec(text: str) -> UnmaskSpec:
     return text
 
 
-def layer_groups(n_layers: int, spec: UnmaskSpec) -> List[Optional[int]]:
+def layer_groups(n_layers: int, spec: UnmaskSpec) -> list[int | None]:
     if not isinstance(spec, str):
         return [None] * n_layers
-    groups: List[Optional[int]] = [None] * n_layers
+    groups: list[int | None] = [None] * n_layers
     for g, (start, end) in enumerate(group_bounds(n_layers, len(spec.strip()))):
         for i in range(start, end):
             groups[i] = g
@@ -31,11 +31,18 @@ def layer_groups(n_layers: int, spec: UnmaskSpec) -> List[Optional[int]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="hub name, local directory, .gguf file or package:<module>/<file>")
-    parser.add_argument("--unmask", required=True, help="group string such as 0011 (leftmost = input side) or layer indices 3,4,5")
+    parser.add_argument(
+        "--unmask", required=True, help="group string such as 0011 (leftmost = input side) or layer indices 3,4,5"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
-    parser.add_argument("--repeat", type=int, default=1, help="also measure, with the text repeated this many times, "
-                        "whether each token's vector (read from the last copy) depends on every token")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="also measure, with the text repeated this many times, "
+        "whether each token's vector (read from the last copy) depends on every token",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
 
 
@@ -46,11 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         # wasabi's overloads name exit codes 0 and 1 only; it exits with any (2: a usage error).
         msg.fail(f"--repeat {args.repeat}: give an integer >= 1", exits=2)  # type: ignore[call-overload]
-    model, tokenizer = load_decoder(args.source, dtype=args.dtype, attn_implementation=args.attn_implementation, lm_head=False)
+    model, tokenizer = load_decoder(
+        args.source, dtype=args.dtype, attn_implementation=args.attn_implementation, lm_head=False
+    )
     return report(model, spec, as_json=args.json, repeat=args.repeat, bos_id=getattr(tokenizer, "bos_token_id", None))
 
 
-def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, bos_id: Optional[int] = None) -> int:
+def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, bos_id: int | None = None) -> int:
     """Unmask `model` as `spec` says, measure, print one row per layer; 1 on any mismatch.
     With repeat > 1, also how many tokens' last-copy vectors depend on every token."""
     n_layers = len(decoder_layers(model))
@@ -58,9 +67,8 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, b
     unmask_layers(model, spec)
     measured = bidirectional_layers(model)
     groups = layer_groups(n_layers, spec)
-    rows: List[Dict[str, Any]] = [
-        {"layer": i, "group": groups[i], "requested": i in requested, "measured": measured[i]}
-        for i in range(n_layers)
+    rows: list[dict[str, Any]] = [
+        {"layer": i, "group": groups[i], "requested": i in requested, "measured": measured[i]} for i in range(n_layers)
     ]
     mismatches = [r["layer"] for r in rows if r["requested"] != r["measured"]]
     repetition = None
@@ -71,7 +79,13 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, b
         print(json.dumps({"spec": spec, "layers": rows, "mismatches": mismatches, "repetition": repetition}))
     else:
         table = [
-            (r["layer"], "-" if r["group"] is None else r["group"], _word(r["requested"]), _word(r["measured"]), "" if r["requested"] == r["measured"] else "MISMATCH")
+            (
+                r["layer"],
+                "-" if r["group"] is None else r["group"],
+                _word(r["requested"]),
+                _word(r["measured"]),
+                "" if r["requested"] == r["measured"] else "MISMATCH",
+            )
             for r in rows
         ]
         msg.table(table, header=("layer", "group", "requested", "measured", ""), divider=True)
@@ -80,12 +94,13 @@ def report(model, spec: UnmaskSpec, *, as_json: bool = False, repeat: int = 1, b
         else:
             msg.good(f"all {n_layers} layers behave as requested ({len(requested)} bidirectional)")
         if repetition:
-            line = (f"repeat {repeat}: {repetition['see_every_token']} of {repetition['tokens']} tokens, read from the "
-                    "last copy, depend on every token of the text")
+            line = (
+                f"repeat {repeat}: {repetition['see_every_token']} of {repetition['tokens']} tokens, read from the "
+                "last copy, depend on every token of the text"
+            )
             (msg.good if repetition["see_every_token"] == repetition["tokens"] else msg.warn)(line)
     return 1 if mismatches else 0
 
 
 def _word(bidirectional: bool) -> str:
     return "bidirectional" if bidirectional else "causal"
-

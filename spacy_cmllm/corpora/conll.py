@@ -10,7 +10,6 @@ or drop entities and chunks.
 """
 
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
 
 from .iob2 import check_iob2, iob1_to_iob2
 from .sentences import CorpusError, Sentence
@@ -20,13 +19,13 @@ SCHEMES = ("iob1", "iob2")
 COLUMNS = ("WORD", "POS", "CHUNK", "NER")
 # The two layouts CoNLL-2003 English circulates in, whose -DOCSTART- lines and tag schemes
 # differ: layout name -> (tag scheme, {split: file name}).
-CONLL03_LAYOUTS: Dict[str, Tuple[str, Dict[str, str]]] = {
+CONLL03_LAYOUTS: dict[str, tuple[str, dict[str, str]]] = {
     "original": ("iob1", {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}),
     "converted": ("iob2", {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}),
 }
 
 
-def conll03_files(directory: Union[str, Path]) -> Tuple[str, Dict[str, Path]]:
+def conll03_files(directory: str | Path) -> tuple[str, dict[str, Path]]:
     """The tag scheme and the split -> file mapping of the one CoNLL-2003 layout in
     ``directory``. CorpusError when it holds neither layout or both: guessing would read
     IOB1 as IOB2."""
@@ -42,7 +41,7 @@ def conll03_files(directory: Union[str, Path]) -> Tuple[str, Dict[str, Path]]:
     return found[0]
 
 
-def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Sentence]]:
+def read_conll(path: str | Path, scheme: str = "iob2") -> list[list[Sentence]]:
     """The documents of a CoNLL-2003 file, each a list of sentences (``words``, ``tags`` =
     the POS column, ``ner`` and ``chunks`` in IOB2, ``doc_id`` = the document's position
     in the file).
@@ -54,7 +53,7 @@ def read_conll(path: Union[str, Path], scheme: str = "iob2") -> List[List[Senten
     if scheme not in SCHEMES:
         raise ValueError(f"unknown tag scheme {scheme!r}: choose one of {SCHEMES}")
     path = Path(path)
-    documents: List[List[Sentence]] = [[]]
+    documents: list[list[Sentence]] = [[]]
     sentence = Sentence(tags=[], chunks=[])
 
     def close_sentence() -> None:

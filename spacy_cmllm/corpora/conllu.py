@@ -7,9 +7,9 @@ Doc needs: one syntactic word per line (integer IDs), FORM, UPOS, XPOS, spacing 
 ``SpaceAfter=No`` and an IOB2 entity tag in MISC (``NER=B-PER``, checked).
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Union
 
 import conllu
 from conllu.exceptions import ParseException
@@ -23,29 +23,27 @@ from .sentences import CorpusError, Sentence
 class Block:
     """One blank-line separated sentence block."""
 
-    comments: Dict[str, Optional[str]]  # ``# key = value`` lines
-    rows: List[List[str]]  # the columns of each token line, as written
-    lines: List[int]  # source line of each row
+    comments: dict[str, str | None]  # ``# key = value`` lines
+    rows: list[list[str]]  # the columns of each token line, as written
+    lines: list[int]  # source line of each row
     line_no: int  # source line of the block's first line
-    doc_id: Optional[str] = None  # the latest ``# newdoc id`` at or before this block
+    doc_id: str | None = None  # the latest ``# newdoc id`` at or before this block
 
 
-def _raw(line: List[str], i: int) -> str:
+def _raw(line: list[str], i: int) -> str:
     return line[i]
 
 
-def read_blocks(
-    path: Union[str, Path], *, n_columns: Optional[int] = len(DEFAULT_FIELDS)
-) -> Iterator[Block]:
+def read_blocks(path: str | Path, *, n_columns: int | None = len(DEFAULT_FIELDS)) -> Iterator[Block]:
     """Yield the sentence blocks of a CoNLL-U(-like) file. Every token line must have
     ``n_columns`` tab-separated columns (None: any number); a missing final blank line is
     fine."""
     path = Path(path)
-    doc_id: Optional[str] = None
-    chunk: List[str] = []
-    chunk_lines: List[int] = []
+    doc_id: str | None = None
+    chunk: list[str] = []
+    chunk_lines: list[int] = []
 
-    def parse() -> Optional[Block]:
+    def parse() -> Block | None:
         nonlocal doc_id
         token_lines = [no for no, text in zip(chunk_lines, chunk) if not text.lstrip().startswith("#")]
         if not token_lines:
@@ -89,7 +87,7 @@ def read_blocks(
         yield block
 
 
-def read_conllu(path: Union[str, Path], *, ner_key: Optional[str] = "NER") -> Iterator[Sentence]:
+def read_conllu(path: str | Path, *, ner_key: str | None = "NER") -> Iterator[Sentence]:
     """Yield the sentences of a CoNLL-U file with words, spacing, XPOS (``tags``), UPOS
     (``pos``), ``doc_id``, ``sent_id``, ``text`` and the IOB2 ``ner`` tags from MISC
     ``<ner_key>=`` (every word needs one; None: no entities, all ``O``).
@@ -98,17 +96,22 @@ def read_conllu(path: Union[str, Path], *, ner_key: Optional[str] = "NER") -> It
     """
     path = Path(path)
     for block in read_blocks(path):
-        tags: List[str] = []
-        pos: List[str] = []
-        spaces: List[bool] = []
+        tags: list[str] = []
+        pos: list[str] = []
+        spaces: list[bool] = []
         sentence = Sentence(
-            tags=tags, pos=pos, spaces=spaces, doc_id=block.doc_id,
-            sent_id=block.comments.get("sent_id"), text=block.comments.get("text"),
+            tags=tags,
+            pos=pos,
+            spaces=spaces,
+            doc_id=block.doc_id,
+            sent_id=block.comments.get("sent_id"),
+            text=block.comments.get("text"),
         )
         for row, line_no in zip(block.rows, block.lines):
             if not row[0].isdigit():
                 raise CorpusError(
-                    path, line_no,
+                    path,
+                    line_no,
                     f"ID {row[0]!r}: multiword tokens and empty nodes are not supported "
                     "(expected one syntactic word per line, as in assets/ewt)",
                 )
@@ -127,4 +130,3 @@ def read_conllu(path: Union[str, Path], *, ner_key: Optional[str] = "NER") -> It
             sentence.lines.append(line_no)
         check_iob2(sentence.ner, source=path, lines=sentence.lines)
         yield sentence
-

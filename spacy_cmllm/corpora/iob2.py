@@ -6,13 +6,13 @@ start an ``X`` entity right after another ``X`` entity. Entities never cross a s
 boundary, so tags are checked and converted one sentence at a time.
 """
 
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Collection, List, Optional, Sequence, Tuple, Union
 
 from .sentences import CorpusError
 
 
-def _split(tag: str, labels: Optional[Collection[str]], what: str = "NER") -> Optional[Tuple[str, str]]:
+def _split(tag: str, labels: Collection[str] | None, what: str = "NER") -> tuple[str, str] | None:
     """(prefix, label) of a well-formed tag, None for O; raises ValueError otherwise."""
     if tag == "O":
         return None
@@ -23,16 +23,16 @@ def _split(tag: str, labels: Optional[Collection[str]], what: str = "NER") -> Op
     return prefix, label
 
 
-def _line(lines: Optional[Sequence[int]], i: int) -> Optional[int]:
+def _line(lines: Sequence[int] | None, i: int) -> int | None:
     return lines[i] if lines is not None else None
 
 
 def check_iob2(
     tags: Sequence[str],
     *,
-    source: Union[str, Path] = "<tags>",
-    lines: Optional[Sequence[int]] = None,
-    labels: Optional[Collection[str]] = None,
+    source: str | Path = "<tags>",
+    lines: Sequence[int] | None = None,
+    labels: Collection[str] | None = None,
     what: str = "NER",
 ) -> None:
     """Raise CorpusError on a tag that is not O/B-X/I-X (X in ``labels`` if given) or an
@@ -56,14 +56,14 @@ def check_iob2(
 def iob1_to_iob2(
     tags: Sequence[str],
     *,
-    source: Union[str, Path] = "<tags>",
-    lines: Optional[Sequence[int]] = None,
-    labels: Optional[Collection[str]] = None,
+    source: str | Path = "<tags>",
+    lines: Sequence[int] | None = None,
+    labels: Collection[str] | None = None,
     what: str = "NER",
-) -> List[str]:
+) -> list[str]:
     """IOB1 tags as IOB2: an ``I-X`` that does not continue an ``X`` entity becomes ``B-X``;
     ``B-X`` is kept. Malformed tags raise CorpusError."""
-    converted: List[str] = []
+    converted: list[str] = []
     previous = "O"
     for i, tag in enumerate(tags):
         try:
@@ -77,6 +77,6 @@ def iob1_to_iob2(
     return converted
 
 
-def entity_labels(tags: Sequence[str]) -> List[str]:
+def entity_labels(tags: Sequence[str]) -> list[str]:
     """The label of each entity of an IOB2 sequence, one per ``B-`` tag."""
     return [tag[2:] for tag in tags if tag.startswith("B-")]

@@ -1,15 +1,15 @@
 """The sentence every reader yields, and how sentences become spaCy Docs."""
 
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 
 class CorpusError(ValueError):
     """Bad input, reported as ``file:line: message`` (or ``file: message``)."""
 
-    def __init__(self, source: Union[str, Path], line: Optional[int], message: str) -> None:
+    def __init__(self, source: str | Path, line: int | None, message: str) -> None:
         self.source = str(source)
         self.line = line
         self.message = message
@@ -27,16 +27,16 @@ class Sentence:
     (None: every word is followed by one). ``lines`` holds the source line of each word.
     """
 
-    words: List[str] = field(default_factory=list)
-    ner: List[str] = field(default_factory=list)
-    chunks: Optional[List[str]] = None
-    tags: Optional[List[str]] = None
-    pos: Optional[List[str]] = None
-    spaces: Optional[List[bool]] = None
-    doc_id: Optional[str] = None
-    sent_id: Optional[str] = None
-    text: Optional[str] = None
-    lines: List[int] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    ner: list[str] = field(default_factory=list)
+    chunks: list[str] | None = None
+    tags: list[str] | None = None
+    pos: list[str] | None = None
+    spaces: list[bool] | None = None
+    doc_id: str | None = None
+    sent_id: str | None = None
+    text: str | None = None
+    lines: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -45,14 +45,14 @@ class Sentence:
 def group_sentences(
     sentences: Iterable[Sentence],
     *,
-    max_sentences: Optional[int] = None,
-    max_words: Optional[int] = None,
-) -> Iterator[List[Sentence]]:
+    max_sentences: int | None = None,
+    max_words: int | None = None,
+) -> Iterator[list[Sentence]]:
     """Consecutive sentences of one document (same ``doc_id``) per group, cut further into
     groups of at most ``max_sentences`` sentences and at most ``max_words`` words. Cuts fall
     only between sentences: a sentence longer than ``max_words`` is a group of its own.
     None or 0 means no limit."""
-    group: List[Sentence] = []
+    group: list[Sentence] = []
     n_words = 0
     for sentence in sentences:
         if group and (
@@ -77,23 +77,28 @@ def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
     Annotation layers missing from any sentence are left unset."""
     from spacy.tokens import Doc, Span
 
-    words: List[str] = []
-    spaces: List[bool] = []
+    words: list[str] = []
+    spaces: list[bool] = []
     # As Doc declares it: a list's item type must match exactly.
-    sent_starts: List[Union[bool, int, None]] = []
-    ents: List[str] = []
+    sent_starts: list[bool | int | None] = []
+    ents: list[str] = []
     for sentence in sentences:
         words.extend(sentence.words)
         spaces.extend(sentence.spaces if sentence.spaces is not None else [True] * len(sentence))
         sent_starts.extend([True] + [False] * (len(sentence) - 1))
         ents.extend(sentence.ner)
-    layers: Dict[str, List[str]] = {}
+    layers: dict[str, list[str]] = {}
     for name in ("tags", "pos"):
         if all(getattr(s, name) is not None for s in sentences):
             layers[name] = [value for s in sentences for value in getattr(s, name)]
     doc = Doc(
-        vocab, words=words, spaces=spaces, sent_starts=sent_starts, ents=ents or None,
-        tags=layers.get("tags"), pos=layers.get("pos"),
+        vocab,
+        words=words,
+        spaces=spaces,
+        sent_starts=sent_starts,
+        ents=ents or None,
+        tags=layers.get("tags"),
+        pos=layers.get("pos"),
     )
     if sentences and all(s.chunks is not None for s in sentences):
         chunks = [tag for s in sentences for tag in s.chunks or ()]
@@ -102,7 +107,7 @@ def sentences_to_doc(vocab, sentences: Sequence[Sentence]):
 
 
 def sentences_to_docs(
-    vocab, sentences: Iterable[Sentence], *, max_sentences: Optional[int] = None, max_words: Optional[int] = None
+    vocab, sentences: Iterable[Sentence], *, max_sentences: int | None = None, max_words: int | None = None
 ) -> list:
     """One Doc per group of ``group_sentences`` (consecutive sentences of one document, at
     most ``max_sentences`` sentences and ``max_words`` words; None or 0: no limit)."""
@@ -110,11 +115,13 @@ def sentences_to_docs(
     return [sentences_to_doc(vocab, group) for group in groups]
 
 
-def iob2_spans(tags: Sequence[str]) -> List[tuple]:
+def iob2_spans(tags: Sequence[str]) -> list[tuple]:
     """(start, end, label) of each span of a valid IOB2 sequence."""
-    spans: List[list] = []
+    spans: list[list] = []
     for i, tag in enumerate(tags):
-        if tag.startswith("B-") or (tag.startswith("I-") and not (spans and spans[-1][1] == i and spans[-1][2] == tag[2:])):
+        if tag.startswith("B-") or (
+            tag.startswith("I-") and not (spans and spans[-1][1] == i and spans[-1][2] == tag[2:])
+        ):
             spans.append([i, i + 1, tag[2:]])
         elif tag.startswith("I-"):
             spans[-1][1] = i + 1
@@ -129,6 +136,5 @@ def describe(docs) -> str:
     chunks = sum(len(doc.spans[CHUNKS_KEY]) for doc in docs if CHUNKS_KEY in doc.spans)
     return (
         f"{len(docs)} docs, {sentences} sentences, {tokens} tokens, "
-        f"{sum(labels.values())} entities {dict(sorted(labels.items()))}"
-        + (f", {chunks} chunks" if chunks else "")
+        f"{sum(labels.values())} entities {dict(sorted(labels.items()))}" + (f", {chunks} chunks" if chunks else "")
     )

@@ -14,7 +14,6 @@ state, its moments and position in the schedule are not saved with the pipeline.
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -69,7 +68,7 @@ class AdapterOptimizer:
             raise invalid(
                 "total_steps",
                 "a warm-up or a decaying schedule needs the training length: set total_steps = "
-                "${training.max_steps} (and max_steps > 0), or use schedule = \"constant\" with warmup = 0",
+                '${training.max_steps} (and max_steps > 0), or use schedule = "constant" with warmup = 0',
             )
         if self.warmup >= 1 and self.warmup != int(self.warmup):
             raise invalid("warmup", "give a fraction below 1 or a whole number of steps")
@@ -118,7 +117,7 @@ class AdapterStepper:
         self.step_count = 0
         # Kept as a tensor on the adapters' device: reading it as a float every step would
         # wait for the GPU to finish the step (one synchronisation per step, for a log line).
-        self._last_grad_norm: Optional[torch.Tensor] = None
+        self._last_grad_norm: torch.Tensor | None = None
         self.optimizer = torch.optim.AdamW(
             parameters,
             lr=settings.rate(0),
@@ -129,7 +128,7 @@ class AdapterStepper:
         )
 
     @property
-    def last_grad_norm(self) -> Optional[float]:
+    def last_grad_norm(self) -> float | None:
         """The global L2 norm of the adapter gradients at the last step (before clipping)."""
         return None if self._last_grad_norm is None else float(self._last_grad_norm)
 

@@ -17,7 +17,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import srsly
 import torch
@@ -47,16 +47,20 @@ class BackboneSettings:
     name: str
     unmask: UnmaskSpec = "0000"
     dtype: str = "float32"
-    quantization: Optional[str] = None
+    quantization: str | None = None
     attn_implementation: str = "sdpa"
-    lora: Optional[LoraSettings] = field(default_factory=LoraSettings)
-    device: Optional[str] = None
+    lora: LoraSettings | None = field(default_factory=LoraSettings)
+    device: str | None = None
     gradient_checkpointing: bool = False
     embed_base: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise CmllmError(Errors.E040.format(name="name", value=self.name, why="give a hub name, a local directory or a .gguf file"))
+            raise CmllmError(
+                Errors.E040.format(
+                    name="name", value=self.name, why="give a hub name, a local directory or a .gguf file"
+                )
+            )
         if self.dtype not in DTYPES:
             raise CmllmError(Errors.E013.format(dtype=self.dtype, allowed=", ".join(map(repr, DTYPES))))
         if self.quantization not in (None, "4bit"):
@@ -71,19 +75,19 @@ class BackboneSettings:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "BackboneSettings":
+    def from_dict(cls, data: dict[str, Any]) -> "BackboneSettings":
         data = dict(data)
         if data.get("lora") is not None:
             data["lora"] = LoraSettings(**dict(data["lora"]))
         return cls(**data)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["unmask"] = self.unmask if isinstance(self.unmask, str) else list(self.unmask)
         data["lora"] = None if self.lora is None else self.lora.to_dict()
         return data
 
-    def trained_shape(self) -> Dict[str, Any]:
+    def trained_shape(self) -> dict[str, Any]:
         """What saved adapters are only valid with, as saved beside them and compared with
         the config at load (check_trained_shape). The base's location, dtype, device and
         precision may change between training and loading; LoRA dropout too."""
@@ -91,14 +95,14 @@ class BackboneSettings:
         return {"unmask": unmask, "lora": _lora_shape(None if self.lora is None else self.lora.to_dict())}
 
 
-def _lora_shape(lora: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _lora_shape(lora: dict[str, Any] | None) -> dict[str, Any] | None:
     # Target order does not change the adapters; alpha 32 and 32.0 are the same scaling.
     if lora is None:
         return None
     return {"r": int(lora["r"]), "alpha": float(lora["alpha"]), "target_modules": sorted(lora["target_modules"])}
 
 
-def check_trained_shape(saved: Dict[str, Any], settings: BackboneSettings, n_layers: int) -> None:
+def check_trained_shape(saved: dict[str, Any], settings: BackboneSettings, n_layers: int) -> None:
     """Refuse a config that changes what the saved adapters were trained with.
 
     saved: the "settings" entry of a saved backbone (trained_shape(); older files hold all
@@ -130,9 +134,17 @@ class Backbone(nn.Module):
 
     # (smoothing, bos_id, window) and the int8 copy built for them; set with
     # object.__setattr__ (not a submodule), so declared here for type checkers.
-    _int8_decoder: Optional[Tuple[Tuple[float, Optional[int], int], nn.Module]]
+    _int8_decoder: tuple[tuple[float, int | None, int], nn.Module] | None
 
-    def __init__(self, decoder: nn.Module, tokenizer: Any, settings: BackboneSettings, *, fingerprint: str, source_config: Dict[str, Any]):
+    def __init__(
+        self,
+        decoder: nn.Module,
+        tokenizer: Any,
+        settings: BackboneSettings,
+        *,
+        fingerprint: str,
+        source_config: dict[str, Any],
+    ):
         super().__init__()
         self.decoder = decoder
         self.tokenizer = tokenizer
@@ -143,20 +155,20 @@ class Backbone(nn.Module):
         # Set by a training forward, cleared by its backprop (see model.forward).
         self.awaiting_backprop = False
         self.warned_no_backprop = False
-        self._piece_encoder: Optional[PieceEncoder] = None
+        self._piece_encoder: PieceEncoder | None = None
         # Not a submodule: never saved, never trained, never moved with the backbone.
         object.__setattr__(self, "_int8_decoder", None)
 
     # -- pickling (nlp.pipe(n_process=N) under spawn, pickle.dumps(nlp)) -----------------
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         # The int8 copy is rebuilt on first use; its prepacked kernels may not pickle.
         state["_int8_decoder"] = None
         state["_piece_encoder"] = None
         return state
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # The unmasking hooks are picklable objects (decoder/unmask.py) and come back with
         # the layers they were registered on, is_causal flags included. A process that
         # unpickles the pipeline (a spawned worker) settles its threads first, then
@@ -171,7 +183,7 @@ class Backbone(nn.Module):
             self._piece_encoder = PieceEncoder(self.tokenizer)
         return self._piece_encoder
 
-    def int8_decoder(self, *, smoothing: float, bos_id: Optional[int], window: int) -> nn.Module:
+    def int8_decoder(self, *, smoothing: float, bos_id: int | None, window: int) -> nn.Module:
         """A merged int8 copy of the decoder for CPU prediction, built on first use (E077
         where it cannot be built) and checked with the unmask probe (per-token scales keep
         every position independent of later ones, so the probe measures it as it does
@@ -193,8 +205,12 @@ class Backbone(nn.Module):
             encoded = self.tokenizer(list(CALIBRATION_TEXTS), add_special_tokens=False)["input_ids"]
             calibration = [torch.tensor([head + list(ids[:window])], dtype=torch.long) for ids in encoded if ids]
             quantized = int8_copy(
-                self.decoder, unmask=self.settings.unmask, handle=self.unmask_handle, rehook=rehook,
-                calibration=calibration, smoothing=smoothing,
+                self.decoder,
+                unmask=self.settings.unmask,
+                handle=self.unmask_handle,
+                rehook=rehook,
+                calibration=calibration,
+                smoothing=smoothing,
             )
             expected = parse_spec(self.settings.unmask, len(decoder_layers(quantized)))
             check_unmasked(quantized, expected, spec=self.settings.unmask)
@@ -223,8 +239,8 @@ class Backbone(nn.Module):
         tokenizer: Any,
         settings: BackboneSettings,
         *,
-        expected_fingerprint: Optional[str] = None,
-        trained_shape: Optional[Dict[str, Any]] = None,
+        expected_fingerprint: str | None = None,
+        trained_shape: dict[str, Any] | None = None,
     ) -> "Backbone":
         # Layout and spec first: they explain a wrong model better than LoRA's complaints.
         n_layers = len(decoder_layers(base))
@@ -291,7 +307,7 @@ class Backbone(nn.Module):
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
-        msg: Dict[str, Any] = {
+        msg: dict[str, Any] = {
             "format": _FORMAT,
             "settings": self.settings.trained_shape(),
             "fingerprint": self.fingerprint,
@@ -333,7 +349,9 @@ class Backbone(nn.Module):
         )
         if msg["adapter"] is not None:
             if settings.lora is None:
-                raise CmllmError(Errors.E031.format(why="the pipeline has adapter weights but its config sets lora = null"))
+                raise CmllmError(
+                    Errors.E031.format(why="the pipeline has adapter weights but its config sets lora = null")
+                )
             try:
                 state = load(msg["adapter"])
             except Exception as err:
@@ -344,7 +362,7 @@ class Backbone(nn.Module):
         return backbone
 
 
-def _load_base(settings: BackboneSettings) -> Tuple[PreTrainedModel, Any]:
+def _load_base(settings: BackboneSettings) -> tuple[PreTrainedModel, Any]:
     return load_decoder(
         settings.name,
         dtype=settings.dtype,
@@ -354,7 +372,7 @@ def _load_base(settings: BackboneSettings) -> Tuple[PreTrainedModel, Any]:
     )
 
 
-def _base_state(decoder: nn.Module) -> Dict[str, torch.Tensor]:
+def _base_state(decoder: nn.Module) -> dict[str, torch.Tensor]:
     """The base weights under their stock names, without adapters."""
     # peft's PeftModel method, where the decoder has adapters.
     base = cast("PeftModel", decoder).get_base_model() if hasattr(decoder, "get_base_model") else decoder
@@ -366,7 +384,7 @@ def _base_state(decoder: nn.Module) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) -> PreTrainedModel:
+def _base_from_embedded(embedded: dict[str, Any], settings: BackboneSettings) -> PreTrainedModel:
     from safetensors.torch import load
     from transformers import AutoConfig, AutoModel
 
@@ -383,13 +401,13 @@ def _base_from_embedded(embedded: Dict[str, Any], settings: BackboneSettings) ->
     return model.eval()
 
 
-def _tokenizer_files(tokenizer: Any) -> Dict[str, bytes]:
+def _tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
 
 
-def _tokenizer_from_files(files: Dict[str, bytes]):
+def _tokenizer_from_files(files: dict[str, bytes]):
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

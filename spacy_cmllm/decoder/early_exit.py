@@ -13,8 +13,9 @@ Gradient checkpointing recomputes single layers in backward, never the loop, so 
 unaffected by the swap being undone before backward.
 """
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence, cast
+from typing import cast
 
 from torch import nn
 
@@ -31,7 +32,8 @@ def resolve_states(indices: Sequence[int], n_layers: int) -> list:
         if not -n_states <= index < n_states:
             raise CmllmError(
                 Errors.E040.format(
-                    name="hidden_layers", value=list(indices),
+                    name="hidden_layers",
+                    value=list(indices),
                     why=f"the decoder has {n_layers} layers: use indices from {-n_states} to {n_layers}",
                 )
             )

@@ -5,7 +5,7 @@ with a ``layers`` ModuleList of decoder blocks, each holding a ``self_attn`` mod
 *ForCausalLM classes keep that base model under ``.model``; peft wraps either.
 """
 
-from typing import List, cast
+from typing import cast
 
 from torch import nn
 
@@ -34,16 +34,12 @@ def find_base_model(model: nn.Module) -> nn.Module:
             if all(isinstance(getattr(layer, "self_attn", None), nn.Module) for layer in layers):
                 return candidate
             raise CmllmError(
-                Errors.E002.format(
-                    cls=type(model).__name__, why="Its decoder blocks have no `self_attn` module."
-                )
+                Errors.E002.format(cls=type(model).__name__, why="Its decoder blocks have no `self_attn` module.")
             )
-    raise CmllmError(
-        Errors.E002.format(cls=type(model).__name__, why="No `layers` list of decoder blocks was found.")
-    )
+    raise CmllmError(Errors.E002.format(cls=type(model).__name__, why="No `layers` list of decoder blocks was found."))
 
 
-def decoder_layers(model: nn.Module) -> List[nn.Module]:
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The decoder blocks that the base model's forward actually runs, input side first."""
     base = find_base_model(model)
     # find_base_model checked it; torch types any submodule attribute as Tensor | Module.

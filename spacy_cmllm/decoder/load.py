@@ -30,9 +30,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import torch
 import transformers
@@ -43,6 +44,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
 )
+
 # From its own module: transformers' __init__ shows type checkers its placeholder class (for
 # installs without tokenizers) under this name first. The same class at run time.
 from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
@@ -117,7 +119,13 @@ def load_decoder(
 
     text = os.fspath(source)
     if text.startswith(MEMORY_PREFIX):
-        return _load_memory(text, dtype=dtype, quantization=quantization, attn_implementation=kwargs["attn_implementation"], lm_head=lm_head)
+        return _load_memory(
+            text,
+            dtype=dtype,
+            quantization=quantization,
+            attn_implementation=kwargs["attn_implementation"],
+            lm_head=lm_head,
+        )
     location = resolve_source(source)
     if isinstance(location, Path) and location.is_file():
         model, tokenizer = _load_gguf(location, source, dtype=dtype, lm_head=lm_head, kwargs=kwargs)
@@ -185,7 +193,9 @@ def _load_memory(
     if build is None:
         known = ", ".join(sorted(MEMORY_PREFIX + name for name in _MEMORY_SOURCES)) or "none"
         raise CmllmFileNotFoundError(Errors.E130.format(source=source, known=known))
-    model, tokenizer = build(dtype=dtype, quantization=quantization, attn_implementation=attn_implementation, lm_head=lm_head)
+    model, tokenizer = build(
+        dtype=dtype, quantization=quantization, attn_implementation=attn_implementation, lm_head=lm_head
+    )
     model.eval()
     return model, tokenizer
 
@@ -238,9 +248,7 @@ def _load_pretrained(
     return model, tokenizer
 
 
-def _from_pretrained(
-    location: Path | str, *, lm_head: bool, kwargs: dict[str, Any]
-) -> PreTrainedModel:
+def _from_pretrained(location: Path | str, *, lm_head: bool, kwargs: dict[str, Any]) -> PreTrainedModel:
     # A bare model loaded from a causal-LM checkpoint drops its lm_head; transformers reports
     # that at INFO level only, because the checkpoint's architecture differs from the class.
     load = AutoModelForCausalLM if lm_head else AutoModel
@@ -274,9 +282,7 @@ def _load_gguf(
     # 4-bit quantization is applied when loading from safetensors below.
     plain = {key: value for key, value in kwargs.items() if key != "quantization_config"}
     model, tokenizer, metadata = _convert_gguf(path, kwargs=plain)
-    written = entry is not None and _write_entry(
-        entry, model, tokenizer, _entry_record(path, dtype, metadata)
-    )
+    written = entry is not None and _write_entry(entry, model, tokenizer, _entry_record(path, dtype, metadata))
     if "quantization_config" in kwargs:
         del model
         if written and entry is not None:
@@ -317,9 +323,7 @@ def _load_entry(
         shutil.rmtree(entry, ignore_errors=True)
         return None
     logger.info("Loaded %s from the cache entry %s", record.get("gguf"), entry)
-    tokenizer = repair_tokenizer(
-        tokenizer, gguf_metadata=record.get("metadata"), config=model.config
-    )
+    tokenizer = repair_tokenizer(tokenizer, gguf_metadata=record.get("metadata"), config=model.config)
     return model, tokenizer
 
 

@@ -1,7 +1,8 @@
 """LoRA adapters through peft: the base stays frozen, only adapters train."""
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from .layout import decoder_layers
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Family-independent names for sets of target modules. Each is resolved against the model:
 # the first alternative whose modules the model all has. Phi-3 fuses q/k/v into qkv_proj.
-TARGET_SETS: Dict[str, Sequence[Sequence[str]]] = {
+TARGET_SETS: dict[str, Sequence[Sequence[str]]] = {
     "attention": (("q_proj", "k_proj", "v_proj", "o_proj"), ("qkv_proj", "o_proj")),
     # Attention and MLP: on CoNLL-2003 within one epoch, adapting the MLP too was worth about
     # two F1 to SmolLM2-135M (benchmarks/results/conll03_recipe.csv).
@@ -30,7 +31,7 @@ class LoraSettings:
     r: int = 16
     alpha: float = 32.0
     dropout: float = 0.05
-    target_modules: Union[str, Sequence[str]] = field(default=DEFAULT_TARGETS)
+    target_modules: str | Sequence[str] = field(default=DEFAULT_TARGETS)
 
     def __post_init__(self) -> None:
         def invalid(key: str, why: str) -> ValueError:
@@ -53,14 +54,14 @@ class LoraSettings:
             raise invalid("target_modules", "give a non-empty list of module names, e.g. ['q_proj', 'v_proj']")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not isinstance(self.target_modules, str):
             data["target_modules"] = list(self.target_modules)
         return data
 
 
-def block_linear_names(model: nn.Module) -> List[str]:
+def block_linear_names(model: nn.Module) -> list[str]:
     """The names of the linear modules inside the decoder blocks (q_proj, qkv_proj, ...)."""
     names = set()
     for layer in decoder_layers(model):
@@ -70,7 +71,7 @@ def block_linear_names(model: nn.Module) -> List[str]:
     return sorted(names - {"base_layer"})
 
 
-def resolve_target_modules(model: nn.Module, target_modules: Union[str, Sequence[str]]) -> List[str]:
+def resolve_target_modules(model: nn.Module, target_modules: str | Sequence[str]) -> list[str]:
     """The module names to adapt in ``model``: a list is checked against the model (E021
     names what is missing and what there is); a set name such as "attention" becomes the
     family's names (E022 when no alternative fits)."""
@@ -101,7 +102,7 @@ def add_lora(
     r: int = 16,
     alpha: float = 32.0,
     dropout: float = 0.05,
-    target_modules: Union[str, Sequence[str]] = DEFAULT_TARGETS,
+    target_modules: str | Sequence[str] = DEFAULT_TARGETS,
 ) -> nn.Module:
     """Wrap ``model`` with LoRA adapters (peft). Returns the PeftModel; the base weights are
     frozen and the adapter weights are float32 even on a bf16 base (peft's adapter dtype
@@ -131,11 +132,11 @@ def add_lora(
     return wrapped
 
 
-def trainable_parameters(model: nn.Module) -> List[str]:
+def trainable_parameters(model: nn.Module) -> list[str]:
     return [name for name, param in model.named_parameters() if param.requires_grad]
 
 
-def adapter_state(model: nn.Module) -> Dict[str, torch.Tensor]:
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapter weights only (what training changed), detached on CPU."""
     from peft import get_peft_model_state_dict
 
@@ -143,7 +144,7 @@ def adapter_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def load_adapter_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None:
+def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load adapter weights saved by adapter_state, refusing partial matches: a silently
     dropped adapter would make a pipeline predict like the untrained base."""
     from peft import set_peft_model_state_dict

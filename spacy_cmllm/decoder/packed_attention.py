@@ -19,7 +19,7 @@ So every segment computes exactly what it computes alone. Only the ``sdpa`` and 
 kernels take such a mask; others are refused (E075) rather than run unpacked.
 """
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Union, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy
 import torch
@@ -63,7 +63,12 @@ def check_segments(segments: Any) -> torch.Tensor:
     """Validate a (batch, length) integer tensor of segment ids (E078 on anything else):
     0 = padding, and each positive id one run of consecutive positions, ids increasing
     along the row."""
-    if not isinstance(segments, torch.Tensor) or segments.dim() != 2 or segments.dtype.is_floating_point or segments.dtype == torch.bool:
+    if (
+        not isinstance(segments, torch.Tensor)
+        or segments.dim() != 2
+        or segments.dtype.is_floating_point
+        or segments.dtype == torch.bool
+    ):
         what = f"{type(segments).__name__} {getattr(segments, 'dtype', '')} {tuple(getattr(segments, 'shape', ()))}"
         raise CmllmError(Errors.E078.format(why=f"expected a 2-D integer tensor, got {what.strip()}"))
     if segments.numel() == 0 or segments in _CHECKED:
@@ -76,7 +81,9 @@ def check_segments(segments: Any) -> torch.Tensor:
     before[:, 1:] = segments.cummax(dim=1).values[:, :-1]
     if bool((starts & (segments > 0) & (segments <= before)).any()):
         raise CmllmError(
-            Errors.E078.format(why="each segment must be one run of consecutive positions, with ids increasing along the row")
+            Errors.E078.format(
+                why="each segment must be one run of consecutive positions, with ids increasing along the row"
+            )
         )
     _CHECKED[segments] = True
     return segments
@@ -96,7 +103,7 @@ def block_mask(
     segments: torch.Tensor,
     *,
     causal: bool,
-    sliding_window: Optional[int] = None,
+    sliding_window: int | None = None,
     boolean: bool,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
@@ -132,7 +139,7 @@ def _mask_dtype(base: nn.Module) -> torch.dtype:
     return weight.dtype if isinstance(weight, torch.Tensor) and weight.dtype.is_floating_point else torch.float32
 
 
-def packed_inputs(model: nn.Module, segments: torch.Tensor) -> Dict[str, Union[torch.Tensor, Dict[str, torch.Tensor]]]:
+def packed_inputs(model: nn.Module, segments: torch.Tensor) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
     """The keywords for a decoder call over packed rows: ``attention_mask`` (4-D, or one per
     layer type for models that mix sliding and full layers), ``position_ids`` and the
     segment ids under SEGMENTS_KWARG. Pass them with ``input_ids`` (and ``use_cache=False``).
@@ -147,10 +154,10 @@ def packed_inputs(model: nn.Module, segments: torch.Tensor) -> Dict[str, Union[t
     boolean = impl == "sdpa"
     dtype = _mask_dtype(base)
     # Whatever each layer declares (a str in transformers), None where it declares nothing.
-    layer_types: Set[Any] = {getattr(layer, "attention_type", None) for layer in decoder_layers(base)}
+    layer_types: set[Any] = {getattr(layer, "attention_type", None) for layer in decoder_layers(base)}
     if layer_types - {None}:
         # Qwen2, Gemma-2: the forward takes a mapping from layer type to mask.
-        mask: Union[torch.Tensor, Dict[str, torch.Tensor]] = {}
+        mask: torch.Tensor | dict[str, torch.Tensor] = {}
         for kind in layer_types:
             window = getattr(config, "sliding_window", None) if kind == "sliding_attention" else None
             mask[kind] = block_mask(segments, causal=True, sliding_window=window, boolean=boolean, dtype=dtype)

@@ -8,8 +8,8 @@ what it computes alone. Long Docs keep their windows (one full row each); short 
 the rest.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Sequence
 
 import numpy
 
@@ -17,7 +17,7 @@ from ..errors import CmllmError, Errors
 from .windows import EXACT_WIDTHS, WidthRounding
 
 
-def pack_rows(lengths: Sequence[int], *, capacity: int, balance: bool = True) -> List[List[int]]:
+def pack_rows(lengths: Sequence[int], *, capacity: int, balance: bool = True) -> list[list[int]]:
     """Group windows into rows of at most ``capacity`` positions (best fit, longest first).
 
     lengths (Sequence[int]): the length of each window (BOS included). A window longer than
@@ -47,11 +47,11 @@ def pack_rows(lengths: Sequence[int], *, capacity: int, balance: bool = True) ->
     return rows
 
 
-def _best_fit(lengths: numpy.ndarray, capacity: int) -> List[List[int]]:
+def _best_fit(lengths: numpy.ndarray, capacity: int) -> list[list[int]]:
     order = numpy.argsort(-lengths, kind="stable")
-    rows: List[List[int]] = []
+    rows: list[list[int]] = []
     # by_space[s]: the rows with exactly s positions free (s < capacity).
-    by_space: List[List[int]] = [[] for _ in range(capacity + 1)]
+    by_space: list[list[int]] = [[] for _ in range(capacity + 1)]
     for index in order.tolist():
         length = int(lengths[index])
         if length <= 0:

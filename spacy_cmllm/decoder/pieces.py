@@ -13,10 +13,12 @@ middle of a text, an anchor string is encoded in front of it and the anchor's ow
 removed again. If the anchor's pieces are not a prefix of the result (the anchor merged with the
 token), the token is encoded alone instead.
 """
+
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Protocol, Union
 
 import numpy
 from tokenizers import Tokenizer
@@ -37,7 +39,7 @@ _SPACE_ANCHOR = "a"
 _EMPTY_FALLBACKS = ("\ufffd", " ")
 
 # A token as it is encoded: (whether a space precedes it, its text).
-_Key = Tuple[bool, str]
+_Key = tuple[bool, str]
 
 
 class Token(Protocol):
@@ -101,9 +103,7 @@ class PieceEncoder:
         else:
             raise CmllmTypeError(Errors.E018.format(cls=type(tokenizer).__name__))
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise CmllmError(
-                Errors.E040.format(name="cache_size", value=cache_size, why="must be an int >= 0")
-            )
+            raise CmllmError(Errors.E040.format(name="cache_size", value=cache_size, why="must be an int >= 0"))
         # A copy, so that the caller's tokenizer keeps its settings while ours ignore
         # truncation/padding (a hub tokenizer.json may set either) and split special tokens.
         self._backend = Tokenizer.from_str(backend.to_str())
@@ -111,12 +111,11 @@ class PieceEncoder:
         self._backend.no_padding()
         self._backend.encode_special_tokens = True
         self._anchor_ids = {
-            anchor: self._backend.encode(anchor, add_special_tokens=False).ids
-            for anchor in (_ANCHOR, _SPACE_ANCHOR)
+            anchor: self._backend.encode(anchor, add_special_tokens=False).ids for anchor in (_ANCHOR, _SPACE_ANCHOR)
         }
         self._cache_size = cache_size
-        self._cache: "OrderedDict[_Key, Tuple[int, ...]]" = OrderedDict()
-        self._empty_ids: Optional[Tuple[int, ...]] = None
+        self._cache: OrderedDict[_Key, tuple[int, ...]] = OrderedDict()
+        self._empty_ids: tuple[int, ...] | None = None
         if unk_id is not None:
             self._empty_ids = (unk_id,)
         else:
@@ -127,7 +126,7 @@ class PieceEncoder:
                     break
 
     @property
-    def empty_ids(self) -> Optional[Tuple[int, ...]]:
+    def empty_ids(self) -> tuple[int, ...] | None:
         """The pieces given to a token that encodes to nothing (None: the tokenizer has none)."""
         return self._empty_ids
 
@@ -152,7 +151,7 @@ class PieceEncoder:
         """
         return self._encode_key_lists([_doc_keys(doc)])[0]
 
-    def encode_docs(self, docs: Iterable[Iterable[Token]]) -> List[TokenPieces]:
+    def encode_docs(self, docs: Iterable[Iterable[Token]]) -> list[TokenPieces]:
         """Encode the tokens of several docs, with one tokenizer call for all cache misses.
 
         docs (Iterable[Iterable[Token]]): the docs.
@@ -160,11 +159,11 @@ class PieceEncoder:
         """
         return self._encode_key_lists([_doc_keys(doc) for doc in docs])
 
-    def _encode_key_lists(self, key_lists: Sequence[Sequence[_Key]]) -> List[TokenPieces]:
+    def _encode_key_lists(self, key_lists: Sequence[Sequence[_Key]]) -> list[TokenPieces]:
         # A local table rather than cache lookups at assembly time: a batch with more distinct
         # tokens than the cache holds would otherwise evict its own entries.
-        table: Dict[_Key, Tuple[int, ...]] = {}
-        missing: List[_Key] = []
+        table: dict[_Key, tuple[int, ...]] = {}
+        missing: list[_Key] = []
         for key in dict.fromkeys(chain.from_iterable(key_lists)):
             ids = self._cache.get(key)
             if ids is None:
@@ -183,13 +182,13 @@ class PieceEncoder:
                 self._remember(key, ids)
         return [_assemble(keys, table) for keys in key_lists]
 
-    def _encode_raw(self, keys: Sequence[_Key]) -> Dict[_Key, Tuple[int, ...]]:
+    def _encode_raw(self, keys: Sequence[_Key]) -> dict[_Key, tuple[int, ...]]:
         """Encode tokens as in running text; the result may be empty."""
         anchors = [_SPACE_ANCHOR if text[:1].isspace() else _ANCHOR for _, text in keys]
         texts = [anchor + _with_space(key) for anchor, key in zip(anchors, keys)]
         encodings = self._backend.encode_batch_fast(texts, add_special_tokens=False)
-        out: Dict[_Key, Tuple[int, ...]] = {}
-        alone: List[_Key] = []
+        out: dict[_Key, tuple[int, ...]] = {}
+        alone: list[_Key] = []
         for key, anchor, encoding in zip(keys, anchors, encodings):
             prefix = self._anchor_ids[anchor]
             ids = encoding.ids
@@ -204,7 +203,7 @@ class PieceEncoder:
                 out[key] = tuple(encoding.ids)
         return out
 
-    def _remember(self, key: _Key, ids: Tuple[int, ...]) -> None:
+    def _remember(self, key: _Key, ids: tuple[int, ...]) -> None:
         if self._cache_size == 0:
             return
         self._cache[key] = ids
@@ -212,8 +211,8 @@ class PieceEncoder:
             self._cache.popitem(last=False)
 
 
-def _doc_keys(doc: Iterable[Token]) -> List[_Key]:
-    keys: List[_Key] = []
+def _doc_keys(doc: Iterable[Token]) -> list[_Key]:
+    keys: list[_Key] = []
     space = False
     for token in doc:
         keys.append((space, token.text))
@@ -226,10 +225,8 @@ def _with_space(key: _Key) -> str:
     return " " + text if space else text
 
 
-def _assemble(keys: Sequence[_Key], table: Dict[_Key, Tuple[int, ...]]) -> TokenPieces:
+def _assemble(keys: Sequence[_Key], table: dict[_Key, tuple[int, ...]]) -> TokenPieces:
     pieces = [table[key] for key in keys]
     lengths = numpy.fromiter(map(len, pieces), dtype=numpy.int32, count=len(pieces))
-    ids = numpy.fromiter(
-        chain.from_iterable(pieces), dtype=numpy.int64, count=int(lengths.sum())
-    )
+    ids = numpy.fromiter(chain.from_iterable(pieces), dtype=numpy.int64, count=int(lengths.sum()))
     return TokenPieces(ids=ids, lengths=lengths)

@@ -6,7 +6,8 @@ for each layer we perturb the layer's INPUT at the last position only and see wh
 the layer's OUTPUT at any earlier position moves. In a causal layer it cannot.
 """
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ def _first(output: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -> List[bool]:
+def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -> list[bool]:
     """For each decoder layer (input side first): does a position's output depend on a
     LATER position's input? Measured on a random sequence without padding.
 
@@ -50,11 +51,11 @@ def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -
     input_ids = torch.randint(0, vocab_size, (1, seq_len), generator=generator).to(device)
     attention_mask = torch.ones_like(input_ids)
 
-    calls: Dict[int, Tuple[Tuple[Any, ...], Dict[str, Any]]] = {}
-    outputs: Dict[int, torch.Tensor] = {}
+    calls: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+    outputs: dict[int, torch.Tensor] = {}
 
     def recorder(index: int):
-        def hook(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             calls.setdefault(index, (args, dict(kwargs)))
 
         return hook
@@ -62,14 +63,17 @@ def bidirectional_layers(model: nn.Module, *, seq_len: int = 8, seed: int = 0) -
     def output_recorder(index: int):
         # The base run's own output is the unperturbed reference: one layer call less
         # per layer, which is a third of the probe's cost on a real model.
-        def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             outputs.setdefault(index, _first(output))
 
         return hook
 
     measured = []
     try:
-        hooks = [layer.register_forward_pre_hook(recorder(i), with_kwargs=True, prepend=True) for i, layer in enumerate(layers)]
+        hooks = [
+            layer.register_forward_pre_hook(recorder(i), with_kwargs=True, prepend=True)
+            for i, layer in enumerate(layers)
+        ]
         hooks += [layer.register_forward_hook(output_recorder(i)) for i, layer in enumerate(layers)]
         try:
             base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
@@ -119,8 +123,8 @@ def check_unmasked(model: nn.Module, expected: Sequence[int], *, spec: Any) -> N
 
 @torch.no_grad()
 def last_copy_dependence(
-    model: nn.Module, *, repeat: int, seq_len: int = CHECK_SEQ_LEN, bos_id: Optional[int] = None, seed: int = 0
-) -> List[List[bool]]:
+    model: nn.Module, *, repeat: int, seq_len: int = CHECK_SEQ_LEN, bos_id: int | None = None, seed: int = 0
+) -> list[list[bool]]:
     """Which tokens each token's vector depends on when the text is repeated.
 
     A random text of ``seq_len`` tokens is laid out as ``BOS x ... x`` (``repeat`` copies)
@@ -152,7 +156,9 @@ def last_copy_dependence(
         seen = [[i == j for j in range(seq_len)] for i in range(seq_len)]
         for j in range(seq_len):
             changed = text.clone()
-            changed[j] = (changed[j] + 1 + int(torch.randint(0, vocab_size - 1, (1,), generator=generator))) % vocab_size
+            changed[j] = (
+                changed[j] + 1 + int(torch.randint(0, vocab_size - 1, (1,), generator=generator))
+            ) % vocab_size
             moved = (last_copy(changed) - reference).abs().amax(dim=-1) > 1e-6 * scale
             for i in range(seq_len):
                 if i != j:

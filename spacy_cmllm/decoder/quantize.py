@@ -34,8 +34,9 @@ were tried on AVX2: int8 became slower than float32.)
 """
 
 import copy
-from functools import lru_cache
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple, cast
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -50,8 +51,8 @@ def int8_copy(
     decoder: nn.Module,
     *,
     unmask: UnmaskSpec,
-    handle: Optional[UnmaskHandle] = None,
-    rehook: Optional[Callable[[UnmaskHandle], None]] = None,
+    handle: UnmaskHandle | None = None,
+    rehook: Callable[[UnmaskHandle], None] | None = None,
     calibration: Sequence[torch.Tensor] = (),
     smoothing: float = DEFAULT_ALPHA,
 ) -> nn.Module:
@@ -71,17 +72,27 @@ def int8_copy(
     device = next(decoder.parameters()).device
     if device.type != "cpu":
         raise CmllmError(Errors.E077.format(why=f"the decoder is on {device}, and this int8 path is for CPUs"))
-    if any(getattr(m, "quant_state", None) is not None or type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in decoder.modules()):
+    if any(
+        getattr(m, "quant_state", None) is not None or type(m).__name__ in ("Linear4bit", "Linear8bitLt")
+        for m in decoder.modules()
+    ):
         raise CmllmError(Errors.E077.format(why="the decoder is already quantized (bitsandbytes)"))
     if not hasattr(torch, "_int_mm"):
-        raise CmllmError(Errors.E077.format(why=f"PyTorch {torch.__version__} has no int8 matrix product (torch._int_mm)"))
+        raise CmllmError(
+            Errors.E077.format(why=f"PyTorch {torch.__version__} has no int8 matrix product (torch._int_mm)")
+        )
     spec = handle.layers if handle is not None and handle.layers else unmask
     # Frozen float32 embeddings are the same in the copy: shared, not copied (smoothing and
     # quantizing change only the blocks' linear layers and norms). Not those under an adapter
     # (a peft "base_layer"): merging writes into them.
-    shared = {id(m.weight): m.weight for name, m in decoder.named_modules()
-              if isinstance(m, nn.Embedding) and not name.endswith("base_layer")
-              and m.weight.dtype == torch.float32 and not m.weight.requires_grad}
+    shared = {
+        id(m.weight): m.weight
+        for name, m in decoder.named_modules()
+        if isinstance(m, nn.Embedding)
+        and not name.endswith("base_layer")
+        and m.weight.dtype == torch.float32
+        and not m.weight.requires_grad
+    }
     if handle is not None and handle.active:
         handle.remove()
         try:
@@ -102,7 +113,9 @@ def int8_copy(
         smooth_for_int8(clone, [ids.to(device) for ids in calibration], alpha=smoothing)
     kernel = int8_kernel()
     # find_base_model checked `layers`; torch types any submodule attribute as Tensor | Module.
-    replace_linears(cast(nn.Module, find_base_model(clone).layers), weight_levels=kernel.weight_levels, kernel=kernel.name)
+    replace_linears(
+        cast(nn.Module, find_base_model(clone).layers), weight_levels=kernel.weight_levels, kernel=kernel.name
+    )
     return clone
 
 
@@ -115,7 +128,12 @@ class Int8Kernel(NamedTuple):
 
 
 # The order int8_kernel tries them in (why: its docstring).
-KERNEL_PREFERENCE = (Int8Kernel("onednn", 127), Int8Kernel("onednn", 63), Int8Kernel("int_mm", 127), Int8Kernel("int_mm", 63))
+KERNEL_PREFERENCE = (
+    Int8Kernel("onednn", 127),
+    Int8Kernel("onednn", 63),
+    Int8Kernel("int_mm", 127),
+    Int8Kernel("int_mm", 63),
+)
 
 
 def is_exact(kernel: Int8Kernel) -> bool:
@@ -124,7 +142,7 @@ def is_exact(kernel: Int8Kernel) -> bool:
     return check(kernel.weight_levels)
 
 
-@lru_cache(maxsize=None)
+@cache
 def int8_kernel() -> Int8Kernel:
     """The fastest int8 product that is exact in this process, tried on the extreme inputs
     where 16-bit pair sums saturate: oneDNN's prepacked kernel with 8-bit, else 7-bit
@@ -139,7 +157,9 @@ def int8_kernel() -> Int8Kernel:
     for kernel in KERNEL_PREFERENCE:
         if is_exact(kernel):
             return kernel
-    raise CmllmError(Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights"))
+    raise CmllmError(
+        Errors.E077.format(why="this CPU's int8 matrix product (torch._int_mm) is not exact even with 7-bit weights")
+    )
 
 
 def _extreme_operands(weight_levels: int):
@@ -166,7 +186,9 @@ def _int_mm_exact(weight_levels: int) -> bool:
 
 def _onednn_exact(weight_levels: int) -> bool:
     ops = torch.ops.onednn
-    if not (torch.backends.mkldnn.is_available() and hasattr(ops, "qlinear_prepack") and hasattr(ops, "qlinear_pointwise")):
+    if not (
+        torch.backends.mkldnn.is_available() and hasattr(ops, "qlinear_prepack") and hasattr(ops, "qlinear_pointwise")
+    ):
         return False
     inputs, weights = _extreme_operands(weight_levels)
     try:
@@ -175,7 +197,9 @@ def _onednn_exact(weight_levels: int) -> bool:
             ones = torch.ones(w.shape[1])
             for x in inputs:
                 # Sums up to 256 * 127 * 127 < 2**24: exact in the kernel's float32 output.
-                got = _onednn_linear((x.to(torch.int16) + 128).to(torch.uint8), packed, ones, torch.zeros(w.shape[1], dtype=torch.int64))
+                got = _onednn_linear(
+                    (x.to(torch.int16) + 128).to(torch.uint8), packed, ones, torch.zeros(w.shape[1], dtype=torch.int64)
+                )
                 if not torch.equal(got.double(), x.double() @ w.double()):
                     return False
     except (RuntimeError, NotImplementedError):  # a build without this kernel for this CPU
@@ -188,7 +212,9 @@ def _prepack(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.onednn.qlinear_prepack(weight, None)
 
 
-def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, zero_points: torch.Tensor) -> torch.Tensor:
+def _onednn_linear(
+    codes: torch.Tensor, packed: torch.Tensor, weight_scale: torch.Tensor, zero_points: torch.Tensor
+) -> torch.Tensor:
     """float32 (codes - 128) @ W^T * weight_scale, for uint8 token codes (zero point 128) and
     symmetric weights (int64 zero points, all 0, one per output channel)."""
     return torch.ops.onednn.qlinear_pointwise(
@@ -196,7 +222,7 @@ def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, weight_scale: torc
     )
 
 
-def quantize_per_token(x: torch.Tensor, *, unsigned: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+def quantize_per_token(x: torch.Tensor, *, unsigned: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 codes of a (tokens, features) float32 matrix, one scale per token (row); with
     ``unsigned``, the same codes + 128 as uint8 (what oneDNN's kernel reads).
 
@@ -222,9 +248,11 @@ class SharedTokenCodes:
 
     def __init__(self, readers: int):
         self.readers = readers
-        self._entry: Optional[Tuple[torch.Tensor, int, Tuple[torch.Tensor, torch.Tensor], int]] = None
+        self._entry: tuple[torch.Tensor, int, tuple[torch.Tensor, torch.Tensor], int] | None = None
 
-    def __call__(self, x: torch.Tensor, quantize: Callable[[], Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, quantize: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self._entry
         if entry is not None and entry[0] is x and entry[1] == x._version:
             left = entry[3] - 1
@@ -244,13 +272,19 @@ class Int8Linear(nn.Module):
     shared: the input's codes, where other layers read the same input."""
 
     # Buffers, set through register_buffer in __init__: declared for type checkers.
-    weight_t: Optional[torch.Tensor]
+    weight_t: torch.Tensor | None
     weight_scale: torch.Tensor
-    bias: Optional[torch.Tensor]
+    bias: torch.Tensor | None
     weight_zero_points: torch.Tensor
 
-    def __init__(self, linear: nn.Linear, *, weight_levels: int = 127, kernel: str = "int_mm",
-                 shared: Optional[SharedTokenCodes] = None):
+    def __init__(
+        self,
+        linear: nn.Linear,
+        *,
+        weight_levels: int = 127,
+        kernel: str = "int_mm",
+        shared: SharedTokenCodes | None = None,
+    ):
         super().__init__()
         if kernel not in ("onednn", "int_mm"):
             raise ValueError(f"kernel must be 'onednn' or 'int_mm', not {kernel!r}")
@@ -272,13 +306,13 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_zero_points", torch.zeros(self.out_features, dtype=torch.int64), persistent=False)
         # oneDNN's packed weights are opaque: not a buffer; a copy or a pickle carries the int8
         # codes instead (__getstate__) and packs them again at its first call.
-        self._packed: Optional[torch.Tensor] = _prepack(quantized) if kernel == "onednn" else None
+        self._packed: torch.Tensor | None = _prepack(quantized) if kernel == "onednn" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         onednn = self.kernel == "onednn"
 
-        def quantize() -> Tuple[torch.Tensor, torch.Tensor]:
+        def quantize() -> tuple[torch.Tensor, torch.Tensor]:
             return quantize_per_token(x.reshape(-1, self.in_features).float(), unsigned=onednn)
 
         codes, scale = self.shared(x, quantize) if self.shared is not None else quantize()
@@ -323,9 +357,11 @@ class Int8Linear(nn.Module):
         return state
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
-                f"(levels ±{self.weight_levels}), per-token activations, {self.kernel} kernel"
-                + (", shared input codes" if self.shared else ""))
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel weights "
+            f"(levels ±{self.weight_levels}), per-token activations, {self.kernel} kernel"
+            + (", shared input codes" if self.shared else "")
+        )
 
 
 # Sibling layers that a Llama-layout block calls on one and the same tensor.
@@ -334,7 +370,7 @@ SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str = "int_mm") -> int:
     """Replace every nn.Linear under ``module`` by an Int8Linear; returns how many."""
-    shared: Dict[str, SharedTokenCodes] = {}
+    shared: dict[str, SharedTokenCodes] = {}
     for names in SHARED_INPUTS:
         siblings = [getattr(module, name, None) for name in names]
         linears = [s for s in siblings if isinstance(s, nn.Linear)]
@@ -344,7 +380,9 @@ def replace_linears(module: nn.Module, *, weight_levels: int = 127, kernel: str 
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child, weight_levels=weight_levels, kernel=kernel, shared=shared.get(name)))
+            setattr(
+                module, name, Int8Linear(child, weight_levels=weight_levels, kernel=kernel, shared=shared.get(name))
+            )
             count += 1
         else:
             count += replace_linears(child, weight_levels=weight_levels, kernel=kernel)

@@ -24,7 +24,8 @@ qkv) are left unsmoothed. The float model must compute the same function afterwa
 copy checks that on the calibration text and refuses otherwise (E080).
 """
 
-from typing import Dict, List, Optional, Sequence, cast
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ CALIBRATION_TEXTS = (
     "@jamie_k omg the new season of that show is sooo good!!! cant wait for ep 3 #bingewatching",
     "The University of Chicago Press published the study, which followed 4,312 patients in "
     "Kenya, India and Brazil between 2015 and 2019. Dr. Amina Yusuf, who led it, said results "
-    "were \"encouraging but preliminary\".",
+    'were "encouraging but preliminary".',
     "Q: Where can I renew my passport? A: At any post office that offers the service, or online "
     "at the State Department's website; bring two photos and the old passport.",
     "Manchester United beat Arsenal 2-1 at Old Trafford on Saturday, with goals from Rashford "
@@ -78,27 +79,39 @@ def smooth_for_int8(model: nn.Module, calibration: Sequence[torch.Tensor], *, al
     count = 0
     for layer in layers:
         attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
-        count += _into_norm(getattr(layer, "input_layernorm", None), _linears(attn, "q_proj", "k_proj", "v_proj"), maxima, alpha)
-        count += _into_norm(getattr(layer, "post_attention_layernorm", None), _linears(mlp, "gate_proj", "up_proj"), maxima, alpha)
+        count += _into_norm(
+            getattr(layer, "input_layernorm", None), _linears(attn, "q_proj", "k_proj", "v_proj"), maxima, alpha
+        )
+        count += _into_norm(
+            getattr(layer, "post_attention_layernorm", None), _linears(mlp, "gate_proj", "up_proj"), maxima, alpha
+        )
         count += _into_values(attn, maxima, alpha)
         count += _into_rows(_linears(mlp, "up_proj"), _linears(mlp, "down_proj"), maxima, alpha)
     after = [_last_hidden(model, ids) for ids in calibration]
-    error = float(torch.cat([a - b for a, b in zip(after, before)], 1).norm() / torch.cat(before, 1).norm().clamp(min=1e-12))
+    error = float(
+        torch.cat([a - b for a, b in zip(after, before)], 1).norm() / torch.cat(before, 1).norm().clamp(min=1e-12)
+    )
     if error > 1e-3:
-        raise CmllmError(Errors.E080.format(why=f"the smoothed float model's output moved by {error:.1e} (relative) on the calibration text; this layout is not the Llama layout it assumes"))
+        raise CmllmError(
+            Errors.E080.format(
+                why=f"the smoothed float model's output moved by {error:.1e} (relative) on the calibration text; this layout is not the Llama layout it assumes"
+            )
+        )
     return count
 
 
-def _linears(module: Optional[nn.Module], *names: str) -> List[nn.Linear]:
+def _linears(module: nn.Module | None, *names: str) -> list[nn.Linear]:
     found = [getattr(module, name, None) for name in names]
     linears = [f for f in found if isinstance(f, nn.Linear)]
     return linears if len(linears) == len(found) else []
 
 
 @torch.no_grad()
-def _input_maxima(model: nn.Module, layers: Sequence[nn.Module], calibration: Sequence[torch.Tensor]) -> Dict[nn.Module, torch.Tensor]:
+def _input_maxima(
+    model: nn.Module, layers: Sequence[nn.Module], calibration: Sequence[torch.Tensor]
+) -> dict[nn.Module, torch.Tensor]:
     """Per input channel, the largest |x| each linear layer of the blocks sees."""
-    maxima: Dict[nn.Module, torch.Tensor] = {}
+    maxima: dict[nn.Module, torch.Tensor] = {}
 
     def record(module: nn.Module, args) -> None:
         # The attention sink (position 0) counts too: its few huge channels would leave
@@ -106,7 +119,9 @@ def _input_maxima(model: nn.Module, layers: Sequence[nn.Module], calibration: Se
         x = args[0].detach().reshape(-1, args[0].shape[-1]).abs().amax(dim=0).float()
         maxima[module] = torch.maximum(maxima[module], x) if module in maxima else x
 
-    hooks = [m.register_forward_pre_hook(record) for layer in layers for m in layer.modules() if isinstance(m, nn.Linear)]
+    hooks = [
+        m.register_forward_pre_hook(record) for layer in layers for m in layer.modules() if isinstance(m, nn.Linear)
+    ]
     try:
         for ids in calibration:
             _last_hidden(model, ids)
@@ -146,10 +161,12 @@ def _scales_with_weight(norm: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def _into_norm(norm: Optional[nn.Module], linears: List[nn.Linear], maxima: Dict[nn.Module, torch.Tensor], alpha: float) -> int:
+def _into_norm(
+    norm: nn.Module | None, linears: list[nn.Linear], maxima: dict[nn.Module, torch.Tensor], alpha: float
+) -> int:
     if norm is None or not linears or linears[0] not in maxima or not _scales_with_weight(norm):
         return 0
-    weight_max = torch.stack([l.weight.abs().amax(dim=0) for l in linears]).amax(dim=0).float()
+    weight_max = torch.stack([linear.weight.abs().amax(dim=0) for linear in linears]).amax(dim=0).float()
     factors = _factors(maxima[linears[0]], weight_max, alpha)
     # _scales_with_weight checked that it is a tensor; torch types the attribute Tensor | Module.
     norm_weight = cast(torch.Tensor, norm.weight)
@@ -160,7 +177,9 @@ def _into_norm(norm: Optional[nn.Module], linears: List[nn.Linear], maxima: Dict
 
 
 @torch.no_grad()
-def _into_rows(producers: List[nn.Linear], consumers: List[nn.Linear], maxima: Dict[nn.Module, torch.Tensor], alpha: float) -> int:
+def _into_rows(
+    producers: list[nn.Linear], consumers: list[nn.Linear], maxima: dict[nn.Module, torch.Tensor], alpha: float
+) -> int:
     """Fold into the output rows of a producer whose output reaches the consumer scaled
     channel by channel (up_proj -> down_proj)."""
     if not producers or not consumers or consumers[0] not in maxima:
@@ -173,7 +192,7 @@ def _into_rows(producers: List[nn.Linear], consumers: List[nn.Linear], maxima: D
 
 
 @torch.no_grad()
-def _into_values(attn: Optional[nn.Module], maxima: Dict[nn.Module, torch.Tensor], alpha: float) -> int:
+def _into_values(attn: nn.Module | None, maxima: dict[nn.Module, torch.Tensor], alpha: float) -> int:
     """Fold o_proj's factors into v_proj's rows; a value channel serves ``groups`` query heads."""
     linears = _linears(attn, "v_proj", "o_proj")
     if not linears or linears[1] not in maxima or getattr(attn, "v_norm", None) is not None:

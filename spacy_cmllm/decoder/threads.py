@@ -25,7 +25,6 @@ never touched.
 import multiprocessing
 import os
 import warnings
-from typing import Optional
 
 import torch
 
@@ -37,7 +36,7 @@ WORKER_THREADS_ENV = "SPACY_CMLLM_WORKER_THREADS"
 # pid differs; a spawned worker imports the module afresh.
 _IMPORT_PID = os.getpid()
 # The process whose threads were last settled (a forked worker inherits the parent's value).
-_settled_pid: Optional[int] = None
+_settled_pid: int | None = None
 
 
 def is_forked() -> bool:

@@ -39,6 +39,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedTokenizerBase,
 )
+
 # From its own module: transformers' __init__ shows type checkers its placeholder class (for
 # installs without tokenizers) under this name first. The same class at run time.
 from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
@@ -76,6 +77,7 @@ def read_gguf_metadata(path: str | PathLike[str]) -> dict[str, Any]:
 def _field_value(field: Any, value_types: Any) -> Any:
     if hasattr(field, "contents"):
         return field.contents()
+
     # gguf releases before ReaderField.contents(): decode the parts ourselves.
     def decode(part: Any) -> Any:
         if field.types[-1] == value_types.STRING:
@@ -205,9 +207,7 @@ def _rebuild_byte_level(
     bos = specials.get("bos_token", tokenizer.bos_token)
 
     if _component_types(backend.pre_tokenizer) == {"ByteLevel"}:
-        backend.pre_tokenizer = pre_tokenizers.ByteLevel(
-            add_prefix_space=add_prefix_space, use_regex=True
-        )
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space, use_regex=True)
     # The processor's add_prefix_space must match the pre-tokenizer's: when True it assumes
     # the first space was invented and leaves it inside the first piece's offsets.
     byte_level = processors.ByteLevel(add_prefix_space=add_prefix_space, trim_offsets=True)

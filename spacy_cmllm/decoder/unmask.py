@@ -23,8 +23,9 @@ segment ids is refused (E078): the unmasked layers could not tell its documents 
 transformers upgrades do not silently undo it; ``probe.bidirectional_layers`` checks it.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Union, cast
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ from ..errors import CmllmError, Errors
 from .layout import check_attention_supported, decoder_layers, find_base_model
 from .packed_attention import SEGMENTS_KWARG, _mask_dtype, block_mask, check_segments
 
-UnmaskSpec = Union[str, Sequence[int]]
+UnmaskSpec = Union[str, Sequence[int]]  # noqa: UP007  (a runtime alias: `|` needs 3.10's types)
 
 # Set on the base model while a handle is active: which layers it unmasked.
 _ACTIVE_ATTR = "_cmllm_unmasked_layers"
@@ -46,7 +47,7 @@ PADDING_KWARG = "cmllm_padding_mask"
 UNMASKED_KWARG = "cmllm_unmasked_mask"
 
 
-def group_bounds(n_layers: int, n_groups: int) -> List[Tuple[int, int]]:
+def group_bounds(n_layers: int, n_groups: int) -> list[tuple[int, int]]:
     """Split n_layers consecutive layers into n_groups groups, input side first.
 
     When n_groups does not divide n_layers, the groups nearest the INPUT get one layer
@@ -62,7 +63,7 @@ def group_bounds(n_layers: int, n_groups: int) -> List[Tuple[int, int]]:
     return bounds
 
 
-def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
+def parse_spec(spec: UnmaskSpec, n_layers: int) -> tuple[int, ...]:
     """The sorted layer indices a spec selects.
 
     spec: a string of '0'/'1', one character per group of consecutive layers, leftmost =
@@ -84,7 +85,7 @@ def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
             raise invalid(f"it contains {''.join(bad)!r}, only '0' and '1' are allowed")
         if len(text) > n_layers:
             raise invalid(f"it has {len(text)} groups but the model has only {n_layers} layers")
-        chosen: List[int] = []
+        chosen: list[int] = []
         for bit, (start, end) in zip(text, group_bounds(n_layers, len(text))):
             if bit == "1":
                 chosen.extend(range(start, end))
@@ -108,13 +109,13 @@ def parse_spec(spec: UnmaskSpec, n_layers: int) -> Tuple[int, ...]:
 
 
 def padding_only_mask(
-    padding_mask: Optional[torch.Tensor],
+    padding_mask: torch.Tensor | None,
     *,
     query_length: int,
-    like: Optional[torch.Tensor],
+    like: torch.Tensor | None,
     boolean: bool,
     dtype: torch.dtype,
-) -> Optional[torch.Tensor]:
+) -> torch.Tensor | None:
     """A 4-D mask that hides padded keys and nothing else, or None when nothing is padded.
 
     padding_mask: the 2-D (batch, key) mask the base model got; 1 = real token.
@@ -140,10 +141,10 @@ def padding_only_mask(
 class UnmaskHandle:
     """What unmask_layers did, so it can be inspected and undone."""
 
-    layers: Tuple[int, ...]
-    _base: Optional[nn.Module] = field(default=None, repr=False)
-    _hooks: List[Any] = field(default_factory=list, repr=False)
-    _restore: List[Tuple[nn.Module, Any]] = field(default_factory=list, repr=False)
+    layers: tuple[int, ...]
+    _base: nn.Module | None = field(default=None, repr=False)
+    _hooks: list[Any] = field(default_factory=list, repr=False)
+    _restore: list[tuple[nn.Module, Any]] = field(default_factory=list, repr=False)
 
     @property
     def active(self) -> bool:
@@ -163,14 +164,14 @@ class UnmaskHandle:
         self._base = None
 
 
-def _attention_mask_from_call(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[torch.Tensor]:
+def _attention_mask_from_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
     # The base model's forward is (input_ids, attention_mask, ...).
     if "attention_mask" in kwargs:
         return kwargs["attention_mask"]
     return args[1] if len(args) > 1 else None
 
 
-def _padding_from_layer_mask(mask: Any) -> Optional[torch.Tensor]:
+def _padding_from_layer_mask(mask: Any) -> torch.Tensor | None:
     """The 2-D key padding mask read back from a layer's own 4-D mask, for a layer called
     without going through the base model (so without PADDING_KWARG).
 
@@ -183,7 +184,7 @@ def _padding_from_layer_mask(mask: Any) -> Optional[torch.Tensor]:
     return diagonal if mask.dtype == torch.bool else diagonal == 0
 
 
-def _query_length(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[int]:
+def _query_length(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
     ids = kwargs.get("input_ids", args[0] if args else None)
     if isinstance(ids, torch.Tensor):
         return int(ids.shape[1])
@@ -195,10 +196,10 @@ def _unmasked_mask(
     base: nn.Module,
     impl: str,
     *,
-    padding: Optional[torch.Tensor],
-    segments: Optional[torch.Tensor],
-    query_length: Optional[int],
-) -> Optional[torch.Tensor]:
+    padding: torch.Tensor | None,
+    segments: torch.Tensor | None,
+    query_length: int | None,
+) -> torch.Tensor | None:
     """The attention mask of every unmasked layer for one call of the base model: the
     block-diagonal full mask of packed rows, the padding-only mask, or None when nothing is
     padded (then SDPA runs without a mask, and can pick its flash kernel)."""
@@ -221,7 +222,7 @@ class PassPadding:
     def __init__(self, base: nn.Module):
         self.base = base
 
-    def __call__(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]):
         # Checked per call: set_attn_implementation() may switch kernels after unmasking,
         # and a kernel we cannot steer must fail loudly rather than run causally.
         impl = check_attention_supported(self.base)
@@ -230,7 +231,11 @@ class PassPadding:
         if segments is not None:
             check_segments(segments)
         elif isinstance(mask, dict) or (isinstance(mask, torch.Tensor) and mask.dim() == 4):
-            raise CmllmError(Errors.E078.format(why=f"a prepared attention mask reached a model with unmasked layers without {SEGMENTS_KWARG!r}; build the call with spacy_cmllm.decoder.packed_attention.packed_inputs"))
+            raise CmllmError(
+                Errors.E078.format(
+                    why=f"a prepared attention mask reached a model with unmasked layers without {SEGMENTS_KWARG!r}; build the call with spacy_cmllm.decoder.packed_attention.packed_inputs"
+                )
+            )
         # The unmasked layers' mask, built ONCE per call and bound into this call's layer
         # calls (and into gradient checkpointing's saved partials), never into state that a
         # later call could overwrite. Built per layer it cost a device synchronisation and
@@ -253,7 +258,7 @@ class SwapMask:
     def __init__(self, base: nn.Module):
         self.base = base
 
-    def __call__(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]):
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]):
         impl = check_attention_supported(self.base)
         hidden = args[0] if args else kwargs["hidden_states"]
         incoming = kwargs.get("attention_mask")

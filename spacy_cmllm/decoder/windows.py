@@ -12,8 +12,9 @@ which has seen all of the window even through causal layers. ``window`` and ``st
 a window's distinct pieces (one copy), so which pieces share a window, and so which context a
 piece gets, does not depend on ``repeat``; the decoder sees ``1 + repeat * window`` positions.
 """
+
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
@@ -33,7 +34,7 @@ class WindowPlan:
     doc_lengths (numpy.ndarray): int64, the number of pieces of each doc.
     """
 
-    windows: List[numpy.ndarray]
+    windows: list[numpy.ndarray]
     doc_index: numpy.ndarray
     gather_window: numpy.ndarray
     gather_position: numpy.ndarray
@@ -45,7 +46,7 @@ def plan_windows(
     *,
     window: int,
     stride: int,
-    bos_id: Optional[int],
+    bos_id: int | None,
     repeat: int = 1,
 ) -> WindowPlan:
     """Cover the pieces of each doc with overlapping windows.
@@ -63,16 +64,14 @@ def plan_windows(
     _check_int("stride", stride, minimum=1)
     _check_int("repeat", repeat, minimum=1)
     if stride > window:
-        raise CmllmError(
-            Errors.E040.format(name="stride", value=stride, why=f"must be <= window ({window})")
-        )
+        raise CmllmError(Errors.E040.format(name="stride", value=stride, why=f"must be <= window ({window})"))
     if bos_id is not None:
         _check_int("bos_id", bos_id, minimum=0)
     offset = 0 if bos_id is None else 1
-    windows: List[numpy.ndarray] = []
-    doc_index: List[int] = []
-    gather_window: List[numpy.ndarray] = []
-    gather_position: List[numpy.ndarray] = []
+    windows: list[numpy.ndarray] = []
+    doc_index: list[int] = []
+    gather_window: list[numpy.ndarray] = []
+    gather_position: list[numpy.ndarray] = []
     doc_lengths = numpy.zeros(len(docs), dtype=numpy.int64)
     for i, ids in enumerate(docs):
         ids = _check_ids(i, ids)
@@ -102,8 +101,8 @@ def plan_training_windows(
     docs: Sequence[numpy.ndarray],
     *,
     window: int,
-    bos_id: Optional[int],
-    sentence_starts: Optional[Sequence[Optional[numpy.ndarray]]] = None,
+    bos_id: int | None,
+    sentence_starts: Sequence[numpy.ndarray | None] | None = None,
     repeat: int = 1,
 ) -> WindowPlan:
     """Cut each doc into consecutive, non-overlapping windows: every piece is computed once.
@@ -123,10 +122,10 @@ def plan_training_windows(
     if bos_id is not None:
         _check_int("bos_id", bos_id, minimum=0)
     offset = 0 if bos_id is None else 1
-    windows: List[numpy.ndarray] = []
-    doc_index: List[int] = []
-    gather_window: List[numpy.ndarray] = []
-    gather_position: List[numpy.ndarray] = []
+    windows: list[numpy.ndarray] = []
+    doc_index: list[int] = []
+    gather_window: list[numpy.ndarray] = []
+    gather_position: list[numpy.ndarray] = []
     doc_lengths = numpy.zeros(len(docs), dtype=numpy.int64)
     for i, ids in enumerate(docs):
         ids = _check_ids(i, ids)
@@ -151,7 +150,7 @@ def plan_training_windows(
     )
 
 
-def _consecutive_cuts(n: int, *, window: int, sentence_starts: Optional[numpy.ndarray]) -> List[int]:
+def _consecutive_cuts(n: int, *, window: int, sentence_starts: numpy.ndarray | None) -> list[int]:
     """Cut points 0 = c0 < c1 < ... < ck = n with every ck - ck-1 <= window.
 
     Each cut aims at an even split of what is left (so the last window is not a stub), and
@@ -203,7 +202,7 @@ class WidthRounding:
     """
 
     multiple: int = 1
-    ceiling: Optional[int] = None
+    ceiling: int | None = None
 
     def __call__(self, width: int) -> int:
         if self.multiple <= 1:
@@ -219,7 +218,7 @@ EXACT_WIDTHS = WidthRounding()
 
 def pad_windows(
     windows: Sequence[numpy.ndarray], *, pad_id: int, widths: WidthRounding = EXACT_WIDTHS
-) -> Tuple[numpy.ndarray, numpy.ndarray]:
+) -> tuple[numpy.ndarray, numpy.ndarray]:
     """Right-pad windows into one batch.
 
     windows (Sequence[numpy.ndarray]): the piece ids of each window.
@@ -242,9 +241,9 @@ def batch_windows(
     lengths: Sequence[int],
     *,
     max_pieces: int,
-    max_padding: Optional[float] = None,
+    max_padding: float | None = None,
     widths: WidthRounding = EXACT_WIDTHS,
-) -> List[List[int]]:
+) -> list[list[int]]:
     """Group windows of similar length into batches of bounded padded size.
 
     lengths (Sequence[int]): the length of each window.
@@ -264,14 +263,16 @@ def batch_windows(
     sizes = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
     # Stable, so that windows of equal length keep their order.
     order = numpy.argsort(-sizes, kind="stable")
-    batches: List[List[int]] = []
-    batch: List[int] = []
+    batches: list[list[int]] = []
+    batch: list[int] = []
     longest = real = 0
     for index in order.tolist():
         # An empty window still costs a row.
         length = max(int(sizes[index]), 1)
         too_big = (len(batch) + 1) * widths(longest) > max_pieces
-        too_padded = max_padding is not None and (len(batch) + 1) * longest - (real + length) > max_padding * (real + length)
+        too_padded = max_padding is not None and (len(batch) + 1) * longest - (real + length) > max_padding * (
+            real + length
+        )
         if batch and (too_big or too_padded):
             batches.append(batch)
             batch = []
@@ -301,7 +302,7 @@ def _best_windows(n: int, starts: numpy.ndarray, *, length: int) -> numpy.ndarra
     return numpy.where(take_left, left, right)
 
 
-def _window(pieces: numpy.ndarray, bos_id: Optional[int], repeat: int = 1) -> numpy.ndarray:
+def _window(pieces: numpy.ndarray, bos_id: int | None, repeat: int = 1) -> numpy.ndarray:
     """One window's int64 piece ids: the BOS (if any), then `pieces` `repeat` times."""
     head = 0 if bos_id is None else 1
     window = numpy.empty(head + repeat * len(pieces), dtype=numpy.int64)
@@ -320,12 +321,10 @@ def _check_ids(index: int, ids: object) -> numpy.ndarray:
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < minimum:
-        raise CmllmError(
-            Errors.E040.format(name=name, value=value, why=f"must be an int >= {minimum}")
-        )
+        raise CmllmError(Errors.E040.format(name=name, value=value, why=f"must be an int >= {minimum}"))
 
 
-def _concat(parts: List[numpy.ndarray]) -> numpy.ndarray:
+def _concat(parts: list[numpy.ndarray]) -> numpy.ndarray:
     if not parts:
         return numpy.zeros(0, dtype=numpy.int64)
     return numpy.concatenate(parts).astype(numpy.int64, copy=False)

@@ -3,7 +3,8 @@
 A published version's signature never changes; a new behaviour gets a new version.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 from spacy.language import Language
 from spacy.util import registry
@@ -17,7 +18,7 @@ from .model import build_model
 from .types import BIOTaggerModelT, CausalMaskModelT, ListenerModelT, PoolingModelT, Tok2VecModelT
 
 # v1-v3's default adapters: attention only. Kept: their configs mean what they meant.
-DEFAULT_LORA: Dict[str, Any] = {
+DEFAULT_LORA: dict[str, Any] = {
     "r": 16,
     "alpha": 32.0,
     "dropout": 0.05,
@@ -25,7 +26,7 @@ DEFAULT_LORA: Dict[str, Any] = {
 }
 # v4's: the shipped recipe (configs/default.cfg). Adapters on the MLP as well gained about
 # 2 test F1 on CoNLL-2003 within one epoch; dropout's random masks cost a tenth of a CPU step.
-RECIPE_LORA: Dict[str, Any] = {
+RECIPE_LORA: dict[str, Any] = {
     "r": 16,
     "alpha": 32.0,
     "dropout": 0.0,
@@ -38,29 +39,39 @@ def build_causal_mask_llm_v1(
     *,
     name: str,
     # int is accepted only to explain E005: a CLI override turns "0011" into 11.
-    unmask: Union[str, List[int], int] = "0000",
+    unmask: str | list[int] | int = "0000",
     dtype: str = "float32",
-    quantization: Optional[str] = None,
+    quantization: str | None = None,
     attn_implementation: str = "sdpa",
-    lora: Optional[Dict[str, Any]] = DEFAULT_LORA,
+    lora: dict[str, Any] | None = DEFAULT_LORA,
     window: int = 128,
     stride: int = 96,
-    hidden_layers: List[int] = [-1],
+    hidden_layers: list[int] = [-1],
     add_bos: bool = True,
     max_batch_pieces: int = 4096,
-    mixed_precision: Optional[bool] = None,
-    device: Optional[str] = None,
+    mixed_precision: bool | None = None,
+    device: str | None = None,
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
 ) -> CausalMaskModelT:
     """As v2, with the adapters stepped by the training's thinc optimizer (one learning rate
     for adapters and heads, clipping per tensor)."""
     return build_causal_mask_llm_v2(
-        name=name, unmask=unmask, dtype=dtype, quantization=quantization,
-        attn_implementation=attn_implementation, lora=lora, window=window, stride=stride,
-        hidden_layers=hidden_layers, add_bos=add_bos, max_batch_pieces=max_batch_pieces,
-        mixed_precision=mixed_precision, device=device,
-        gradient_checkpointing=gradient_checkpointing, embed_base=embed_base,
+        name=name,
+        unmask=unmask,
+        dtype=dtype,
+        quantization=quantization,
+        attn_implementation=attn_implementation,
+        lora=lora,
+        window=window,
+        stride=stride,
+        hidden_layers=hidden_layers,
+        add_bos=add_bos,
+        max_batch_pieces=max_batch_pieces,
+        mixed_precision=mixed_precision,
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+        embed_base=embed_base,
         adapter_optimizer=None,
     )
 
@@ -70,30 +81,42 @@ def build_causal_mask_llm_v2(
     *,
     name: str,
     # int is accepted only to explain E005: a CLI override turns "0011" into 11.
-    unmask: Union[str, List[int], int] = "0000",
+    unmask: str | list[int] | int = "0000",
     dtype: str = "float32",
-    quantization: Optional[str] = None,
+    quantization: str | None = None,
     attn_implementation: str = "sdpa",
-    lora: Optional[Dict[str, Any]] = DEFAULT_LORA,
+    lora: dict[str, Any] | None = DEFAULT_LORA,
     window: int = 128,
     stride: int = 96,
-    hidden_layers: List[int] = [-1],
+    hidden_layers: list[int] = [-1],
     add_bos: bool = True,
     max_batch_pieces: int = 4096,
-    mixed_precision: Optional[bool] = None,
-    device: Optional[str] = None,
+    mixed_precision: bool | None = None,
+    device: str | None = None,
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
-    adapter_optimizer: Optional[AdapterOptimizer] = None,
+    adapter_optimizer: AdapterOptimizer | None = None,
 ) -> CausalMaskModelT:
     """As v3 with pack = false (every window its own row) and int8 = false."""
     return build_causal_mask_llm_v3(
-        name=name, unmask=unmask, dtype=dtype, quantization=quantization,
-        attn_implementation=attn_implementation, lora=lora, window=window, stride=stride,
-        hidden_layers=hidden_layers, add_bos=add_bos, max_batch_pieces=max_batch_pieces,
-        mixed_precision=mixed_precision, device=device,
-        gradient_checkpointing=gradient_checkpointing, embed_base=embed_base,
-        adapter_optimizer=adapter_optimizer, pack=False, int8=False,
+        name=name,
+        unmask=unmask,
+        dtype=dtype,
+        quantization=quantization,
+        attn_implementation=attn_implementation,
+        lora=lora,
+        window=window,
+        stride=stride,
+        hidden_layers=hidden_layers,
+        add_bos=add_bos,
+        max_batch_pieces=max_batch_pieces,
+        mixed_precision=mixed_precision,
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+        embed_base=embed_base,
+        adapter_optimizer=adapter_optimizer,
+        pack=False,
+        int8=False,
     )
 
 
@@ -102,21 +125,21 @@ def build_causal_mask_llm_v3(
     *,
     name: str,
     # int is accepted only to explain E005: a CLI override turns "0011" into 11.
-    unmask: Union[str, List[int], int] = "0000",
+    unmask: str | list[int] | int = "0000",
     dtype: str = "float32",
-    quantization: Optional[str] = None,
+    quantization: str | None = None,
     attn_implementation: str = "sdpa",
-    lora: Optional[Dict[str, Any]] = DEFAULT_LORA,
+    lora: dict[str, Any] | None = DEFAULT_LORA,
     window: int = 128,
     stride: int = 96,
-    hidden_layers: List[int] = [-1],
+    hidden_layers: list[int] = [-1],
     add_bos: bool = True,
     max_batch_pieces: int = 4096,
-    mixed_precision: Optional[bool] = None,
-    device: Optional[str] = None,
+    mixed_precision: bool | None = None,
+    device: str | None = None,
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
-    adapter_optimizer: Optional[AdapterOptimizer] = None,
+    adapter_optimizer: AdapterOptimizer | None = None,
     pack: bool = True,
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
@@ -124,12 +147,25 @@ def build_causal_mask_llm_v3(
     """As v4 with repeat = 1, window 128 / stride 96 by default, and adapters on attention
     only by default (q/k/v/o_proj, dropout 0.05)."""
     return build_causal_mask_llm_v4(
-        name=name, unmask=unmask, dtype=dtype, quantization=quantization,
-        attn_implementation=attn_implementation, lora=lora, window=window, stride=stride,
-        hidden_layers=hidden_layers, add_bos=add_bos, max_batch_pieces=max_batch_pieces,
-        mixed_precision=mixed_precision, device=device,
-        gradient_checkpointing=gradient_checkpointing, embed_base=embed_base,
-        adapter_optimizer=adapter_optimizer, pack=pack, int8=int8, int8_smoothing=int8_smoothing,
+        name=name,
+        unmask=unmask,
+        dtype=dtype,
+        quantization=quantization,
+        attn_implementation=attn_implementation,
+        lora=lora,
+        window=window,
+        stride=stride,
+        hidden_layers=hidden_layers,
+        add_bos=add_bos,
+        max_batch_pieces=max_batch_pieces,
+        mixed_precision=mixed_precision,
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+        embed_base=embed_base,
+        adapter_optimizer=adapter_optimizer,
+        pack=pack,
+        int8=int8,
+        int8_smoothing=int8_smoothing,
         repeat=1,
     )
 
@@ -139,21 +175,21 @@ def build_causal_mask_llm_v4(
     *,
     name: str,
     # int is accepted only to explain E005: a CLI override turns "0011" into 11.
-    unmask: Union[str, List[int], int] = "0000",
+    unmask: str | list[int] | int = "0000",
     dtype: str = "float32",
-    quantization: Optional[str] = None,
+    quantization: str | None = None,
     attn_implementation: str = "sdpa",
-    lora: Optional[Dict[str, Any]] = RECIPE_LORA,
+    lora: dict[str, Any] | None = RECIPE_LORA,
     window: int = 256,
     stride: int = 192,
-    hidden_layers: List[int] = [-1],
+    hidden_layers: list[int] = [-1],
     add_bos: bool = True,
     max_batch_pieces: int = 4096,
-    mixed_precision: Optional[bool] = None,
-    device: Optional[str] = None,
+    mixed_precision: bool | None = None,
+    device: str | None = None,
     gradient_checkpointing: bool = False,
     embed_base: bool = False,
-    adapter_optimizer: Optional[AdapterOptimizer] = None,
+    adapter_optimizer: AdapterOptimizer | None = None,
     pack: bool = True,
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
@@ -213,18 +249,34 @@ def build_causal_mask_llm_v4(
         if not isinstance(value, bool):
             raise CmllmError(Errors.E079.format(name=key, value=value, why="must be true or false"))
     if isinstance(int8_smoothing, bool) or not isinstance(int8_smoothing, (int, float)) or not 0 <= int8_smoothing <= 1:
-        raise CmllmError(Errors.E079.format(name="int8_smoothing", value=int8_smoothing, why="must be a number from 0 to 1"))
+        raise CmllmError(
+            Errors.E079.format(name="int8_smoothing", value=int8_smoothing, why="must be a number from 0 to 1")
+        )
     if int8 and quantization is not None:
         raise CmllmError(Errors.E077.format(why=f"quantization={quantization!r} already quantizes the base"))
-    for key, number, minimum in (("window", window, 1), ("stride", stride, 1), ("max_batch_pieces", max_batch_pieces, 1)):
+    for key, number, minimum in (
+        ("window", window, 1),
+        ("stride", stride, 1),
+        ("max_batch_pieces", max_batch_pieces, 1),
+    ):
         if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
             raise CmllmError(Errors.E040.format(name=key, value=number, why=f"must be an integer >= {minimum}"))
     if stride > window:
-        raise CmllmError(Errors.E040.format(name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"))
+        raise CmllmError(
+            Errors.E040.format(
+                name="stride", value=stride, why=f"must not exceed window={window}, or pieces would be skipped"
+            )
+        )
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise CmllmError(Errors.E040.format(name="repeat", value=repeat, why="must be an integer >= 1 (1 = no repetition)"))
+        raise CmllmError(
+            Errors.E040.format(name="repeat", value=repeat, why="must be an integer >= 1 (1 = no repetition)")
+        )
     if not hidden_layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in hidden_layers):
-        raise CmllmError(Errors.E040.format(name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"))
+        raise CmllmError(
+            Errors.E040.format(
+                name="hidden_layers", value=hidden_layers, why="give a non-empty list of integers, e.g. [-1]"
+            )
+        )
     settings = BackboneSettings.from_dict(
         {
             "name": name,
@@ -283,8 +335,15 @@ def make_adapter_optimizer_v1(
     grad_clip (float): bound on the L2 norm of ALL adapter gradients together; 0 = off.
     """
     return AdapterOptimizer(
-        learn_rate=learn_rate, total_steps=total_steps, warmup=warmup, schedule=schedule,
-        min_rate=min_rate, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        learn_rate=learn_rate,
+        total_steps=total_steps,
+        warmup=warmup,
+        schedule=schedule,
+        min_rate=min_rate,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
         grad_clip=grad_clip,
     )
 
@@ -319,7 +378,7 @@ def make_bio_scorer_v1():
 def build_bio_tagger_v1(
     *,
     tok2vec: Tok2VecModelT,
-    nO: Optional[int] = None,
+    nO: int | None = None,
     dropout: float = 0.1,
 ) -> BIOTaggerModelT:
     """The paper's token-classification head: tok2vec, dropout, softmax over IOB2 classes.
@@ -378,9 +437,9 @@ def make_bio_tagger(
     nlp: Language,
     name: str,
     model: BIOTaggerModelT,
-    spans_key: Optional[str],
+    spans_key: str | None,
     overwrite: bool,
-    scorer: Optional[Callable],
+    scorer: Callable | None,
 ) -> BIOTagger:
     """The bio_tagger component: IOB2 token classification, constrained Viterbi decoding.
 
@@ -394,12 +453,14 @@ def make_bio_tagger(
     scorer (Optional[Callable]): called with spans_key; default spacy-cmllm.bio_scorer.v1.
     """
     if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
-        raise CmllmError(Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string"))
+        raise CmllmError(
+            Errors.E040.format(name="spans_key", value=spans_key, why="give null (doc.ents) or a non-empty string")
+        )
     return BIOTagger(nlp.vocab, model, name, spans_key=spans_key, overwrite=overwrite, scorer=scorer)
 
 
 @registry.misc("spacy-cmllm.pos_patterns_from_corpus.v1")
-def make_pos_patterns_from_corpus_v1(*, path: Optional[str] = None, min_count: int = 1) -> List[Dict[str, Any]]:
+def make_pos_patterns_from_corpus_v1(*, path: str | None = None, min_count: int = 1) -> list[dict[str, Any]]:
     """attribute_ruler patterns that set token.pos_ from the predicted token.tag_, learnt
     from a corpus: each tag's majority UPOS, and (tag, lower-cased word) exceptions seen at
     least min_count times. For [initialize.components.attribute_ruler.patterns].
@@ -429,5 +490,7 @@ def make_console_logger_v1(*, progress_bar: bool = True, progress_every: int = 1
     from .console_logger import console_logger
 
     if isinstance(progress_every, bool) or not isinstance(progress_every, int) or progress_every < 0:
-        raise CmllmError(Errors.E040.format(name="progress_every", value=progress_every, why="must be a whole number >= 0"))
+        raise CmllmError(
+            Errors.E040.format(name="progress_every", value=progress_every, why="must be a whole number >= 0")
+        )
     return console_logger(progress_bar=progress_bar, progress_every=progress_every, console_output=console_output)

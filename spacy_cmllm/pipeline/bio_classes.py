@@ -6,7 +6,7 @@ class 2 + 2k is I-L_k. Decoding never yields an invalid sequence: I-X may only f
 B-X or I-X of the same type, and no sequence starts with I-X.
 """
 
-from typing import Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 import numpy
 
@@ -15,7 +15,7 @@ _LARGE = 1e30
 _FORBIDDEN = 1e200
 
 
-def class_names(labels: Sequence[str]) -> List[str]:
+def class_names(labels: Sequence[str]) -> list[str]:
     """The IOB2 class names for entity types, in class order.
 
     labels (Sequence[str]): the entity types, in label order.
@@ -32,7 +32,7 @@ def n_classes(n_labels: int) -> int:
     return 1 + 2 * n_labels
 
 
-def encode_spans(length: int, spans: Sequence[Tuple[int, int, int]]) -> numpy.ndarray:
+def encode_spans(length: int, spans: Sequence[tuple[int, int, int]]) -> numpy.ndarray:
     """IOB2 class ids for non-overlapping (start, end, label index) token spans.
 
     length (int): the number of tokens.
@@ -47,14 +47,14 @@ def encode_spans(length: int, spans: Sequence[Tuple[int, int, int]]) -> numpy.nd
     return ids
 
 
-def decode_spans(ids: Iterable[int]) -> List[Tuple[int, int, int]]:
+def decode_spans(ids: Iterable[int]) -> list[tuple[int, int, int]]:
     """The (start, end, label index) spans of an IOB2 class-id sequence.
 
     ids (Iterable[int]): class ids, e.g. from viterbi(). An I-X that continues nothing
         (never produced by viterbi) opens a span, as seqeval's lenient mode reads it.
     RETURNS (List[Tuple[int, int, int]]): end-exclusive token spans, in order.
     """
-    spans: List[List[int]] = []
+    spans: list[list[int]] = []
     for i, c in enumerate(ids):
         c = int(c)
         if c == OUTSIDE:
@@ -83,7 +83,7 @@ def is_valid(ids: Sequence[int]) -> bool:
     return True
 
 
-def viterbi(log_probs: numpy.ndarray, allowed: Optional[numpy.ndarray] = None) -> numpy.ndarray:
+def viterbi(log_probs: numpy.ndarray, allowed: numpy.ndarray | None = None) -> numpy.ndarray:
     """The highest-scoring valid IOB2 sequence under per-token log-probabilities.
 
     The transition constraints have a shape that avoids the full classes x classes table:
@@ -99,9 +99,7 @@ def viterbi(log_probs: numpy.ndarray, allowed: Optional[numpy.ndarray] = None) -
     """
     # Non-finite scores become large finite ones: inf - inf would make NaNs, and a NaN
     # wins argmax, which could then pick a forbidden transition.
-    scores = numpy.nan_to_num(
-        numpy.asarray(log_probs, dtype=numpy.float64), nan=-_LARGE, neginf=-_LARGE, posinf=_LARGE
-    )
+    scores = numpy.nan_to_num(numpy.asarray(log_probs, dtype=numpy.float64), nan=-_LARGE, neginf=-_LARGE, posinf=_LARGE)
     n, width = scores.shape
     if width % 2 != 1:
         raise ValueError(f"expected 1 + 2 * n_types columns, got {width}")

@@ -12,8 +12,9 @@ and the preset spans are written back unchanged, so a new span can neither overl
 continue one. ``overwrite = true`` replaces them instead.
 """
 
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, cast
 
 import numpy
 from spacy.pipeline import TrainablePipe
@@ -51,9 +52,7 @@ subword_features = true
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
 
-def build_bio_tagger_model(
-    tok2vec: Tok2VecModelT, *, nO: Optional[int] = None, dropout: float = 0.1
-) -> BIOTaggerModelT:
+def build_bio_tagger_model(tok2vec: Tok2VecModelT, *, nO: int | None = None, dropout: float = 0.1) -> BIOTaggerModelT:
     """tok2vec, then dropout and a softmax over the IOB2 classes, per token.
 
     tok2vec (Model[List[Doc], List[Floats2d]]): the token vectors, e.g. a TransformerListener.
@@ -86,9 +85,9 @@ class BIOTagger(TrainablePipe):
         model: BIOTaggerModelT,
         name: str = "bio_tagger",
         *,
-        spans_key: Optional[str] = None,
+        spans_key: str | None = None,
         overwrite: bool = False,
-        scorer: Optional[Callable] = score_bio,
+        scorer: Callable | None = score_bio,
     ) -> None:
         """Construct the component (weights are sized at initialize).
 
@@ -109,22 +108,22 @@ class BIOTagger(TrainablePipe):
         self.scorer = scorer
         # Only the labels: spans_key comes from the config, so a loaded pipeline can be
         # pointed at another key without the saved cfg overriding it.
-        self.cfg: Dict[str, Any] = {"labels": []}
+        self.cfg: dict[str, Any] = {"labels": []}
 
     # -- labels --------------------------------------------------------------------------
 
     @property
-    def labels(self) -> Tuple[str, ...]:
+    def labels(self) -> tuple[str, ...]:
         """The span labels (entity types), in class order."""
         return tuple(self.cfg["labels"])
 
     @property
-    def label_data(self) -> Tuple[str, ...]:
+    def label_data(self) -> tuple[str, ...]:
         """What `spacy init labels` saves and initialize(labels=...) reads back."""
         return self.labels
 
     @property
-    def class_names(self) -> List[str]:
+    def class_names(self) -> list[str]:
         """The IOB2 classes: O, B-<label 0>, I-<label 0>, ..."""
         return bio_classes.class_names(self.labels)
 
@@ -147,7 +146,7 @@ class BIOTagger(TrainablePipe):
 
     # -- prediction ----------------------------------------------------------------------
 
-    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+    def predict(self, docs: Iterable[Doc]) -> list[numpy.ndarray]:
         """The best valid IOB2 class ids of each doc (constrained Viterbi).
 
         docs (Iterable[Doc]): the docs.
@@ -199,7 +198,7 @@ class BIOTagger(TrainablePipe):
             else:
                 self._set_spans(doc, spans)
 
-    def _set_ents(self, doc: Doc, spans: List[Span]) -> None:
+    def _set_ents(self, doc: Doc, spans: list[Span]) -> None:
         if self.overwrite:
             doc.ents = spans
             return
@@ -208,7 +207,7 @@ class BIOTagger(TrainablePipe):
         blocked = [doc[i : i + 1] for i in numpy.flatnonzero((iob_type[:, 0] == 3) & (iob_type[:, 1] == 0))]
         doc.set_ents(list(doc.ents) + spans, blocked=blocked, default="outside")
 
-    def _set_spans(self, doc: Doc, spans: List[Span]) -> None:
+    def _set_spans(self, doc: Doc, spans: list[Span]) -> None:
         key = self.spans_key
         assert key is not None  # called for spans_key only
         if self.overwrite or key not in doc.spans:
@@ -225,9 +224,9 @@ class BIOTagger(TrainablePipe):
         examples: Iterable[Example],
         *,
         drop: float = 0.0,
-        sgd: Optional[Optimizer] = None,
-        losses: Optional[Dict[str, float]] = None,
-    ) -> Dict[str, float]:
+        sgd: Optimizer | None = None,
+        losses: dict[str, float] | None = None,
+    ) -> dict[str, float]:
         """One training step on a batch.
 
         examples (Iterable[Example]): the batch.
@@ -254,7 +253,7 @@ class BIOTagger(TrainablePipe):
         losses[self.name] += loss
         return losses
 
-    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+    def get_loss(self, examples: Iterable[Example], scores: list[Floats2d]) -> tuple[float, list[Floats2d]]:
         """Cross-entropy over the IOB2 classes, summed over the tokens whose gold class is
         known; tokens without annotation contribute neither loss nor gradient.
 
@@ -321,7 +320,7 @@ class BIOTagger(TrainablePipe):
         ids[in_span] = encoded[in_span]
         return ids
 
-    def _gold_spans(self, reference: Doc) -> Optional[Tuple[List[Span], numpy.ndarray]]:
+    def _gold_spans(self, reference: Doc) -> tuple[list[Span], numpy.ndarray] | None:
         """The reference spans, sorted, and which reference tokens are annotated; None if
         the doc has no annotation for this component."""
         if self.spans_key is None:
@@ -340,7 +339,7 @@ class BIOTagger(TrainablePipe):
         get_examples: Callable[[], Iterable[Example]],
         *,
         nlp: Any = None,
-        labels: Optional[Iterable[str]] = None,
+        labels: Iterable[str] | None = None,
     ) -> None:
         """Set the labels and size the model.
 
@@ -351,7 +350,7 @@ class BIOTagger(TrainablePipe):
         """
         validate_get_examples(get_examples, "BIOTagger.initialize")
         if labels is None:
-            found: Set[str] = set()
+            found: set[str] = set()
             for eg in get_examples():
                 gold = self._gold_spans(eg.reference)
                 if gold is not None:
@@ -368,11 +367,13 @@ class BIOTagger(TrainablePipe):
         if not output_layer.has_dim("nO"):
             output_layer.set_dim("nO", expected)
         elif output_layer.get_dim("nO") != expected:
-            raise CmllmError(Errors.E063.format(name=self.name, nO=output_layer.get_dim("nO"), n=len(self.labels), expected=expected))
+            raise CmllmError(
+                Errors.E063.format(name=self.name, nO=output_layer.get_dim("nO"), n=len(self.labels), expected=expected)
+            )
         doc_sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=doc_sample)
 
-    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
         """The scorer's scores for doc.ents or doc.spans[spans_key]."""
         examples = list(examples)
         validate_examples(examples, "BIOTagger.score")
@@ -382,7 +383,7 @@ class BIOTagger(TrainablePipe):
 
 def _check_no_overlap(doc: Doc, spans: Sequence[Span], key: str) -> None:
     """Raise E060 if two of the sorted spans share a token: IOB2 has one tag per token."""
-    last: Optional[Span] = None
+    last: Span | None = None
     for span in spans:
         if last is not None and span.start < last.end:
             raise CmllmError(

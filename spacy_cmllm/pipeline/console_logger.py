@@ -14,7 +14,8 @@ misconfiguration.
 
 import sys
 import time
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import IO, Any
 
 from spacy.training.loggers import console_logger as spacy_console_logger
 from wasabi import Printer
@@ -22,10 +23,10 @@ from wasabi import Printer
 # Returns the formatted line instead of printing it to sys.stdout, as spaCy's loggers do.
 msg = Printer(no_print=True)
 
-LogStep = Callable[[Optional[Dict[str, Any]]], None]
+LogStep = Callable[[dict[str, Any] | None], None]
 
 
-def learn_rate_notes(config: Dict[str, Any]) -> List[str]:
+def learn_rate_notes(config: dict[str, Any]) -> list[str]:
     """What the learning rates do at the start of training, read from an interpolated
     config: one line per warm-up that starts at (or near) zero."""
     notes = []
@@ -66,8 +67,10 @@ def progress_line(step: int, max_steps: int, elapsed: float) -> str:
     time left where max_steps is set."""
     if max_steps > 0:
         left = elapsed / max(step, 1) * max(max_steps - step, 0)
-        return (f"step {step}/{max_steps} ({100 * step / max_steps:.0f} %), "
-                f"{_duration(elapsed)} elapsed, about {_duration(left)} left")
+        return (
+            f"step {step}/{max_steps} ({100 * step / max_steps:.0f} %), "
+            f"{_duration(elapsed)} elapsed, about {_duration(left)} left"
+        )
     return f"step {step}, {_duration(elapsed)} elapsed"
 
 
@@ -77,7 +80,7 @@ def console_logger(*, progress_bar: bool, progress_every: int, console_output: b
     ``progress_every`` steps when stdout is not a terminal (0: never)."""
     inner_setup = spacy_console_logger(progress_bar=progress_bar, console_output=console_output)
 
-    def setup(nlp: Any, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> Tuple[LogStep, Callable[[], None]]:
+    def setup(nlp: Any, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> tuple[LogStep, Callable[[], None]]:
         inner_step, finalize = inner_setup(nlp, stdout, stderr)
 
         def write(text: str) -> None:
@@ -97,7 +100,7 @@ def console_logger(*, progress_bar: bool, progress_every: int, console_output: b
         started = time.perf_counter()
         step = -1
 
-        def log_step(info: Optional[Dict[str, Any]]) -> None:
+        def log_step(info: dict[str, Any] | None) -> None:
             nonlocal step
             # spaCy calls this once per step: with the scores at evaluation steps, else
             # None. Steps are counted as spaCy's table numbers them (from 0).

@@ -16,7 +16,8 @@ on sample Docs the transformer never annotated, only to infer shapes: the batch 
 ``initialize`` is exempt from the check for the one prediction that follows it.
 """
 
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 from spacy.tokens import Doc
 from spacy_transformers.architectures import transformer_listener_tok2vec_v1
@@ -27,9 +28,7 @@ from ..errors import CmllmError, Errors
 from .types import ListenerModelT, PoolingModelT
 
 
-def build_checked_listener(
-    *, pooling: PoolingModelT, grad_factor: float, upstream: str
-) -> ListenerModelT:
+def build_checked_listener(*, pooling: PoolingModelT, grad_factor: float, upstream: str) -> ListenerModelT:
     """spacy-transformers.TransformerListener.v1 (same arguments, same weights) whose
     prediction raises E101 on a non-empty Doc without ``doc._.trf_data``."""
     inner = transformer_listener_tok2vec_v1(pooling=pooling, grad_factor=grad_factor, upstream=upstream)
@@ -46,10 +45,10 @@ def build_checked_listener(
 class CheckedListener(ListenerModelT):
     """A Model with room for the batch that initialize() got (thinc's Model has slots)."""
 
-    init_batch: Optional[List[Doc]] = None
+    init_batch: list[Doc] | None = None
 
 
-def _init(model: CheckedListener, X: Optional[List[Doc]] = None, Y: Any = None) -> CheckedListener:
+def _init(model: CheckedListener, X: list[Doc] | None = None, Y: Any = None) -> CheckedListener:
     # thinc's chain predicts on this very list right after initializing: shape inference.
     model.init_batch = X
     inner = model.layers[0]
@@ -59,7 +58,9 @@ def _init(model: CheckedListener, X: Optional[List[Doc]] = None, Y: Any = None) 
     return model
 
 
-def _forward(model: CheckedListener, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], List[Doc]]]:
+def _forward(
+    model: CheckedListener, docs: list[Doc], is_train: bool
+) -> tuple[list[Floats2d], Callable[[list[Floats2d]], list[Doc]]]:
     listener = model.get_ref("listener")
     shape_inference = docs is model.init_batch
     model.init_batch = None

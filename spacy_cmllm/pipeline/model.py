@@ -12,28 +12,27 @@ own pieces (per-token encoding), so the alignment is a plain running index.
 
 import functools
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
+from typing import Any, cast
 
 import numpy
 import torch
-from torch.profiler import record_function
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
 from thinc.api import PyTorchShim
 from thinc.types import Floats2d, Floats3d, Ints1d, Ints2d, Ragged
+from torch.profiler import record_function
 from transformers.file_utils import ModelOutput
 
+from ..decoder.adapter_optimizer import AdapterOptimizer, AdapterStepper
+from ..decoder.backbone import Backbone, BackboneSettings
 from ..decoder.early_exit import exit_after, resolve_states
 from ..decoder.layout import decoder_layers
 from ..decoder.packed_attention import check_packing_supported, packed_inputs, segments_to_device
-from ..decoder.smoothing import DEFAULT_ALPHA
-from ..errors import CmllmError, CmllmRuntimeError, CodedError, Errors, Warnings
-from ..hardware import NATIVE_BF16, cpu_capability
-from ..decoder.adapter_optimizer import AdapterOptimizer, AdapterStepper
-from ..decoder.backbone import Backbone, BackboneSettings
 from ..decoder.packed_rows import pack_rows, pad_packed
 from ..decoder.pieces import TokenPieces
+from ..decoder.smoothing import DEFAULT_ALPHA
 from ..decoder.threads import settle_worker_threads
 from ..decoder.windows import (
     EXACT_WIDTHS,
@@ -44,6 +43,8 @@ from ..decoder.windows import (
     plan_training_windows,
     plan_windows,
 )
+from ..errors import CmllmError, CmllmRuntimeError, CodedError, Errors, Warnings
+from ..hardware import NATIVE_BF16, cpu_capability
 from .transfer import gradients_to_torch, to_device, to_heads
 from .types import CausalMaskModelT
 
@@ -82,9 +83,9 @@ class CausalMaskBatch(FullTransformerBatch):
     carries the gradients on the way back, one array per non-empty Doc.
     """
 
-    doc_gradients: Optional[List[Floats3d]] = None
+    doc_gradients: list[Floats3d] | None = None
 
-    def unsplit_by_doc(self, arrays: List[List[Floats3d]]) -> "CausalMaskBatch":
+    def unsplit_by_doc(self, arrays: list[list[Floats3d]]) -> "CausalMaskBatch":
         return CausalMaskBatch(
             spans=self.spans,
             wordpieces=self.wordpieces,
@@ -108,12 +109,12 @@ class CausalMaskLLM(CausalMaskModelT):
     # and even without it, thinc swaps the parameters' data, which autograd then reads for
     # part of the backward. So a finish_update that arrives while a backprop is pending is
     # held back and runs right after that backprop.
-    _held_optimizer: Optional[Any] = None
+    _held_optimizer: Any | None = None
 
-    def begin_update(self, X: List[Doc]) -> Tuple[FullTransformerBatch, Callable[[FullTransformerBatch], List[Doc]]]:
+    def begin_update(self, X: list[Doc]) -> tuple[FullTransformerBatch, Callable[[FullTransformerBatch], list[Doc]]]:
         output, backprop = super().begin_update(X)
 
-        def backprop_then_update(d_output: FullTransformerBatch) -> List[Doc]:
+        def backprop_then_update(d_output: FullTransformerBatch) -> list[Doc]:
             d_docs = backprop(d_output)
             optimizer, self._held_optimizer = self._held_optimizer, None
             if optimizer is not None:
@@ -156,7 +157,7 @@ class CausalMaskLLM(CausalMaskModelT):
         return loaded
 
 
-def _check_hidden_layers(saved: List[int], wanted: List[int], n_layers: int) -> None:
+def _check_hidden_layers(saved: list[int], wanted: list[int], n_layers: int) -> None:
     """Raise E035 if the config's hidden_layers pick other states than the trained ones.
 
     saved, wanted: indices into (embeddings, layer 1, ..., last layer); -1 and n_layers
@@ -165,7 +166,7 @@ def _check_hidden_layers(saved: List[int], wanted: List[int], n_layers: int) -> 
     """
     n_states = n_layers + 1
 
-    def resolved(indices: List[int]) -> List[int]:
+    def resolved(indices: list[int]) -> list[int]:
         return sorted(i % n_states if -n_states <= i < n_states else i for i in indices)
 
     if resolved(saved) != resolved(wanted):
@@ -182,10 +183,10 @@ class BackboneShim(PyTorchShim):
     (CausalMaskLLM.finish_update makes sure a step never falls between a forward and its
     backprop.)"""
 
-    def __init__(self, *args: Any, adapter_optimizer: Optional[AdapterOptimizer] = None, **kwargs: Any):
+    def __init__(self, *args: Any, adapter_optimizer: AdapterOptimizer | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.adapter_optimizer = adapter_optimizer
-        self.stepper: Optional[AdapterStepper] = None
+        self.stepper: AdapterStepper | None = None
 
     def finish_update(self, optimizer: Any) -> None:
         if self.adapter_optimizer is None:
@@ -219,8 +220,8 @@ def build_model(
     hidden_layers: Sequence[int],
     add_bos: bool,
     max_batch_pieces: int,
-    mixed_precision: Optional[bool],
-    adapter_optimizer: Optional[AdapterOptimizer] = None,
+    mixed_precision: bool | None,
+    adapter_optimizer: AdapterOptimizer | None = None,
     pack: bool = False,
     int8: bool = False,
     int8_smoothing: float = DEFAULT_ALPHA,
@@ -265,7 +266,7 @@ def _deserialize(_old: Any, data: bytes, _device: Any, *, settings: BackboneSett
     return Backbone.from_bytes(data, settings)
 
 
-def init(model: CausalMaskModelT, X: Optional[List[Doc]] = None, Y: Any = None) -> CausalMaskModelT:
+def init(model: CausalMaskModelT, X: list[Doc] | None = None, Y: Any = None) -> CausalMaskModelT:
     """Load the weights. Runs at nlp.initialize(), never at construction."""
     shim = model.shims[0]
     if not isinstance(shim._model, Backbone):
@@ -288,7 +289,9 @@ def check_repeat_fits(model: CausalMaskModelT) -> None:
         return
     positions = (1 if model.attrs["add_bos"] else 0) + repeat * model.attrs["window"]
     if positions > sliding:
-        raise CmllmError(Errors.E090.format(repeat=repeat, window=model.attrs["window"], positions=positions, sliding=sliding))
+        raise CmllmError(
+            Errors.E090.format(repeat=repeat, window=model.attrs["window"], positions=positions, sliding=sliding)
+        )
 
 
 def int8_decoder(model: CausalMaskModelT) -> torch.nn.Module:
@@ -308,7 +311,9 @@ def get_backbone(model: CausalMaskModelT) -> Backbone:
     return backbone
 
 
-def forward(model: CausalMaskModelT, docs: List[Doc], is_train: bool) -> Tuple[CausalMaskBatch, Callable[[CausalMaskBatch], List[Doc]]]:
+def forward(
+    model: CausalMaskModelT, docs: list[Doc], is_train: bool
+) -> tuple[CausalMaskBatch, Callable[[CausalMaskBatch], list[Doc]]]:
     # Before any torch computation in an nlp.pipe(n_process=N) worker (decoder/threads.py).
     settle_worker_threads()
     backbone = get_backbone(model)
@@ -332,7 +337,10 @@ def forward(model: CausalMaskModelT, docs: List[Doc], is_train: bool) -> Tuple[C
         )
     else:
         plan = plan_windows(
-            [p.ids for p in pieces], window=model.attrs["window"], stride=model.attrs["stride"], bos_id=bos_id,
+            [p.ids for p in pieces],
+            window=model.attrs["window"],
+            stride=model.attrs["stride"],
+            bos_id=bos_id,
             repeat=model.attrs.get("repeat", 1),
         )
     backbone.train(is_train)
@@ -345,7 +353,7 @@ def forward(model: CausalMaskModelT, docs: List[Doc], is_train: bool) -> Tuple[C
         _check_previous_backprop(backbone)
         backbone.awaiting_backprop = True
 
-    def backprop(d_output: CausalMaskBatch) -> List[Doc]:
+    def backprop(d_output: CausalMaskBatch) -> list[Doc]:
         backbone.awaiting_backprop = False
         gradients = d_output.doc_gradients or []
         if gradients and vectors.requires_grad:
@@ -357,7 +365,7 @@ def forward(model: CausalMaskModelT, docs: List[Doc], is_train: bool) -> Tuple[C
     return output, backprop
 
 
-def _sentence_starts(doc: Doc, pieces: TokenPieces) -> Optional[numpy.ndarray]:
+def _sentence_starts(doc: Doc, pieces: TokenPieces) -> numpy.ndarray | None:
     """The piece index of each sentence start, where the doc has sentence boundaries."""
     if not doc.has_annotation("SENT_START"):
         return None
@@ -404,7 +412,7 @@ def _run_decoder(model: CausalMaskModelT, backbone: Backbone, plan: WindowPlan, 
     fills = [sum(lengths[i] for i in row) for row in rows]
     # Where each window's first position lands in the flat (sum of batch rows x positions) buffer.
     window_start = numpy.zeros(len(plan.windows), dtype=numpy.int64)
-    flat_parts: List[torch.Tensor] = []
+    flat_parts: list[torch.Tensor] = []
     offset = 0
     grad = is_train and backbone.trainable()
     # int8 kernels take float32 activations: no autocast around them.
@@ -428,9 +436,7 @@ def _run_decoder(model: CausalMaskModelT, backbone: Backbone, plan: WindowPlan, 
                 segments = segments_to_device(packed.segments, device, move=to_device)
             else:
                 # One window per row: the plain padded call computes the same.
-                ids, mask = pad_windows(
-                    [plan.windows[row[0]] for row in batch_rows], pad_id=pad_id, widths=widths
-                )
+                ids, mask = pad_windows([plan.windows[row[0]] for row in batch_rows], pad_id=pad_id, widths=widths)
             ids_t = to_device(ids, device)
             if segments is None:
                 # Nothing padded: no mask at all, decided here on the host. The decoder then
@@ -454,7 +460,7 @@ def _run_decoder(model: CausalMaskModelT, backbone: Backbone, plan: WindowPlan, 
     return vectors
 
 
-def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
+def use_bf16_autocast(setting: bool | None, device: torch.device) -> bool:
     """None means: where the hardware computes bf16 natively. On a CPU without AVX512-BF16
     or AMX, bf16 autocast is several times SLOWER than float32, so it stays off there; also
     where PyTorch's kernels are held below AVX512 (ATEN_CPU_CAPABILITY), as they then cannot
@@ -472,7 +478,12 @@ def use_bf16_autocast(setting: Optional[bool], device: torch.device) -> bool:
 
 
 def _hidden(
-    model: CausalMaskModelT, decoder: torch.nn.Module, ids: torch.Tensor, mask: Optional[torch.Tensor], *, segments: Optional[torch.Tensor] = None
+    model: CausalMaskModelT,
+    decoder: torch.nn.Module,
+    ids: torch.Tensor,
+    mask: torch.Tensor | None,
+    *,
+    segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
     n_layers = len(decoder_layers(decoder))
     layers = resolve_states(model.attrs["hidden_layers"], n_layers)
@@ -481,7 +492,7 @@ def _hidden(
     # the top layer).
     top = max(max(layers), 1)
     one = len(set(layers)) == 1 and layers[0] == top
-    call: Mapping[str, Union[torch.Tensor, Dict[str, torch.Tensor], None]]
+    call: Mapping[str, torch.Tensor | dict[str, torch.Tensor] | None]
     if segments is None:
         call = {"attention_mask": mask}
     else:
@@ -501,14 +512,16 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def _to_batch(model: CausalMaskModelT, docs: List[Doc], pieces: List[TokenPieces], vectors: torch.Tensor, tokenizer: Any) -> CausalMaskBatch:
+def _to_batch(
+    model: CausalMaskModelT, docs: list[Doc], pieces: list[TokenPieces], vectors: torch.Tensor, tokenizer: Any
+) -> CausalMaskBatch:
     # One transfer for the batch (none where heads and decoder share a device); per-doc views.
     # (thinc's array types, Ints1d and the like, exist for type checkers only: numpy arrays
     # are cast to them.)
     array = to_heads(vectors, model.ops)
-    doc_data: List[TransformerData] = []
+    doc_data: list[TransformerData] = []
     start = 0
-    for doc, doc_pieces in zip(docs, pieces):
+    for _doc, doc_pieces in zip(docs, pieces):
         n = len(doc_pieces.ids)
         if n == 0:
             doc_data.append(TransformerData.empty())
@@ -523,8 +536,13 @@ def _to_batch(model: CausalMaskModelT, docs: List[Doc], pieces: List[TokenPieces
             lengths=[n],
             token_type_ids=None,
         )
-        align = Ragged(model.ops.asarray1i(cast(Ints1d, numpy.arange(n, dtype="int32"))), model.ops.asarray1i(cast(Ints1d, doc_pieces.lengths.astype("int32"))))
-        doc_data.append(TransformerData(wordpieces=wordpieces, model_output=ModelOutput(last_hidden_state=hidden), align=align))
+        align = Ragged(
+            model.ops.asarray1i(cast(Ints1d, numpy.arange(n, dtype="int32"))),
+            model.ops.asarray1i(cast(Ints1d, doc_pieces.lengths.astype("int32"))),
+        )
+        doc_data.append(
+            TransformerData(wordpieces=wordpieces, model_output=ModelOutput(last_hidden_state=hidden), align=align)
+        )
     return CausalMaskBatch(
         spans=[[doc[:]] if len(doc) else [] for doc in docs],
         wordpieces=WordpieceBatch.empty(),

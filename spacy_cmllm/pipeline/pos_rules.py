@@ -10,15 +10,15 @@ training cost. See docs/components.md for why rules rather than a second tagger.
 
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from ..errors import Warnings
 
-Rules = Tuple[Dict[str, str], Dict[Tuple[str, str], str]]
+Rules = tuple[dict[str, str], dict[tuple[str, str], str]]
 
 
 def learn_pos_rules(docs: Iterable[Doc], *, min_count: int = 1) -> Rules:
@@ -30,8 +30,8 @@ def learn_pos_rules(docs: Iterable[Doc], *, min_count: int = 1) -> Rules:
     RETURNS (Tuple[Dict[str, str], Dict[Tuple[str, str], str]]): tag -> UPOS and
         (tag, word) -> UPOS.
     """
-    by_tag: Dict[str, Counter] = defaultdict(Counter)
-    by_word: Dict[Tuple[str, str], Counter] = defaultdict(Counter)
+    by_tag: dict[str, Counter] = defaultdict(Counter)
+    by_word: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for doc in docs:
         for token in doc:
             if token.tag_ and token.pos_:
@@ -51,19 +51,18 @@ def _majority(counts: Counter) -> str:
     return min(counts, key=lambda label: (-counts[label], label))
 
 
-def rules_to_patterns(rules: Rules) -> List[dict]:
+def rules_to_patterns(rules: Rules) -> list[dict]:
     """attribute_ruler patterns for the rules: tag rules first, then the word exceptions
     (the attribute_ruler applies later patterns last, so they win)."""
     tag_map, exceptions = rules
     patterns = [{"patterns": [[{"TAG": tag}]], "attrs": {"POS": pos}} for tag, pos in tag_map.items()]
     patterns += [
-        {"patterns": [[{"TAG": tag, "LOWER": word}]], "attrs": {"POS": pos}}
-        for (tag, word), pos in exceptions.items()
+        {"patterns": [[{"TAG": tag, "LOWER": word}]], "attrs": {"POS": pos}} for (tag, word), pos in exceptions.items()
     ]
     return patterns
 
 
-def read_docs(path: Union[str, Path]) -> List[Doc]:
+def read_docs(path: str | Path) -> list[Doc]:
     """The docs of a .spacy file, or of every .spacy file under a directory."""
     path = Path(path)
     files = sorted(path.rglob("*.spacy")) if path.is_dir() else [path]
@@ -71,7 +70,7 @@ def read_docs(path: Union[str, Path]) -> List[Doc]:
     return [doc for file in files for doc in DocBin().from_disk(file).get_docs(vocab)]
 
 
-def pos_patterns_from_corpus(path: Optional[Union[str, Path]], *, min_count: int = 1) -> List[dict]:
+def pos_patterns_from_corpus(path: str | Path | None, *, min_count: int = 1) -> list[dict]:
     """attribute_ruler patterns learnt from a training corpus; none (with W110) when there
     is no corpus or it has no tags with POS, so that token.pos_ stays unset rather than wrong.
 
@@ -79,10 +78,10 @@ def pos_patterns_from_corpus(path: Optional[Union[str, Path]], *, min_count: int
     min_count (int): see learn_pos_rules.
     """
     if path is None:
-        warnings.warn(Warnings.W110.format(why="no training corpus was given (paths.train is null)"))
+        warnings.warn(Warnings.W110.format(why="no training corpus was given (paths.train is null)"), stacklevel=2)
         return []
     rules = learn_pos_rules(read_docs(path), min_count=min_count)
     if not rules[0]:
-        warnings.warn(Warnings.W110.format(why=f"no token of {str(path)!r} has both a tag and a POS"))
+        warnings.warn(Warnings.W110.format(why=f"no token of {str(path)!r} has both a tag and a POS"), stacklevel=2)
         return []
     return rules_to_patterns(rules)

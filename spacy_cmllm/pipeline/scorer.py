@@ -5,14 +5,15 @@ and, beside them, seqeval's under the same prefix (``ents_seqeval_p/r/f``,
 ``spans_{key}_seqeval_p/r/f``).
 """
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 
-def iob2_tags(length: int, spans: Iterable[Any]) -> List[str]:
+def iob2_tags(length: int, spans: Iterable[Any]) -> list[str]:
     """IOB2 tags for `length` tokens from (start, end, label) token spans."""
     tags = ["O"] * length
     for span in spans:
@@ -22,15 +23,15 @@ def iob2_tags(length: int, spans: Iterable[Any]) -> List[str]:
     return tags
 
 
-def score_entities(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+def score_entities(examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
     """spaCy's ents_p/r/f/per_type and ents_seqeval_p/r/f (fractions, like spaCy's)."""
     examples = list(examples)
-    scores: Dict[str, Any] = dict(get_ner_prf(examples, **kwargs))
+    scores: dict[str, Any] = dict(get_ner_prf(examples, **kwargs))
     scores.update(_seqeval_scores(examples, lambda doc: doc.ents, prefix="ents"))
     return scores
 
 
-def score_spans(examples: Iterable[Example], *, spans_key: str, **kwargs: Any) -> Dict[str, Any]:
+def score_spans(examples: Iterable[Example], *, spans_key: str, **kwargs: Any) -> dict[str, Any]:
     """spaCy's spans_{key}_p/r/f/per_type and spans_{key}_seqeval_p/r/f for doc.spans[key].
 
     examples (Iterable[Example]): the examples to score. Those whose reference lacks the
@@ -44,12 +45,12 @@ def score_spans(examples: Iterable[Example], *, spans_key: str, **kwargs: Any) -
     kwargs.setdefault("allow_overlap", True)
     kwargs.setdefault("getter", lambda doc, _attr: doc.spans.get(spans_key, []))
     kwargs.setdefault("has_annotation", lambda doc: spans_key in doc.spans)
-    scores: Dict[str, Any] = dict(Scorer.score_spans(examples, attr, **kwargs))
+    scores: dict[str, Any] = dict(Scorer.score_spans(examples, attr, **kwargs))
     scores.update(_seqeval_scores(examples, lambda doc: doc.spans.get(spans_key, []), prefix=attr))
     return scores
 
 
-def score_bio(examples: Iterable[Example], *, spans_key: Optional[str] = None, **kwargs: Any) -> Dict[str, Any]:
+def score_bio(examples: Iterable[Example], *, spans_key: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """score_entities when spans_key is None, else score_spans for that key: what the
     ``bio_tagger`` component writes."""
     if spans_key is None:
@@ -57,14 +58,16 @@ def score_bio(examples: Iterable[Example], *, spans_key: Optional[str] = None, *
     return score_spans(examples, spans_key=spans_key, **kwargs)
 
 
-def _seqeval_scores(examples: Sequence[Example], get_spans: Callable[[Doc], Iterable[Span]], *, prefix: str) -> Dict[str, Optional[float]]:
+def _seqeval_scores(
+    examples: Sequence[Example], get_spans: Callable[[Doc], Iterable[Span]], *, prefix: str
+) -> dict[str, float | None]:
     """{prefix}_seqeval_p/r/f over the spans get_spans reads from each doc; None when
     neither gold nor prediction has a span anywhere (seqeval would divide by zero)."""
     from seqeval.metrics import f1_score, precision_score, recall_score
     from seqeval.scheme import IOB2
 
-    gold: List[List[str]] = []
-    pred: List[List[str]] = []
+    gold: list[list[str]] = []
+    pred: list[list[str]] = []
     for eg in examples:
         # Gold spans projected onto the predicted tokens, as spaCy's own scorer does. Without
         # overlap, because one tag sequence cannot hold overlapping spans.
@@ -72,7 +75,7 @@ def _seqeval_scores(examples: Sequence[Example], get_spans: Callable[[Doc], Iter
         gold.append(iob2_tags(len(eg.predicted), gold_spans))
         pred.append(iob2_tags(len(eg.predicted), get_spans(eg.predicted)))
     has_spans = any(t != "O" for seq in gold + pred for t in seq)
-    scores: Dict[str, Optional[float]] = {}
+    scores: dict[str, float | None] = {}
     for key, metric in (("p", precision_score), ("r", recall_score), ("f", f1_score)):
         scores[f"{prefix}_seqeval_{key}"] = (
             float(metric(gold, pred, mode="strict", scheme=IOB2, average="micro", zero_division=0))
@@ -80,4 +83,3 @@ def _seqeval_scores(examples: Sequence[Example], get_spans: Callable[[Doc], Iter
             else None
         )
     return scores
-

@@ -15,7 +15,7 @@ The decoder's output is always float32 on the heads' side: bf16 and fp16 tensors
 numpy type, and the heads train in float32.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy
 import torch

@@ -5,8 +5,6 @@ holds the model agree on what flows through it, and mypy's thinc plugin can chec
 ``chain`` against them.
 """
 
-from typing import List
-
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch
 from thinc.api import Model
@@ -14,13 +12,13 @@ from thinc.types import Floats2d, Ragged
 
 # The ``transformer`` component's model (CausalMaskLLM.v1-v4): the decoder's piece vectors,
 # per Doc, in spacy-transformers' batch, for the listeners to read.
-CausalMaskModelT = Model[List[Doc], FullTransformerBatch]
+CausalMaskModelT = Model[list[Doc], FullTransformerBatch]
 
 # One vector per token, per Doc: a listener of the decoder, or spaCy's own Tok2Vec.
-Tok2VecModelT = Model[List[Doc], List[Floats2d]]
+Tok2VecModelT = Model[list[Doc], list[Floats2d]]
 
 # TransformerListener.v1: a token's vector from its piece vectors in doc._.trf_data.
-ListenerModelT = Model[List[Doc], List[Floats2d]]
+ListenerModelT = Model[list[Doc], list[Floats2d]]
 
 # What makes one vector of a token's piece vectors (reduce_mean.v1, ...).
 PoolingModelT = Model[Ragged, Floats2d]
@@ -29,4 +27,4 @@ PoolingModelT = Model[Ragged, Floats2d]
 ClassifierModelT = Model[Floats2d, Floats2d]
 
 # BIOTagger.v1, the bio_tagger component's model: per Doc, (tokens, classes) probabilities.
-BIOTaggerModelT = Model[List[Doc], List[Floats2d]]
+BIOTaggerModelT = Model[list[Doc], list[Floats2d]]

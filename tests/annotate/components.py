@@ -9,6 +9,7 @@ next document until a release file exists; the test waits for the marker and pre
 on the driver. Once the release file exists it passes documents through, so the resumed run
 completes.
 """
+
 import os
 import time
 from pathlib import Path

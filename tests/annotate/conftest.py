@@ -27,8 +27,16 @@ def pipeline_dir(tmp_path_factory, byte_level_tokenizer):
 def make_rows(n, *, bad=()):
     """n JSONL lines (bytes) with ids; indices in `bad` get a damaged line instead."""
     lines = []
-    damaged = [b"\xff\xfe not utf-8\n", b"{not json\n", b"[1, 2]\n", b'{"id": 9}\n',
-               b'{"id": 9, "text": null}\n', b'{"id": 9, "text": 42}\n', b'{"text": "\\ud800"}\n', b"\n"]
+    damaged = [
+        b"\xff\xfe not utf-8\n",
+        b"{not json\n",
+        b"[1, 2]\n",
+        b'{"id": 9}\n',
+        b'{"id": 9, "text": null}\n',
+        b'{"id": 9, "text": 42}\n',
+        b'{"text": "\\ud800"}\n',
+        b"\n",
+    ]
     for i in range(n):
         if i in bad:
             lines.append(damaged[bad.index(i) % len(damaged)])

@@ -7,8 +7,16 @@ from tests.annotate.conftest import make_rows
 from tests.requirements import require
 
 BAD = (1, 4, 5, 6, 7, 8, 9, 12)
-REASONS = ["invalid UTF-8", "invalid JSON", "not a JSON object", "missing text field", "is null",
-           "not a string", "lone surrogate", "empty line"]
+REASONS = [
+    "invalid UTF-8",
+    "invalid JSON",
+    "not a JSON object",
+    "missing text field",
+    "is null",
+    "not a string",
+    "lone surrogate",
+    "empty line",
+]
 
 
 def test_shards_cover_every_line_once(tmp_path):

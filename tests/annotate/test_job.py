@@ -71,8 +71,19 @@ def test_a_shard_cut_off_before_its_receipt_is_redone_not_duplicated(tmp_path, p
 def test_killed_process_resumes_without_loss_or_duplicates(tmp_path, pipeline_dir):
     n = 120
     job = _job(tmp_path, pipeline_dir, n=n, shard_size=2)
-    command = [sys.executable, "-m", "spacy_cmllm", "annotate", job.input, job.output,
-               "--model", job.model, "--shard-size", "2", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_cmllm",
+        "annotate",
+        job.input,
+        job.output,
+        "--model",
+        job.model,
+        "--shard-size",
+        "2",
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     process = subprocess.Popen(command, env=env)
     receipts = Path(job.output) / "_receipts"
@@ -97,11 +108,9 @@ def test_parquet_in_and_out(tmp_path, pipeline_dir):
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     texts = ["Mary visited Paris .", None, "John works for Google .", "", "Acme Corp"]
-    pq.write_table(pa.table({"doc_id": [10, 11, 12, 13, 14], "text": texts}), tmp_path / "in.parquet",
-                   row_group_size=2)
+    pq.write_table(pa.table({"doc_id": [10, 11, 12, 13, 14], "text": texts}), tmp_path / "in.parquet", row_group_size=2)
     job = AnnotateJob(str(tmp_path / "in.parquet"), str(tmp_path / "out"), str(pipeline_dir), shard_size=2)
-    assert run_local(job, progress=False) == {"rows": 5, "written": 4, "rejected": 1, "shards": 3,
-                                             "shards_skipped": 0}
+    assert run_local(job, progress=False) == {"rows": 5, "written": 4, "rejected": 1, "shards": 3, "shards_skipped": 0}
     table = pq.read_table(tmp_path / "out")  # the directory reads as one dataset
     assert table.column_names == ["doc_id", "_row", "text", "tokens", "tags", "entities"]
     assert table.column("doc_id").to_pylist() == [10, 12, 13, 14]

@@ -5,8 +5,15 @@ import pytest
 from spacy_cmllm.annotate.inputs import Shard
 from spacy_cmllm.annotate.outputs import ShardStore
 
-MANIFEST = {"input_sha256": "abc", "input_bytes": 10, "model": "m", "text_field": "text",
-            "keep_fields": None, "shard_size": 2, "format": "jsonl"}
+MANIFEST = {
+    "input_sha256": "abc",
+    "input_bytes": 10,
+    "model": "m",
+    "text_field": "text",
+    "keep_fields": None,
+    "shard_size": 2,
+    "format": "jsonl",
+}
 
 
 def test_resuming_a_different_job_is_refused(tmp_path):

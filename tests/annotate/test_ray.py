@@ -1,4 +1,5 @@
 """The same jobs on a local Ray instance (2 CPUs): same files as a local run, nothing lost."""
+
 import os
 import signal
 import subprocess
@@ -38,9 +39,24 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
     nlp = spacy.load(pipeline_dir)
     nlp.add_pipe("stop_after", config={"docs": 8, "marker": str(marker), "release": str(release)})
     nlp.to_disk(tmp_path / "stopper")
-    command = [sys.executable, "-m", "spacy_cmllm", "annotate", str(tmp_path / "in.jsonl"),
-               str(tmp_path / "out"), "--model", str(tmp_path / "stopper"), "--shard-size", "2", "--ray",
-               "--num-actors", "2", "--code", str(COMPONENTS), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_cmllm",
+        "annotate",
+        str(tmp_path / "in.jsonl"),
+        str(tmp_path / "out"),
+        "--model",
+        str(tmp_path / "stopper"),
+        "--shard-size",
+        "2",
+        "--ray",
+        "--num-actors",
+        "2",
+        "--code",
+        str(COMPONENTS),
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
     # A background CI job may run with SIGINT ignored, which children inherit: restore the default.
     process = subprocess.Popen(command, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -60,8 +76,13 @@ def test_interrupted_ray_job_resumes_without_loss_or_duplicates(tmp_path, pipeli
     assert sorted([r["_row"] for r in rows] + [r["_row"] for r in rejects]) == list(range(n))
     assert [r["_row"] for r in rejects] == list(BAD)
     # The same files as an uninterrupted run of the same job.
-    reference = AnnotateJob(str(tmp_path / "in.jsonl"), str(tmp_path / "reference"), str(tmp_path / "stopper"),
-                            shard_size=2, code=str(COMPONENTS))
+    reference = AnnotateJob(
+        str(tmp_path / "in.jsonl"),
+        str(tmp_path / "reference"),
+        str(tmp_path / "stopper"),
+        shard_size=2,
+        code=str(COMPONENTS),
+    )
     run_local(reference, progress=False)
     assert _files(tmp_path / "out") == _files(tmp_path / "reference")
 
@@ -94,8 +115,9 @@ def test_a_worker_that_dies_is_retried(tmp_path, pipeline_dir, local_ray):
     lines = make_rows(30).splitlines(keepends=True)
     lines[17] = b'{"id": "doc-17", "text": "CRASH in the middle of shard 3 ."}\n'
     (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
-    job = AnnotateJob(str(tmp_path / "in.jsonl"), str(tmp_path / "ray"), str(tmp_path / "crashy"),
-                      shard_size=5, code=str(COMPONENTS))
+    job = AnnotateJob(
+        str(tmp_path / "in.jsonl"), str(tmp_path / "ray"), str(tmp_path / "crashy"), shard_size=5, code=str(COMPONENTS)
+    )
     result = run_ray(job, num_actors=2, progress=False)
     assert marker.exists(), "the worker did not crash, so nothing was retried"
     assert result == {"rows": 30, "written": 30, "rejected": 0, "shards": 6, "shards_skipped": 0}

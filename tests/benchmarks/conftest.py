@@ -1,5 +1,6 @@
 """A tiny decoder, a briefly trained tiny pipeline with a .spacy file of gold entities and
 tags, and tiny CoNLL-2003 files, for the benchmarks' end-to-end tests."""
+
 import pytest
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example

@@ -1,4 +1,5 @@
 """The plain PyTorch + peft reference loop the pipeline's training is timed against."""
+
 import torch
 
 from benchmarks import decoder_calls

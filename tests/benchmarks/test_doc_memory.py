@@ -1,4 +1,5 @@
 """python -m benchmarks.doc_memory end to end on a tiny decoder."""
+
 import json
 
 import pytest
@@ -8,8 +9,9 @@ from benchmarks import doc_memory
 
 @pytest.mark.slow
 def test_doc_memory_benchmark_records_rss_per_stream(tiny_dir, tmp_path):
-    result = doc_memory.main(["--source", tiny_dir, "--docs", "60", "--every", "20",
-                                                "--warm-up", "20", "--out", str(tmp_path)])
+    result = doc_memory.main(
+        ["--source", tiny_dir, "--docs", "60", "--every", "20", "--warm-up", "20", "--out", str(tmp_path)]
+    )
     saved = json.loads((tmp_path / "doc_memory.json").read_text())
     assert saved["meets_target"] == result["meets_target"]
     streams = saved["streams"]

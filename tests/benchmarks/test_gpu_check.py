@@ -1,5 +1,6 @@
 """python -m benchmarks.gpu_check on a CPU: everything up to where CUDA is needed, and the
 same stages end to end on a tiny decoder (--cpu-dry-run)."""
+
 import json
 import os
 import sys
@@ -18,7 +19,11 @@ COMMAND = [sys.executable, "-m", "benchmarks.gpu_check"]
 
 
 def env_without_gpu():
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def test_without_a_gpu_it_stops_at_once_with_exit_2(tmp_path):
@@ -64,7 +69,11 @@ def test_report_from_fake_results(tmp_path, monkeypatch):
         "train": {"ok": True, "dev_seqeval_f1": 0.8},
         "speed": {"ok": None, "skipped": "not here"},
     }
-    monkeypatch.setattr(gpu_check, "run_stage", lambda stage, args, source, work, limit: {**results[stage], "seconds": 1.0, "limit_seconds": limit})
+    monkeypatch.setattr(
+        gpu_check,
+        "run_stage",
+        lambda stage, args, source, work, limit: {**results[stage], "seconds": 1.0, "limit_seconds": limit},
+    )
     monkeypatch.setattr(gpu_check, "make_tiny_model", lambda path: "tiny")
     out = tmp_path / "results" / "gpu_check.json"
     assert gpu_check.main(["--cpu-dry-run", "--out", str(out)]) == 1
@@ -80,10 +89,21 @@ def test_report_from_fake_results(tmp_path, monkeypatch):
 
 
 def test_replot_draws_a_committed_report_again(tmp_path):
-    report = {"mode": "cuda", "passed": False, "environment": {"gpu": "Some GPU"},
-              "checks": {"load_bf16": {"ok": True, "seconds": 30.0, "limit_seconds": 75.0},
-                         "speed": {"ok": False, "seconds": 110.0, "limit_seconds": 110.0,
-                                   "words_per_s": {"raw_hf_forward": 1000.0}, "pieces_per_s": {"train_nlp_update": 50.0}}}}
+    report = {
+        "mode": "cuda",
+        "passed": False,
+        "environment": {"gpu": "Some GPU"},
+        "checks": {
+            "load_bf16": {"ok": True, "seconds": 30.0, "limit_seconds": 75.0},
+            "speed": {
+                "ok": False,
+                "seconds": 110.0,
+                "limit_seconds": 110.0,
+                "words_per_s": {"raw_hf_forward": 1000.0},
+                "pieces_per_s": {"train_nlp_update": 50.0},
+            },
+        },
+    }
     path = tmp_path / "gpu_check.json"
     path.write_text(json.dumps(report))
     assert gpu_check.main(["--replot", str(path)]) == 0
@@ -113,20 +133,47 @@ def test_cpu_dry_run_runs_every_stage(tmp_path, conll_dir):
     out = tmp_path / "gpu_check.json"
     done = run_process_tree(
         # The limits are sized for a GPU; a CPU shared with other tests needs room.
-        [*COMMAND, "--cpu-dry-run", "--conll-dir", str(conll_dir), "--out", str(out), "--work", str(tmp_path / "work"),
-         "--limit-scale", "4", "--budget", "1800"],
-        env=env_without_gpu(), cwd=ROOT, timeout=1900,
+        [
+            *COMMAND,
+            "--cpu-dry-run",
+            "--conll-dir",
+            str(conll_dir),
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--limit-scale",
+            "4",
+            "--budget",
+            "1800",
+        ],
+        env=env_without_gpu(),
+        cwd=ROOT,
+        timeout=1900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     checks = report["checks"]
     assert report["passed"] and list(checks) == STAGES
-    assert checks["load_bf16"]["ok"] and checks["load_bf16"]["measured_layers"] == [2, 3] == checks["load_bf16"]["expected_layers"]
+    assert (
+        checks["load_bf16"]["ok"]
+        and checks["load_bf16"]["measured_layers"] == [2, 3] == checks["load_bf16"]["expected_layers"]
+    )
     assert checks["load_4bit"]["skipped"] and "E012" in checks["load_4bit"]["error"]
     train = checks["train"]
-    assert train["ok"] and train["steps"] == 3 and train["training_loop"] == "spacy.training.loop.train" and train["heads_ops"] == "NumpyOps" and train["hidden_arrays"] == "numpy"
+    assert (
+        train["ok"]
+        and train["steps"] == 3
+        and train["training_loop"] == "spacy.training.loop.train"
+        and train["heads_ops"] == "NumpyOps"
+        and train["hidden_arrays"] == "numpy"
+    )
     assert train["dev_docs_scored"] == 6 and 0 <= train["dev_seqeval_f1"] <= 1
-    assert checks["speed"]["ok"] and set(checks["speed"]["ratios"]) == {"inference_vs_raw_hf", "unmasked_vs_causal", "training_vs_plain_peft"}
+    assert checks["speed"]["ok"] and set(checks["speed"]["ratios"]) == {
+        "inference_vs_raw_hf",
+        "unmasked_vs_causal",
+        "training_vs_plain_peft",
+    }
     assert all(check["seconds"] <= check["limit_seconds"] for check in checks.values())
 
 
@@ -137,9 +184,26 @@ def test_cpu_dry_run_of_the_profile_7b_and_gaps_stages(tmp_path, conll_dir):
     files."""
     out = tmp_path / "gpu_check.json"
     done = run_process_tree(
-        [*COMMAND, "--cpu-dry-run", "--conll-dir", str(conll_dir), "--out", str(out), "--work", str(tmp_path / "work"),
-         "--only", "profile,llama2_7b,mistral_7b,gaps", "--random-weights", "--limit-scale", "4", "--budget", "1200"],
-        env=env_without_gpu(), cwd=ROOT, timeout=1300,
+        [
+            *COMMAND,
+            "--cpu-dry-run",
+            "--conll-dir",
+            str(conll_dir),
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--only",
+            "profile,llama2_7b,mistral_7b,gaps",
+            "--random-weights",
+            "--limit-scale",
+            "4",
+            "--budget",
+            "1200",
+        ],
+        env=env_without_gpu(),
+        cwd=ROOT,
+        timeout=1300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -153,7 +217,11 @@ def test_cpu_dry_run_of_the_profile_7b_and_gaps_stages(tmp_path, conll_dir):
     assert (tmp_path / "gpu_check_profile_trace.json.gz").stat().st_size > 0
     for name, layers in (("llama2_7b", [2, 3]), ("mistral_7b", [2, 3])):
         check = checks[name]
-        assert check["ok"] and check["variants"]["bf16"]["probe"] == {"expected": layers, "measured": layers, "ok": True}
+        assert check["ok"] and check["variants"]["bf16"]["probe"] == {
+            "expected": layers,
+            "measured": layers,
+            "ok": True,
+        }
         assert check["variants"]["bf16"]["gradient_checkpointing"] is True
         assert "E012" in check["variants"]["nf4"]["skipped"]
         assert check["variants"]["bf16"]["prediction"]["predict_vs_raw_forward"] > 0

@@ -1,4 +1,5 @@
 """python -m benchmarks.int8_profile end to end on a briefly trained tiny pipeline."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """python -m benchmarks.int8_scores end to end on a briefly trained tiny pipeline."""
+
 import json
 
 import pytest
@@ -19,7 +20,12 @@ def test_int8_scores_compares_float_and_int8_on_the_same_docs(trained, tmp_path)
     default = modes[entry["default_float"]]
     assert entry["ner_f1_change"] == pytest.approx(modes["int8"]["ner_f1"] - default["ner_f1"], abs=0.011)
     assert entry["ner_f1_change_vs_fp32"] == pytest.approx(modes["int8"]["ner_f1"] - modes["fp32"]["ner_f1"], abs=0.011)
-    assert (entry["int8_kernel"], entry["int8_weight_levels"]) in (("onednn", 127), ("onednn", 63), ("int_mm", 127), ("int_mm", 63))
+    assert (entry["int8_kernel"], entry["int8_weight_levels"]) in (
+        ("onednn", 127),
+        ("onednn", 63),
+        ("int_mm", 127),
+        ("int_mm", 63),
+    )
     assert entry["int8_smoothing"] == 0.3
     low, high = entry["ner_f1_change_vs_fp32_ci95"]
     assert low <= entry["ner_f1_change_vs_fp32"] <= high

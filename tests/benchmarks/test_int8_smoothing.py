@@ -1,4 +1,5 @@
 """python -m benchmarks.int8_smoothing end to end on a briefly trained tiny pipeline."""
+
 import json
 
 from benchmarks import int8_smoothing

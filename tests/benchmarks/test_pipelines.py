@@ -1,4 +1,5 @@
 """Variants of one pipeline: each with its own decoder settings, all around one decoder."""
+
 import numpy
 import pytest
 from spacy.tokens import Doc
@@ -19,8 +20,11 @@ def nlp(tiny_dir):
 
 def predictions(nlp):
     docs = list(nlp.pipe([Doc(nlp.vocab, words=words) for words, _, _ in TRAIN_DATA]))
-    return ([[t.tag_ for t in doc] for doc in docs], [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs],
-            [doc._.trf_data.model_output.last_hidden_state for doc in docs])
+    return (
+        [[t.tag_ for t in doc] for doc in docs],
+        [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs],
+        [doc._.trf_data.model_output.last_hidden_state for doc in docs],
+    )
 
 
 def settings(nlp):
@@ -31,7 +35,11 @@ def test_a_variant_runs_the_same_decoder_with_its_own_settings(nlp):
     before = settings(nlp)
     same, packed = pipeline_variant(nlp), pipeline_variant(nlp, pack=True, mixed_precision=False)
     decoder = get_backbone(nlp.get_pipe("transformer").model)
-    assert get_backbone(same.get_pipe("transformer").model) is decoder is get_backbone(packed.get_pipe("transformer").model)
+    assert (
+        get_backbone(same.get_pipe("transformer").model)
+        is decoder
+        is get_backbone(packed.get_pipe("transformer").model)
+    )
     assert settings(packed) == {**before, "pack": True, "mixed_precision": False} and settings(nlp) == before
     tags, ents, vectors = predictions(nlp)
     same_tags, same_ents, same_vectors = predictions(same)
@@ -39,7 +47,12 @@ def test_a_variant_runs_the_same_decoder_with_its_own_settings(nlp):
     for a, b in zip(vectors, same_vectors):
         numpy.testing.assert_array_equal(a, b)
     # Its unmasking is the shared decoder's, not a copy.
-    assert bidirectional_layers(get_backbone(packed.get_pipe("transformer").model).decoder) == [False, False, True, True]
+    assert bidirectional_layers(get_backbone(packed.get_pipe("transformer").model).decoder) == [
+        False,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_a_setting_the_model_does_not_have_is_refused(nlp):

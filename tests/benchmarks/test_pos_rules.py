@@ -1,4 +1,5 @@
 """python -m benchmarks.pos_rules end to end on a tiny corpus: both comparisons run and are saved."""
+
 import json
 
 from spacy.tokens import DocBin
@@ -24,4 +25,8 @@ def test_pos_rules_benchmark_compares_rules_and_head(tmp_path):
         row = report["cnn_head_versus_rules"][split]
         assert 0.0 <= row["pos_acc_head"] <= 1.0 and 0.0 <= row["pos_acc_rules"] <= 1.0
         assert row["rules_minus_head"] == row["pos_acc_rules"] - row["pos_acc_head"]
-    assert report["note"] == "test" and report["machine"]["cpu"] and report["command"].startswith("python -m benchmarks.pos_rules")
+    assert (
+        report["note"] == "test"
+        and report["machine"]["cpu"]
+        and report["command"].startswith("python -m benchmarks.pos_rules")
+    )

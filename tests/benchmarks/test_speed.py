@@ -1,5 +1,6 @@
 """python -m benchmarks.speed end to end on a tiny decoder: every stage runs and reports what
 the README's speed table reads."""
+
 import json
 
 import pytest
@@ -8,13 +9,36 @@ from benchmarks import speed
 
 
 def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, trained, tmp_path):
-    result = speed.main(["--source", tiny_dir, "--words", "60", "--repeats", "1", "--train-steps", "1",
-                         "--train-sentences", "2", "--position-docs", "2", "--tweets", "5", "--device", "cpu",
-                         "--trained", str(trained[0]), "--out", str(tmp_path)])
+    result = speed.main(
+        [
+            "--source",
+            tiny_dir,
+            "--words",
+            "60",
+            "--repeats",
+            "1",
+            "--train-steps",
+            "1",
+            "--train-sentences",
+            "2",
+            "--position-docs",
+            "2",
+            "--tweets",
+            "5",
+            "--device",
+            "cpu",
+            "--trained",
+            str(trained[0]),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     saved = json.loads((tmp_path / "speed.json").read_text())
     assert saved["ratios"] == result["ratios"] and saved["command"].startswith("python -m benchmarks.speed ")
     scores = saved["int8"]["scores"]
-    assert set(scores) == {"pipeline", "float", "int8"} and all(scores[mode]["words_per_s"] > 0 for mode in ("float", "int8"))
+    assert set(scores) == {"pipeline", "float", "int8"} and all(
+        scores[mode]["words_per_s"] > 0 for mode in ("float", "int8")
+    )
     assert (tmp_path / "speed.png").stat().st_size > 0
     table = saved["precision_table"]
     modes = table["modes"]
@@ -29,4 +53,7 @@ def test_speed_benchmark_reports_every_precision_and_the_cnn(tiny_dir, trained, 
     tweets = saved["tweets"]
     if "skipped" not in tweets:
         assert tweets["tweets"] == 5
-        assert set(tweets["words_per_s"]) == {"smollm2_fp32", "smollm2_int8", "spacy_cnn"} or "smollm2_bf16" in tweets["words_per_s"]
+        assert (
+            set(tweets["words_per_s"]) == {"smollm2_fp32", "smollm2_int8", "spacy_cnn"}
+            or "smollm2_bf16" in tweets["words_per_s"]
+        )

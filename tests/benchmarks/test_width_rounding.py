@@ -1,4 +1,5 @@
 """python -m benchmarks.width_rounding end to end on a tiny decoder, where the CPU has native bf16."""
+
 import json
 
 import pytest
@@ -9,7 +10,9 @@ from spacy_cmllm.pipeline import model
 from spacy_cmllm.pipeline.model import use_bf16_autocast
 
 
-@pytest.mark.skipif(not use_bf16_autocast(None, torch.device("cpu")), reason="widths are rounded only under bf16 autocast")
+@pytest.mark.skipif(
+    not use_bf16_autocast(None, torch.device("cpu")), reason="widths are rounded only under bf16 autocast"
+)
 def test_width_rounding_times_both_widths_on_the_same_texts(tiny_dir, tmp_path):
     threads = torch.get_num_threads()
     try:

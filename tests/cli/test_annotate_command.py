@@ -1,5 +1,6 @@
 """`python -m spacy_cmllm annotate`: user errors end with a message and exit 2, before any model loads.
 (Full runs through the command line: tests/annotate/test_job.py and test_ray.py.)"""
+
 import re
 
 import pytest

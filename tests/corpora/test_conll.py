@@ -33,7 +33,9 @@ def test_documents_sentences_and_columns(tmp_path: Path) -> None:
 def test_iob1_and_iob2_files_read_the_same(tmp_path: Path) -> None:
     iob1 = read_conll(write(tmp_path, CONLL03_IOB1_TRAIN, "a"), scheme="iob1")
     iob2 = read_conll(write(tmp_path, CONLL03_IOB2_TRAIN, "b"), scheme="iob2")
-    assert [[(s.words, s.tags, s.ner) for s in d] for d in iob1] == [[(s.words, s.tags, s.ner) for s in d] for d in iob2]
+    assert [[(s.words, s.tags, s.ner) for s in d] for d in iob1] == [
+        [(s.words, s.tags, s.ner) for s in d] for d in iob2
+    ]
 
 
 def test_a_file_without_docstart_is_one_document(tmp_path: Path) -> None:
@@ -55,11 +57,18 @@ def test_to_doc(tmp_path: Path) -> None:
     document = read_conll(write(tmp_path, CONLL03_IOB1_TRAIN), scheme="iob1")[1]
     doc = sentences_to_doc(spacy.blank("en").vocab, document)
     assert doc.text == "Ann Bob Smith in New York Acme ( foo "
-    assert [(e.text, e.label_) for e in doc.ents] == [("Ann", "PER"), ("Bob Smith", "PER"), ("New York", "LOC"), ("Acme", "ORG")]
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("Ann", "PER"),
+        ("Bob Smith", "PER"),
+        ("New York", "LOC"),
+        ("Acme", "ORG"),
+    ]
     assert [t.tag_ for t in doc][-2:] == ["(", "NN|SYM"]
 
 
-@pytest.mark.skipif(not (CONLL03 / "iob1_original").is_dir(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent")
+@pytest.mark.skipif(
+    not (CONLL03 / "iob1_original").is_dir(), reason="CoNLL-2003 is not bundled; ../shared/data/conll2003 is absent"
+)
 def test_the_real_dev_file_has_the_published_counts() -> None:
     """Published CoNLL-2003 dev (testa) statistics: 216 docs, 3,250 sentences, 51,362 tokens."""
     documents = read_conll(CONLL03 / "iob1_original" / "eng.testa", scheme="iob1")
@@ -77,7 +86,11 @@ def test_chunk_column_is_iob2_in_both_layouts(tmp_path: Path) -> None:
     assert iob1[0][0].chunks == ["B-NP", "B-VP", "B-NP", "I-NP", "O"]
     doc = sentences_to_doc(spacy.blank("en").vocab, iob1[1])
     assert [(s.text, s.label_) for s in doc.spans["chunks"]] == [
-        ("Ann Bob Smith", "NP"), ("in", "PP"), ("New York Acme", "NP"), ("foo", "NP")]
+        ("Ann Bob Smith", "NP"),
+        ("in", "PP"),
+        ("New York Acme", "NP"),
+        ("foo", "NP"),
+    ]
     assert [(e.text, e.label_) for e in doc.ents][1] == ("Bob Smith", "PER")  # NER is independent
 
 
@@ -92,8 +105,9 @@ def test_conll03_files_finds_the_one_layout_in_a_directory(tmp_path: Path) -> No
     for name in ("train.txt", "valid.txt", "test.txt"):
         write(tmp_path, CONLL03_IOB2_TRAIN, name)
     scheme, files = conll03_files(tmp_path)
-    assert scheme == "iob2" and files == {split: tmp_path / name for split, name in
-                                          (("train", "train.txt"), ("dev", "valid.txt"), ("test", "test.txt"))}
+    assert scheme == "iob2" and files == {
+        split: tmp_path / name for split, name in (("train", "train.txt"), ("dev", "valid.txt"), ("test", "test.txt"))
+    }
     for name in ("eng.train", "eng.testa", "eng.testb"):
         write(tmp_path, CONLL03_IOB1_TRAIN, name)
     with pytest.raises(CorpusError, match="found both layouts"):

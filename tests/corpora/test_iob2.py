@@ -33,7 +33,9 @@ def test_invalid_iob2_is_located_never_repaired(tags, message) -> None:
 
 def test_labels_restrict_the_entity_types() -> None:
     check_iob2(["B-PER", "I-PER"], labels=("PER", "LOC"))
-    with pytest.raises(CorpusError, match=r"<tags>: invalid NER tag 'B-MISC' \(expected O, B-X or I-X with X in PER, LOC\)"):
+    with pytest.raises(
+        CorpusError, match=r"<tags>: invalid NER tag 'B-MISC' \(expected O, B-X or I-X with X in PER, LOC\)"
+    ):
         check_iob2(["B-MISC"], labels=("PER", "LOC"))
     with pytest.raises(CorpusError, match=r"invalid NER tag 'I-MISC'"):
         iob1_to_iob2(["I-MISC"], labels=("PER", "LOC"))

@@ -41,10 +41,16 @@ def test_groups_of_at_most_w_words(max_words, expected) -> None:
 
 def test_sentences_to_doc_sets_what_the_sentences_have() -> None:
     vocab = spacy.blank("en").vocab
-    first = Sentence(words=["Ann", "left", "."], ner=["B-PER", "O", "O"], tags=["NNP", "VBD", "."],
-                     pos=["PROPN", "VERB", "PUNCT"], spaces=[True, False, True])
-    second = Sentence(words=["New", "York"], ner=["B-LOC", "I-LOC"], tags=["NNP", "NNP"],
-                      pos=["PROPN", "PROPN"], spaces=[True, False])
+    first = Sentence(
+        words=["Ann", "left", "."],
+        ner=["B-PER", "O", "O"],
+        tags=["NNP", "VBD", "."],
+        pos=["PROPN", "VERB", "PUNCT"],
+        spaces=[True, False, True],
+    )
+    second = Sentence(
+        words=["New", "York"], ner=["B-LOC", "I-LOC"], tags=["NNP", "NNP"], pos=["PROPN", "PROPN"], spaces=[True, False]
+    )
     doc = sentences_to_doc(vocab, [first, second])
     assert doc.text == "Ann left. New York"
     assert [s.text for s in doc.sents] == ["Ann left.", "New York"]

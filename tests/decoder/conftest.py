@@ -56,9 +56,7 @@ def tiny_bpe() -> Tokenizer:
 def tiny_llama_dir(tmp_path_factory, tiny_bpe) -> Path:
     """A random two-layer LlamaForCausalLM and a GPT-2 style tokenizer without pad token."""
     path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = GPT2TokenizerFast(
-        tokenizer_object=tiny_bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
+    tokenizer = GPT2TokenizerFast(tokenizer_object=tiny_bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     config = LlamaConfig(
         **TINY,
         num_hidden_layers=TINY_LAYERS,
@@ -101,9 +99,7 @@ def tiny_gguf(tmp_path_factory, tiny_bpe) -> Path:
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_merges(merges)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if t in SPECIALS else gguf.TokenType.NORMAL for t in tokens]
-    )
+    writer.add_token_types([gguf.TokenType.CONTROL if t in SPECIALS else gguf.TokenType.NORMAL for t in tokens])
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)

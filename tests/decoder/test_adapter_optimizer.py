@@ -4,8 +4,8 @@ import numpy
 import pytest
 import torch
 
-from spacy_cmllm.pipeline.model import get_backbone
 from spacy_cmllm.decoder.adapter_optimizer import AdapterOptimizer, AdapterStepper
+from spacy_cmllm.pipeline.model import get_backbone
 from tests.tiny import build_pipeline, save_tiny_decoder, train_examples
 
 
@@ -73,7 +73,10 @@ def test_adapters_and_heads_get_their_own_learning_rates(model_dir):
             "mixed_precision": False,
             "adapter_optimizer": {
                 "@misc": "spacy-cmllm.AdapterOptimizer.v1",
-                "learn_rate": adapter_lr, "total_steps": 10, "warmup": 0, "weight_decay": 0.0,
+                "learn_rate": adapter_lr,
+                "total_steps": 10,
+                "warmup": 0,
+                "weight_decay": 0.0,
             },
         },
     )
@@ -85,7 +88,9 @@ def test_adapters_and_heads_get_their_own_learning_rates(model_dir):
     head_before = softmax.get_param("W").copy()
     nlp.update(examples, sgd=Adam(head_lr, grad_clip=0.0, L2=0.0))
     # Adam's first step moves each parameter with a gradient by about its learning rate.
-    moved = torch.cat([(p.detach() - lora_b[n]).abs().flatten() for n, p in backbone.decoder.named_parameters() if n in lora_b])
+    moved = torch.cat(
+        [(p.detach() - lora_b[n]).abs().flatten() for n, p in backbone.decoder.named_parameters() if n in lora_b]
+    )
     assert float(moved.max()) == pytest.approx(adapter_lr, rel=0.05)
     head_moved = numpy.abs(softmax.get_param("W") - head_before).max()
     assert head_moved == pytest.approx(head_lr, rel=0.05)

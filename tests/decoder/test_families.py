@@ -4,6 +4,7 @@ Gemma-2 alternates sliding-window and global layers and soft-caps attention scor
 only the eager kernel applies (SDPA silently drops the cap), so unmasking Gemma-2 is refused
 on SDPA (E023) and checked on eager.
 """
+
 import pytest
 import torch
 
@@ -34,9 +35,7 @@ def test_measured_pattern_matches_request(make_decoder, family, attn, spec):
     assert bidirectional_layers(model) == [False] * 8
 
 
-@pytest.mark.parametrize(
-    "family, attn", [(f, a) for f in NEW_FAMILIES for a in ("sdpa", "eager") if runs(f, a)]
-)
+@pytest.mark.parametrize("family, attn", [(f, a) for f in NEW_FAMILIES for a in ("sdpa", "eager") if runs(f, a)])
 def test_masked_layers_bit_identical_and_padding_does_not_leak(make_decoder, family, attn):
     stock, model = make_decoder(family, attn=attn), make_decoder(family, attn=attn)
     unmask_layers(model, "0011")

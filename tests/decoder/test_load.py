@@ -56,16 +56,12 @@ def test_load_directory(tiny_llama_dir):
 
 def test_load_bare_model_as_string_with_options(tiny_llama_dir):
     full, _ = load_decoder(tiny_llama_dir)
-    bare, _ = load_decoder(
-        str(tiny_llama_dir), lm_head=False, dtype="bfloat16", attn_implementation="eager"
-    )
+    bare, _ = load_decoder(str(tiny_llama_dir), lm_head=False, dtype="bfloat16", attn_implementation="eager")
     assert isinstance(bare, LlamaModel)
     assert not bare.training
     assert bare.dtype == torch.bfloat16
     assert bare.config._attn_implementation == "eager"
-    torch.testing.assert_close(
-        bare.embed_tokens.weight, full.model.embed_tokens.weight.to(torch.bfloat16)
-    )
+    torch.testing.assert_close(bare.embed_tokens.weight, full.model.embed_tokens.weight.to(torch.bfloat16))
 
 
 # --- GGUF and its cache ---------------------------------------------------------------------
@@ -88,9 +84,7 @@ def test_gguf_is_converted_once_then_read_from_cache(tiny_gguf, cache, monkeypat
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(cached_model.state_dict()[name], tensor, msg=name)
     text = "He rejects it."
-    assert cached_tokenizer(text, return_offsets_mapping=True) == tokenizer(
-        text, return_offsets_mapping=True
-    )
+    assert cached_tokenizer(text, return_offsets_mapping=True) == tokenizer(text, return_offsets_mapping=True)
     assert cached_tokenizer.padding_side == "right" and cached_tokenizer.pad_token == "</s>"
 
 

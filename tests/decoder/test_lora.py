@@ -1,18 +1,17 @@
 import pytest
 import torch
 
-from spacy_cmllm.errors import CmllmError
-
 from spacy_cmllm.decoder.lora import (
     LoraSettings,
     adapter_state,
-    block_linear_names,
     add_lora,
+    block_linear_names,
     load_adapter_state,
     trainable_parameters,
 )
 from spacy_cmllm.decoder.probe import bidirectional_layers
 from spacy_cmllm.decoder.unmask import unmask_layers
+from spacy_cmllm.errors import CmllmError
 
 
 def test_only_adapters_train_and_get_gradients(make_decoder):
@@ -88,13 +87,18 @@ def test_bad_settings(kwargs, key):
 
 
 def test_unknown_target_module_lists_what_the_model_has(make_decoder):
-    with pytest.raises(CmllmError, match=r"E021.*\['query_key_value'\].*\['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'\]"):
+    with pytest.raises(
+        CmllmError,
+        match=r"E021.*\['query_key_value'\].*\['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'\]",
+    ):
         add_lora(make_decoder("llama"), target_modules=["q_proj", "query_key_value"])
 
 
 def test_phi3_fused_projections_need_their_own_names(make_decoder):
     phi3 = make_decoder("phi3", n_layers=2)
-    with pytest.raises(CmllmError, match=r"E021.*\['q_proj', 'v_proj'\].*\['down_proj', 'gate_up_proj', 'o_proj', 'qkv_proj'\]"):
+    with pytest.raises(
+        CmllmError, match=r"E021.*\['q_proj', 'v_proj'\].*\['down_proj', 'gate_up_proj', 'o_proj', 'qkv_proj'\]"
+    ):
         add_lora(phi3, target_modules=["q_proj", "v_proj"])
     wrapped = add_lora(phi3, r=2, target_modules=["qkv_proj"])
     assert {n.split(".")[-4] for n in trainable_parameters(wrapped)} == {"qkv_proj"}
@@ -102,8 +106,12 @@ def test_phi3_fused_projections_need_their_own_names(make_decoder):
 
 @pytest.mark.parametrize(
     "family, expected",
-    [("llama", {"q_proj", "k_proj", "v_proj", "o_proj"}), ("qwen2", {"q_proj", "k_proj", "v_proj", "o_proj"}),
-     ("gemma2", {"q_proj", "k_proj", "v_proj", "o_proj"}), ("phi3", {"qkv_proj", "o_proj"})],
+    [
+        ("llama", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+        ("qwen2", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+        ("gemma2", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+        ("phi3", {"qkv_proj", "o_proj"}),
+    ],
 )
 def test_attention_targets_follow_the_family(make_decoder, family, expected):
     assert LoraSettings(target_modules="attention").to_dict()["target_modules"] == "attention"
@@ -121,9 +129,11 @@ def test_a_target_set_no_alternative_fits(make_decoder, monkeypatch):
 
 @pytest.mark.parametrize(
     "family, expected",
-    [("llama", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-     ("mistral", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-     ("phi3", {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"})],
+    [
+        ("llama", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+        ("mistral", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+        ("phi3", {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}),
+    ],
 )
 def test_all_linear_targets_add_the_mlp(make_decoder, family, expected):
     model = make_decoder(family, n_layers=2)

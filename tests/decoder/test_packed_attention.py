@@ -6,15 +6,17 @@ import pytest
 import torch
 
 from spacy_cmllm.decoder.packed_attention import SEGMENTS_KWARG, check_segments, packed_inputs, segment_positions
-from spacy_cmllm.errors import CmllmError
 from spacy_cmllm.decoder.unmask import unmask_layers
+from spacy_cmllm.errors import CmllmError
 
 
 def packed_row(lengths, *, pad=0, seed=0, vocab=128):
     gen = torch.Generator().manual_seed(seed)
     sequences = [torch.randint(1, vocab, (n,), generator=gen) for n in lengths]
     ids = torch.cat(sequences + [torch.zeros(pad, dtype=torch.long)])
-    segments = torch.cat([torch.full((n,), i + 1) for i, n in enumerate(lengths)] + [torch.zeros(pad, dtype=torch.long)])
+    segments = torch.cat(
+        [torch.full((n,), i + 1) for i, n in enumerate(lengths)] + [torch.zeros(pad, dtype=torch.long)]
+    )
     return sequences, ids, segments
 
 
@@ -30,7 +32,9 @@ def packed_vs_alone(model, rows, *, hidden_states=False):
     ids, segments = torch.stack(ids), torch.stack(segments)
     worst = 0.0
     with torch.no_grad():
-        out = model(input_ids=ids, use_cache=False, output_hidden_states=True, **packed_inputs(model, segments)).hidden_states
+        out = model(
+            input_ids=ids, use_cache=False, output_hidden_states=True, **packed_inputs(model, segments)
+        ).hidden_states
         for r, seqs in enumerate(seqs_rows):
             start = 0
             for seq in seqs:
@@ -125,7 +129,11 @@ def test_gradient_checkpointing_recomputes_with_each_calls_segments(make_decoder
         outs = []
         for lengths, seed in (([3, 5, 2], 0), ([7, 1], 1)):
             seqs, ids, segments = packed_row(lengths, seed=seed)
-            outs.append(model.model(input_ids=ids[None], use_cache=False, **packed_inputs(model, segments[None])).last_hidden_state)
+            outs.append(
+                model.model(
+                    input_ids=ids[None], use_cache=False, **packed_inputs(model, segments[None])
+                ).last_hidden_state
+            )
         sum(o.square().sum() for o in outs).backward()
         grads.append(model.model.layers[3].self_attn.q_proj.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
@@ -139,7 +147,9 @@ def test_segments_are_validated_once(monkeypatch):
     reads = []
     original = torch.Tensor.any
     monkeypatch.setattr(torch.Tensor, "any", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
-    moved = packing.segments_to_device(numpy.array([[1, 1, 2, 0]]), torch.device("cpu"), move=lambda a, d: torch.from_numpy(a.copy()))
+    moved = packing.segments_to_device(
+        numpy.array([[1, 1, 2, 0]]), torch.device("cpu"), move=lambda a, d: torch.from_numpy(a.copy())
+    )
     validated = len(reads)
     assert validated == 2 and moved.tolist() == [[1, 1, 2, 0]]
     packing.check_segments(moved)

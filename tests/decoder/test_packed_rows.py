@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from spacy_cmllm.decoder.packed_rows import pack_rows, pad_packed, padding_waste
 from spacy_cmllm.decoder.windows import WidthRounding, batch_windows
+from spacy_cmllm.pipeline.model import get_backbone, int8_decoder
 from tests.tiny import build_pipeline, save_tiny_decoder, train, train_examples
 
 V3 = "spacy-cmllm.CausalMaskLLM.v3"
@@ -75,7 +75,9 @@ def llama_dir(tmp_path_factory, byte_level_tokenizer):
 
 @pytest.fixture(scope="module")
 def mistral_dir(tmp_path_factory, byte_level_tokenizer):
-    return save_tiny_decoder(tmp_path_factory.mktemp("mistral"), byte_level_tokenizer, family="mistral", n_layers=4, sliding_window=6)
+    return save_tiny_decoder(
+        tmp_path_factory.mktemp("mistral"), byte_level_tokenizer, family="mistral", n_layers=4, sliding_window=6
+    )
 
 
 def ready(model_dir, **config):
@@ -87,7 +89,16 @@ def ready(model_dir, **config):
 
 def texts_of_many_lengths():
     # One token, empty, a few sentences, and docs longer than a window (window=12 below).
-    return ["Paris", "", "John lives in New York .", " ".join(WORDS), " ".join(WORDS * 3), "Mary .", "A", " ".join(WORDS[:7])]
+    return [
+        "Paris",
+        "",
+        "John lives in New York .",
+        " ".join(WORDS),
+        " ".join(WORDS * 3),
+        "Mary .",
+        "A",
+        " ".join(WORDS[:7]),
+    ]
 
 
 def trf_vectors(nlp, texts):
@@ -124,7 +135,13 @@ def decoder_spy(backbone):
         counted["positions"] += int(kwargs["input_ids"].numel())
         segments = kwargs.get("cmllm_segments")
         mask = kwargs["attention_mask"]  # None: nothing padded
-        counted["real"] += int((segments > 0).sum()) if segments is not None else int(mask.sum()) if mask is not None else int(kwargs["input_ids"].numel())
+        counted["real"] += (
+            int((segments > 0).sum())
+            if segments is not None
+            else int(mask.sum())
+            if mask is not None
+            else int(kwargs["input_ids"].numel())
+        )
 
     return counted, backbone.decoder.register_forward_pre_hook(spy, with_kwargs=True)
 
@@ -168,7 +185,6 @@ def test_packing_leaves_little_padding_on_300_short_docs(llama_dir):
 @pytest.mark.parametrize("family", ["llama", "mistral"])
 def test_packed_training_gradients_equal_unpacked(request, family):
     """The same batch, packed and unpacked: the same adapter gradients, fewer positions."""
-    from spacy.training import Example
 
     nlp = ready(request.getfixturevalue(f"{family}_dir"), window=12, stride=8)
     model = nlp.get_pipe("transformer").model
@@ -186,7 +202,11 @@ def test_packed_training_gradients_equal_unpacked(request, family):
             hook.remove()
         positions[pack] = (counted["positions"], counted["calls"])
         rng = numpy.random.default_rng(0)
-        d = [[rng.standard_normal(data.model_output.last_hidden_state.shape).astype("float32")] for data in output.doc_data if data.model_output]
+        d = [
+            [rng.standard_normal(data.model_output.last_hidden_state.shape).astype("float32")]
+            for data in output.doc_data
+            if data.model_output
+        ]
         d_output = output.unsplit_by_doc(d)
         backprop(d_output)
         grads[pack] = {n: p.grad.clone() for n, p in backbone.decoder.named_parameters() if p.grad is not None}
@@ -212,7 +232,16 @@ def test_v2_does_not_pack_v3_does(llama_dir):
     assert v3.get_pipe("transformer").model.attrs["int8"] is False
 
 
-@pytest.mark.parametrize("override,code", [({"pack": "yes"}, "E079"), ({"int8": 1}, "E079"), ({"int8_smoothing": 1.5}, "E079"), ({"int8_smoothing": True}, "E079"), ({"int8": True, "quantization": "4bit"}, "E077")])
+@pytest.mark.parametrize(
+    "override,code",
+    [
+        ({"pack": "yes"}, "E079"),
+        ({"int8": 1}, "E079"),
+        ({"int8_smoothing": 1.5}, "E079"),
+        ({"int8_smoothing": True}, "E079"),
+        ({"int8": True, "quantization": "4bit"}, "E077"),
+    ],
+)
 def test_v3_setting_errors(llama_dir, override, code):
     from spacy_cmllm.pipeline.architectures import build_causal_mask_llm_v3
 
@@ -271,7 +300,9 @@ def test_int8_in_the_config_refuses_training(llama_dir):
 
 def test_int8_batched_docs_equal_docs_alone(trained_dir):
     """Per-token activation scales: a doc's int8 vectors do not depend on its batch."""
-    nlp = spacy.load(trained_dir, config={"components": {"transformer": {"model": {"int8": True, "mixed_precision": False}}}})
+    nlp = spacy.load(
+        trained_dir, config={"components": {"transformer": {"model": {"int8": True, "mixed_precision": False}}}}
+    )
     texts = texts_of_many_lengths()
     batched = trf_vectors(nlp, texts)
     for text, vectors in zip(texts, batched):
@@ -283,7 +314,9 @@ def test_int8_smoothing_is_switched_at_load(trained_dir):
     """int8_smoothing is a run setting: the config at spacy.load wins, and the copy follows it."""
     copies = {}
     for alpha in (0.0, 0.5):
-        nlp = spacy.load(trained_dir, config={"components": {"transformer": {"model": {"int8": True, "int8_smoothing": alpha}}}})
+        nlp = spacy.load(
+            trained_dir, config={"components": {"transformer": {"model": {"int8": True, "int8_smoothing": alpha}}}}
+        )
         model = nlp.get_pipe("transformer").model
         assert model.attrs["int8_smoothing"] == alpha
         nlp("John lives in New York .")

@@ -16,6 +16,7 @@ from spacy_cmllm.decoder.pieces import PieceEncoder, TokenPieces
 def nlp():
     return spacy.blank("en")
 
+
 TEXTS = [
     "Hello, world! Don't stop now.",
     "New York's mayor said: \"We can't wait.\" Prices rose 4.5% (about $3.50).",
@@ -136,9 +137,7 @@ def test_no_special_tokens_are_added(tokenizer, nlp):
     assert not special & set(spelled.ids.tolist())
     # The caller's tokenizer is left as it was.
     assert tokenizer.backend_tokenizer.encode_special_tokens is False
-    assert tokenizer(tokenizer.bos_token, add_special_tokens=False)["input_ids"] == [
-        tokenizer.bos_token_id
-    ]
+    assert tokenizer(tokenizer.bos_token, add_special_tokens=False)["input_ids"] == [tokenizer.bos_token_id]
 
 
 def test_empty_doc(tokenizer, nlp):
@@ -174,10 +173,7 @@ def test_long_token(request, name):
     words = ["a" * 3000, "xq7" * 1000, "\u00e9" * 3000]
     pieces = encoder.encode_tokens(words, [False, True, True])
     assert_well_formed(pieces, 3)
-    decoded = [
-        b"".join(piece_bytes(tokenizer, i) for i in ids).decode("utf-8")
-        for ids in split_pieces(pieces)
-    ]
+    decoded = [b"".join(piece_bytes(tokenizer, i) for i in ids).decode("utf-8") for ids in split_pieces(pieces)]
     assert decoded == [words[0], " " + words[1], " " + words[2]]
 
 
@@ -279,14 +275,10 @@ def test_bad_arguments(byte_level_tokenizer):
 
 # Letters, digits, punctuation, spaces, newlines, controls, combining marks, zero-width,
 # CJK, RTL and emoji.
-_CHARS = st.sampled_from(
-    list("ab Z7é.,'-\n\t") + ["\x00", "\x1b", "\u0301", "\u200d", "\u200b", "日", "ש", "👩", "😀"]
-)
+_CHARS = st.sampled_from(list("ab Z7é.,'-\n\t") + ["\x00", "\x1b", "\u0301", "\u200d", "\u200b", "日", "ש", "👩", "😀"])
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(alphabet=_CHARS, max_size=40))
 def test_random_text(tokenizer, nlp, text):
     doc = nlp(text)

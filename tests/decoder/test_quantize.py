@@ -80,7 +80,9 @@ def test_int8_copy_merges_adapters_and_keeps_the_original(make_decoder, spec):
 
 
 def test_int8_copy_never_shares_an_embedding_that_merging_changes(make_decoder):
-    model = add_lora(make_decoder("llama", n_layers=4), r=4, alpha=8.0, dropout=0.0, target_modules=["q_proj", "embed_tokens"])
+    model = add_lora(
+        make_decoder("llama", n_layers=4), r=4, alpha=8.0, dropout=0.0, target_modules=["q_proj", "embed_tokens"]
+    )
     for name, p in model.named_parameters():
         if "lora_embedding_B" in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -126,7 +128,9 @@ def test_int8_products_are_exact_where_the_cpu_kernel_saturates(isa):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     if isa == "AVX2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
-    out = subprocess.run([sys.executable, "-c", EXACTNESS_SCRIPT], env=env, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", EXACTNESS_SCRIPT], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     levels, error, kernel = int(out[0]), float(out[1]), out[2]
     candidates = [("onednn", 127), ("onednn", 63), ("int_mm", 127), ("int_mm", 63)]
     exact = [(name, n) for (name, n), ok in zip(candidates, out[3:]) if ok == "True"]

@@ -1,4 +1,5 @@
 """Torch threads in nlp.pipe(n_process=N) workers (spacy_cmllm/decoder/threads.py)."""
+
 import multiprocessing
 import warnings
 

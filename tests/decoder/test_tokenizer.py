@@ -88,9 +88,7 @@ def test_repair_is_idempotent_and_survives_save_load(tiny_gguf, gguf_metadata, t
     assert isinstance(reloaded, GPT2TokenizerFast)
     assert reloaded.pad_token == "</s>" and reloaded.padding_side == "right"
     for text in SENTENCES:
-        assert reloaded(text, return_offsets_mapping=True) == repaired(
-            text, return_offsets_mapping=True
-        )
+        assert reloaded(text, return_offsets_mapping=True) == repaired(text, return_offsets_mapping=True)
 
 
 def test_without_metadata_the_config_corrects_eos(tiny_gguf):
@@ -126,14 +124,10 @@ def _sentencepiece_llama() -> LlamaTokenizerFast:
     # Train on '▁'-marked words so that merges stay within words, then switch to the
     # normalizer-only layout of the Llama-2 / Mistral tokenizer.json files.
     backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
-    )
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
     backend.train_from_iterator(SENTENCES, trainer=trainer)
     backend.pre_tokenizer = None
-    backend.normalizer = normalizers.Sequence(
-        [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
-    )
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     backend.decoder = decoders.Sequence(
         [
             decoders.Replace("▁", " "),

@@ -173,9 +173,13 @@ def test_remove_restores_stock_model(make_decoder):
     handle = unmask_layers(model, [0, 3, 7])
     assert handle.active
     with torch.no_grad():
-        assert not torch.equal(model(input_ids=ids, attention_mask=mask).logits, stock(input_ids=ids, attention_mask=mask).logits)
+        assert not torch.equal(
+            model(input_ids=ids, attention_mask=mask).logits, stock(input_ids=ids, attention_mask=mask).logits
+        )
         handle.remove()
-        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, stock(input_ids=ids, attention_mask=mask).logits)
+        assert torch.equal(
+            model(input_ids=ids, attention_mask=mask).logits, stock(input_ids=ids, attention_mask=mask).logits
+        )
     assert not handle.active
     assert all(layer.self_attn.is_causal for layer in model.model.layers)
     # After removal the same layers can be unmasked again.
@@ -258,7 +262,12 @@ def test_unmasked_layers_mask_built_once_per_call(make_decoder, attn, monkeypatc
     original = unmask.padding_only_mask
     monkeypatch.setattr(unmask, "padding_only_mask", lambda *a, **k: built.append(1) or original(*a, **k))
     seen = []
-    hooks = [model.model.layers[i].self_attn.register_forward_pre_hook(lambda m, a, k: seen.append(k.get("attention_mask")), with_kwargs=True) for i in handle.layers]
+    hooks = [
+        model.model.layers[i].self_attn.register_forward_pre_hook(
+            lambda m, a, k: seen.append(k.get("attention_mask")), with_kwargs=True
+        )
+        for i in handle.layers
+    ]
     ids, mask = ids_and_mask([9, 5])
     with torch.no_grad():
         model(input_ids=ids, attention_mask=mask)

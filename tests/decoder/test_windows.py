@@ -78,9 +78,7 @@ def test_plan_windows_properties(lengths, window, stride_fraction, use_bos):
     check_plan(docs, plan, window=window, stride=stride, bos_id=bos_id)
 
 
-@pytest.mark.parametrize(
-    "n,window,stride", [(10, 4, 2), (10, 4, 4), (10, 4, 3), (4, 4, 1), (3, 8, 8), (1, 1, 1)]
-)
+@pytest.mark.parametrize("n,window,stride", [(10, 4, 2), (10, 4, 4), (10, 4, 3), (4, 4, 1), (3, 8, 8), (1, 1, 1)])
 @pytest.mark.parametrize("bos_id", [None, BOS])
 def test_plan_windows_examples(n, window, stride, bos_id):
     docs = make_docs([n])
@@ -135,8 +133,7 @@ def test_ids_of_other_integer_dtypes():
 
 @pytest.mark.parametrize(
     "window,stride,bos_id",
-    [(0, 1, None), (-1, 1, None), (4, 0, None), (4, 5, None), (2.0, 1, None), (True, 1, None),
-     (4, 2, -1), (4, 2, 1.5)],
+    [(0, 1, None), (-1, 1, None), (4, 0, None), (4, 5, None), (2.0, 1, None), (True, 1, None), (4, 2, -1), (4, 2, 1.5)],
 )
 def test_plan_windows_bad_settings(window, stride, bos_id):
     with pytest.raises(ValueError, match=r"\[E040\]"):
@@ -150,9 +147,7 @@ def test_plan_windows_bad_ids(ids):
 
 
 def test_pad_windows():
-    input_ids, mask = pad_windows(
-        [numpy.asarray([1, 2, 3]), numpy.asarray([4]), numpy.asarray([5, 6])], pad_id=0
-    )
+    input_ids, mask = pad_windows([numpy.asarray([1, 2, 3]), numpy.asarray([4]), numpy.asarray([5, 6])], pad_id=0)
     assert input_ids.dtype == numpy.int64 and mask.dtype == numpy.int64
     assert input_ids.tolist() == [[1, 2, 3], [4, 0, 0], [5, 6, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
@@ -239,7 +234,9 @@ def test_training_windows_cover_every_piece_once(lengths, window, with_bos, sent
     all_pieces = numpy.concatenate(docs) if docs else numpy.zeros(0, dtype=numpy.int64)
     assert numpy.array_equal(numpy.concatenate(body) if body else all_pieces[:0], all_pieces)
     # Each piece is read from the window that computed it.
-    read = numpy.array([plan.windows[w][p] for w, p in zip(plan.gather_window, plan.gather_position)], dtype=numpy.int64)
+    read = numpy.array(
+        [plan.windows[w][p] for w, p in zip(plan.gather_window, plan.gather_position)], dtype=numpy.int64
+    )
     assert numpy.array_equal(read.reshape(-1), all_pieces)
     # No more windows than the fewest that fit, plus at most one per sentence cut.
     for d, n in enumerate(lengths):
@@ -250,7 +247,9 @@ def test_training_windows_cut_at_sentence_starts():
     from spacy_cmllm.decoder.windows import plan_training_windows
 
     docs = make_docs([300])
-    plan = plan_training_windows(docs, window=128, bos_id=BOS, sentence_starts=[numpy.array([0, 40, 90, 130, 200, 260])])
+    plan = plan_training_windows(
+        docs, window=128, bos_id=BOS, sentence_starts=[numpy.array([0, 40, 90, 130, 200, 260])]
+    )
     starts = [int(w[1]) - 100 for w in plan.windows]
     assert starts == [0, 90, 200]
     # Without sentence starts: an even split, no stub window at the end.

@@ -1,5 +1,6 @@
 """The experiments stay out of the wheel: setup.cfg packages spacy_cmllm only, no package
 module imports the experiments or Ray Tune, and no entry point names them."""
+
 import ast
 import configparser
 
@@ -27,8 +28,13 @@ def test_the_wheel_holds_the_package_and_not_the_experiments():
 def test_no_package_module_reaches_the_experiments_or_ray_tune():
     for path in sorted((ROOT / "spacy_cmllm").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             for name in names:
                 assert not name.startswith(("experiments", "ray.tune")), f"{path.relative_to(ROOT)} imports {name}"
 

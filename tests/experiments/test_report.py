@@ -1,14 +1,25 @@
 """The sweep's report: mean ± std over seeds, paired differences against 0000, 1111 and the
 shipped config with their t-intervals, time ratios, plots; one way of scoring per summary."""
+
 import pytest
 
 from experiments import report
 
 
 def _row(unmask, seed, test_f1, model="smollm2"):
-    return {"model": model, "unmask": unmask, "seed": str(seed), "max_steps": "50", "batch_words": "256",
-            "dev_docs": "25", "test_docs": "25", "dev_f1": str(test_f1 - 1), "test_f1": str(test_f1),
-            "tag_acc": "90.0", "train_seconds": "100"}
+    return {
+        "model": model,
+        "unmask": unmask,
+        "seed": str(seed),
+        "max_steps": "50",
+        "batch_words": "256",
+        "dev_docs": "25",
+        "test_docs": "25",
+        "dev_f1": str(test_f1 - 1),
+        "test_f1": str(test_f1),
+        "tag_acc": "90.0",
+        "train_seconds": "100",
+    }
 
 
 def test_summary_pairs_seeds_against_0000_and_1111():
@@ -36,17 +47,25 @@ def test_overridden_runs_are_their_own_configuration_paired_with_the_shipped_one
     # The tweak names the bar.
     assert report.label(entries["a.b=1"]) == "0011 parser b=1"
     assert report.short_setting('x.lora.target_modules=["q_proj","up_proj"]') == "target_modules=q,up"
-    assert report.label({"unmask": "0011", "head": "bio_tagger", "overrides": "a.rate=0.003"}) == "0011 bio_tagger rate=0.003"
+    assert (
+        report.label({"unmask": "0011", "head": "bio_tagger", "overrides": "a.rate=0.003"})
+        == "0011 bio_tagger rate=0.003"
+    )
 
 
 def test_a_setting_costs_its_time_against_the_shipped_config_and_is_plotted(tmp_path):
     rows = [{**_row("0000", s, f), "train_seconds": "100", "eval_seconds": "10"} for s, f in enumerate([50, 52, 54])]
-    rows += [{**_row("0000", s, f), "overrides": "m.repeat=2", "train_seconds": "250", "eval_seconds": "15"}
-             for s, f in enumerate([51, 55, 56])]
+    rows += [
+        {**_row("0000", s, f), "overrides": "m.repeat=2", "train_seconds": "250", "eval_seconds": "15"}
+        for s, f in enumerate([51, 55, 56])
+    ]
     summary = report.summarise(rows)
     repeated = next(e for e in summary["configs"] if e["overrides"])
     assert repeated["train_time_vs_shipped"] == 2.5 and repeated["eval_time_vs_shipped"] == 1.5
-    assert repeated["test_f1_vs_shipped"]["mean"] == pytest.approx(2.0) and len(repeated["test_f1_vs_shipped"]["ci95"]) == 2
+    assert (
+        repeated["test_f1_vs_shipped"]["mean"] == pytest.approx(2.0)
+        and len(repeated["test_f1_vs_shipped"]["ci95"]) == 2
+    )
     report.plot_time(summary, tmp_path / "time.png")
     assert (tmp_path / "time.png").stat().st_size > 0
 
@@ -54,15 +73,49 @@ def test_a_setting_costs_its_time_against_the_shipped_config_and_is_plotted(tmp_
 def test_a_summary_reads_one_way_of_scoring_and_says_which(tmp_path):
     from experiments.rows import COLUMNS, append_row
 
-    base = {"model": "smollm2", "config": "default.cfg", "head": "bio_tagger", "overrides": "", "max_steps": 4,
-            "batch_words": 40, "dev_docs": 0, "test_docs": 0, "train_seconds": 10, "cpu": "AVX2", "device": "cpu"}
+    base = {
+        "model": "smollm2",
+        "config": "default.cfg",
+        "head": "bio_tagger",
+        "overrides": "",
+        "max_steps": 4,
+        "batch_words": 40,
+        "dev_docs": 0,
+        "test_docs": 0,
+        "train_seconds": 10,
+        "cpu": "AVX2",
+        "device": "cpu",
+    }
     path = tmp_path / "rows.csv"
     # Seed 0 scored both ways (the harness's default), seed 1 on gold tokens only.
-    append_row(path, {**base, "unmask": "0011", "seed": 0, "dev_ner_f1": 80, "test_ner_f1": 70, "test_tag_acc": 90,
-                      "dev_ner_f1_text": 81, "test_ner_f1_text": 71, "test_tag_acc_text": 91,
-                      "eval_seconds": 5, "eval_seconds_text": 6})
-    append_row(path, {**base, "unmask": "0011", "seed": 1, "dev_ner_f1": 82, "test_ner_f1": 72, "test_tag_acc": 92,
-                      "eval_seconds": 5})
+    append_row(
+        path,
+        {
+            **base,
+            "unmask": "0011",
+            "seed": 0,
+            "dev_ner_f1": 80,
+            "test_ner_f1": 70,
+            "test_tag_acc": 90,
+            "dev_ner_f1_text": 81,
+            "test_ner_f1_text": 71,
+            "test_tag_acc_text": 91,
+            "eval_seconds": 5,
+            "eval_seconds_text": 6,
+        },
+    )
+    append_row(
+        path,
+        {
+            **base,
+            "unmask": "0011",
+            "seed": 1,
+            "dev_ner_f1": 82,
+            "test_ner_f1": 72,
+            "test_tag_acc": 92,
+            "eval_seconds": 5,
+        },
+    )
     assert len(COLUMNS) == len(set(COLUMNS))
     gold = tmp_path / "gold.json"
     report.report(csv=path, scoring="gold", summary=gold, plot_path=tmp_path / "gold.png")

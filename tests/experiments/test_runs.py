@@ -1,5 +1,6 @@
 """One override builder for both harnesses: the overrides of a sweep run and of a study
 trial are what each harness set before the one harness, key for key; and run names."""
+
 from pathlib import Path
 
 from experiments import sweep
@@ -17,15 +18,26 @@ def sweep_overrides(run, dev=Path("run/train-dev.spacy")):
 
 
 def test_a_sweep_run_is_trained_as_the_sweep_trained_it():
-    run = {"model": "smollm2", "head": "bio_tagger", "unmask": "0011", "seed": 2,
-           "overrides": "components.transformer.model.repeat=2"}
+    run = {
+        "model": "smollm2",
+        "head": "bio_tagger",
+        "unmask": "0011",
+        "seed": 2,
+        "overrides": "components.transformer.model.repeat=2",
+    }
     assert sweep_overrides(run) == {
-        "paths.train": "corpus/conll03/train.spacy", "paths.dev": "run/train-dev.spacy", "system.seed": 2,
-        "training.max_steps": 400, "training.eval_frequency": 400, "training.batcher.size.rate": 500,
+        "paths.train": "corpus/conll03/train.spacy",
+        "paths.dev": "run/train-dev.spacy",
+        "system.seed": 2,
+        "training.max_steps": 400,
+        "training.eval_frequency": 400,
+        "training.batcher.size.rate": 500,
         "training.logger.progress_bar": True,
         # A tenth of the budget, and at most one epoch, for the transformer runs.
-        "training.optimizer.learn_rate.warmup_steps": 40, "training.max_epochs": 1,
-        "components.transformer.model.name": BASE, "components.transformer.model.unmask": "0011",
+        "training.optimizer.learn_rate.warmup_steps": 40,
+        "training.max_epochs": 1,
+        "components.transformer.model.name": BASE,
+        "components.transformer.model.unmask": "0011",
         "components.transformer.model.repeat": 2,
     }
     cnn = sweep_overrides({"model": "spacy-cnn", "head": "parser", "unmask": "spacy-cnn", "seed": 0})
@@ -41,26 +53,47 @@ def test_minilm_is_read_from_its_package():
 
 
 def test_a_study_trial_is_trained_as_the_study_trained_it():
-    setup = {"corpus": str(CORPUS), "base_model": BASE, "batch_words": 500, "max_steps": 408, "eval_frequency": 102,
-             "baseline_steps": 4080, "baseline_eval_frequency": 102, "baseline_patience": 408}
+    setup = {
+        "corpus": str(CORPUS),
+        "base_model": BASE,
+        "batch_words": 500,
+        "max_steps": 408,
+        "eval_frequency": 102,
+        "baseline_steps": 4080,
+        "baseline_eval_frequency": 102,
+        "baseline_patience": 408,
+    }
 
     def trial_overrides(run):
         budget = tune.budget_of(run, setup)
-        return budget, {**overrides_for(run, budget, train=CORPUS / "train.spacy", dev=CORPUS / "dev.spacy",
-                                        base_model=BASE), **tune.LOGGER}
+        return budget, {
+            **overrides_for(run, budget, train=CORPUS / "train.spacy", dev=CORPUS / "dev.spacy", base_model=BASE),
+            **tune.LOGGER,
+        }
 
     budget, decoder = trial_overrides({"model": "smollm2", "unmask": "0110", "seed": 1, "phase": "final"})
     assert decoder == {
-        "paths.train": "corpus/conll03/train.spacy", "paths.dev": "corpus/conll03/dev.spacy", "system.seed": 1,
-        "training.max_steps": 408, "training.eval_frequency": 102, "training.patience": 0, "training.max_epochs": 0,
-        "training.batcher.size.rate": 500, "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1",
-        "training.logger.progress_bar": False, "components.transformer.model.name": BASE,
-        "components.transformer.model.unmask": "0110", "training.optimizer.learn_rate.warmup_steps": 40,
+        "paths.train": "corpus/conll03/train.spacy",
+        "paths.dev": "corpus/conll03/dev.spacy",
+        "system.seed": 1,
+        "training.max_steps": 408,
+        "training.eval_frequency": 102,
+        "training.patience": 0,
+        "training.max_epochs": 0,
+        "training.batcher.size.rate": 500,
+        "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1",
+        "training.logger.progress_bar": False,
+        "components.transformer.model.name": BASE,
+        "components.transformer.model.unmask": "0110",
+        "training.optimizer.learn_rate.warmup_steps": 40,
     }
     assert budget.checkpoint == "model-last" and budget.train_dev_docs == 0
     budget, cnn = trial_overrides({"model": "spacy-cnn", "unmask": "spacy-cnn", "seed": 0, "phase": "final"})
     assert {k: cnn[k] for k in ("training.max_steps", "training.eval_frequency", "training.patience")} == {
-        "training.max_steps": 4080, "training.eval_frequency": 102, "training.patience": 408}
+        "training.max_steps": 4080,
+        "training.eval_frequency": 102,
+        "training.patience": 408,
+    }
     assert "training.optimizer.learn_rate.warmup_steps" not in cnn and budget.checkpoint == "model-best"
     # An experiment begun before the one harness kept the baseline's frequency as an override.
     older = {k: v for k, v in setup.items() if k != "baseline_eval_frequency"}

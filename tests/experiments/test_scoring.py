@@ -1,4 +1,5 @@
 """What a run is scored on: the tasks its config has a component for."""
+
 from experiments.scoring import config_tasks, tasks_of, total
 
 
@@ -12,14 +13,14 @@ def test_the_harness_configs_say_which_tasks_they_score():
 def test_tasks_are_read_from_the_components_not_their_names(tmp_path):
     config = tmp_path / "pipeline.cfg"
     config.write_text(
-        "[nlp]\npipeline = [\"entities\",\"phrases\",\"other\"]\n"
+        '[nlp]\npipeline = ["entities","phrases","other"]\n'
         "[components]\n"
-        "[components.entities]\nfactory = \"bio_tagger\"\n"
-        "[components.phrases]\nfactory = \"bio_tagger\"\nspans_key = \"chunks\"\n"
-        "[components.other]\nfactory = \"bio_tagger\"\nspans_key = \"mentions\"\n"
+        '[components.entities]\nfactory = "bio_tagger"\n'
+        '[components.phrases]\nfactory = "bio_tagger"\nspans_key = "chunks"\n'
+        '[components.other]\nfactory = "bio_tagger"\nspans_key = "mentions"\n'
     )
     assert config_tasks(config) == ("ner", "chunks")
-    config.write_text("[nlp]\npipeline = [\"morph\"]\n[components]\n[components.morph]\nfactory = \"tagger\"\n")
+    config.write_text('[nlp]\npipeline = ["morph"]\n[components]\n[components.morph]\nfactory = "tagger"\n')
     assert config_tasks(config) == ("pos",)
 
 

@@ -1,5 +1,6 @@
 """What a command line names: unmask specs (spaCy hands `0011` over as 11), seeds, lists of
 names, and config overrides as one canonical string."""
+
 import pytest
 
 from experiments import spec
@@ -37,13 +38,23 @@ def test_names_must_be_known():
 
 
 def test_overrides_are_canonical_and_parsed_like_the_cli():
-    canonical = spec.parse_overrides(["training.optimizer.learn_rate.initial_rate=0.003",
-                                      'components.transformer.model.lora.target_modules=["q_proj","up_proj"]'])
+    canonical = spec.parse_overrides(
+        [
+            "training.optimizer.learn_rate.initial_rate=0.003",
+            'components.transformer.model.lora.target_modules=["q_proj","up_proj"]',
+        ]
+    )
     # Sorted, so the same overrides given in another order are the same configuration.
-    assert canonical == spec.parse_overrides(['components.transformer.model.lora.target_modules=["q_proj","up_proj"]',
-                                              "training.optimizer.learn_rate.initial_rate=0.003"])
-    assert spec.override_dict(canonical) == {"components.transformer.model.lora.target_modules": ["q_proj", "up_proj"],
-                                             "training.optimizer.learn_rate.initial_rate": 0.003}
+    assert canonical == spec.parse_overrides(
+        [
+            'components.transformer.model.lora.target_modules=["q_proj","up_proj"]',
+            "training.optimizer.learn_rate.initial_rate=0.003",
+        ]
+    )
+    assert spec.override_dict(canonical) == {
+        "components.transformer.model.lora.target_modules": ["q_proj", "up_proj"],
+        "training.optimizer.learn_rate.initial_rate": 0.003,
+    }
     assert spec.parse_overrides(None) == "" and spec.override_dict("") == {}
     for bad in ("dropout=0.2", "components.ner.model.dropout", "a.b=1;c.d=2"):
         with pytest.raises(SystemExit):

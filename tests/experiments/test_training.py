@@ -1,6 +1,7 @@
 """Training a run: spaCy's loop can skip its first (after one update) evaluation, which the
 study's logger counts as round 0 without reporting it; the words the loop trained on are
 recorded whatever the logger."""
+
 import io
 
 import spacy
@@ -20,8 +21,9 @@ def tiny_tagger_config(train, dev, logger):
     nlp.add_pipe("tagger")
     config = nlp.config.copy()
     config["corpora"] = {"train": {"@readers": train}, "dev": {"@readers": dev}}
-    config["training"].update({"max_steps": 4, "eval_frequency": 2, "patience": 0, "max_epochs": 0,
-                               "logger": {"@loggers": logger}})
+    config["training"].update(
+        {"max_steps": 4, "eval_frequency": 2, "patience": 0, "max_epochs": 0, "logger": {"@loggers": logger}}
+    )
     return config
 
 
@@ -39,8 +41,7 @@ def test_the_first_evaluation_is_skipped_and_not_reported():
     registry.readers.register("test-study.train.v1", func=lambda: corpus)
     registry.readers.register("test-study.dev.v1", func=lambda: dev_corpus)
     sent = []
-    registry.loggers.register("test-study.logger.v1",
-                              func=lambda: tune_logger(console=False, report=sent.append))
+    registry.loggers.register("test-study.logger.v1", func=lambda: tune_logger(console=False, report=sent.append))
     config = tiny_tagger_config("test-study.train.v1", "test-study.dev.v1", "test-study.logger.v1")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     nlp.initialize(lambda: iter(examples))
@@ -58,7 +59,7 @@ def test_the_first_evaluation_is_skipped_and_not_reported():
 
 def test_the_loops_progress_is_recorded_whatever_the_logger():
     examples = [Example.from_dict(spacy.blank("en").make_doc(" ".join(WORDS)), {"tags": TAGS})]
-    registry.readers.register("test-progress.corpus.v1", func=lambda: (lambda nlp_: iter(examples)))
+    registry.readers.register("test-progress.corpus.v1", func=lambda: lambda nlp_: iter(examples))
     config = tiny_tagger_config("test-progress.corpus.v1", "test-progress.corpus.v1", "spacy.ConsoleLogger.v1")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     nlp.initialize(lambda: iter(examples))

@@ -6,6 +6,7 @@ hang is killed by the test's timeout instead of blocking the test session.
 prints one JSON line: whether the workers' Docs equal one process's, the torch threads each
 worker computed on, and the parent's threads before and after.
 """
+
 import json
 import multiprocessing
 import sys

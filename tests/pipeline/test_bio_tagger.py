@@ -1,4 +1,3 @@
-
 import numpy
 import pytest
 import spacy
@@ -6,8 +5,8 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
-from spacy_cmllm.pipeline.bio_tagger import MISSING
 from spacy_cmllm.pipeline.bio_classes import is_valid
+from spacy_cmllm.pipeline.bio_tagger import MISSING
 from tests.tiny import LISTENER, TRAIN_DATA, save_tiny_decoder
 
 TOK2VEC = {
@@ -44,7 +43,10 @@ def iob2_from_biluo(biluo):
 
 def gold_ents():
     return [
-        [(s.start, s.end, s.label_) for s in spacy.training.biluo_tags_to_spans(Doc(spacy.blank("en").vocab, words=w), e)]
+        [
+            (s.start, s.end, s.label_)
+            for s in spacy.training.biluo_tags_to_spans(Doc(spacy.blank("en").vocab, words=w), e)
+        ]
         for w, _, e in TRAIN_DATA
     ]
 
@@ -60,14 +62,16 @@ def chunk_examples(nlp, key="chunks"):
     examples = []
     for (words, _, _), chunks in zip(TRAIN_DATA, CHUNKS):
         eg = Example.from_dict(nlp.make_doc(" ".join(words)), {"words": words})
-        eg.reference.spans[key] = [Span(eg.reference, s, e, label=l) for s, e, l in chunks]
+        eg.reference.spans[key] = [Span(eg.reference, s, e, label=label) for s, e, label in chunks]
         examples.append(eg)
     return examples
 
 
 def tok2vec_pipeline(**config):
     nlp = spacy.blank("en")
-    nlp.add_pipe("bio_tagger", config={"model": {"@architectures": "spacy-cmllm.BIOTagger.v1", "tok2vec": TOK2VEC}, **config})
+    nlp.add_pipe(
+        "bio_tagger", config={"model": {"@architectures": "spacy-cmllm.BIOTagger.v1", "tok2vec": TOK2VEC}, **config}
+    )
     return nlp
 
 
@@ -139,7 +143,12 @@ def trained_listener(tmp_path_factory, model_dir):
         },
     )
     nlp.add_pipe("bio_tagger", config={"model": {"@architectures": "spacy-cmllm.BIOTagger.v1", "tok2vec": LISTENER}})
-    path = spacy_train(nlp, tmp_path_factory.mktemp("listener"), entity_examples(nlp), **{"training.max_steps": 60, "training.eval_frequency": 60})
+    path = spacy_train(
+        nlp,
+        tmp_path_factory.mktemp("listener"),
+        entity_examples(nlp),
+        **{"training.max_steps": 60, "training.eval_frequency": 60},
+    )
     return path, spacy.load(path)
 
 
@@ -151,7 +160,7 @@ def test_spacy_train_with_tok2vec_learns_entities(trained_tok2vec):
 def test_spacy_train_with_decoder_listener_learns_entities(trained_listener):
     _, nlp = trained_listener
     assert predicted_ents(nlp) == gold_ents()
-    for doc, (words, _, biluo) in zip(nlp.pipe(TEXTS), TRAIN_DATA):
+    for doc, (_, _, biluo) in zip(nlp.pipe(TEXTS), TRAIN_DATA):
         assert [t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "") for t in doc] == iob2_from_biluo(biluo)
 
 
@@ -235,8 +244,12 @@ def test_predictions_are_valid_iob2_where_argmax_is_not():
 def test_missing_annotation_is_masked():
     nlp = tok2vec_pipeline()
     words = "John lives in New York".split()
-    annotated = Example.from_dict(nlp.make_doc(" ".join(words)), {"words": words, "entities": ["U-PER", "O", "O", "B-LOC", "L-LOC"]})
-    partial = Example.from_dict(nlp.make_doc(" ".join(words)), {"words": words, "entities": ["U-PER", "-", "O", "-", "-"]})
+    annotated = Example.from_dict(
+        nlp.make_doc(" ".join(words)), {"words": words, "entities": ["U-PER", "O", "O", "B-LOC", "L-LOC"]}
+    )
+    partial = Example.from_dict(
+        nlp.make_doc(" ".join(words)), {"words": words, "entities": ["U-PER", "-", "O", "-", "-"]}
+    )
     fit(nlp, [annotated], steps=0)
     tagger = nlp.get_pipe("bio_tagger")
     # O=0, B-LOC=1, I-LOC=2, B-PER=3
@@ -273,7 +286,9 @@ def test_overlapping_gold_spans_are_refused():
     examples = chunk_examples(nlp)
     reference = examples[0].reference
     reference.spans["chunks"] = list(reference.spans["chunks"]) + [Span(reference, 4, 6, label="X")]
-    with pytest.raises(ValueError, match=r"E060.*chunks.*John lives in.*'New York' \(NP, tokens 3-5\).*'York and' \(X, tokens 4-6\)"):
+    with pytest.raises(
+        ValueError, match=r"E060.*chunks.*John lives in.*'New York' \(NP, tokens 3-5\).*'York and' \(X, tokens 4-6\)"
+    ):
         nlp.initialize(lambda: examples)
 
 
@@ -335,4 +350,3 @@ def test_default_config_and_score_weights():
     assert config["scorer"] == {"@scorers": "spacy-cmllm.bio_scorer.v1"}
     assert nlp.config["training"]["score_weights"]["ents_f"] == 1.0
     assert tagger.labels == ()
-

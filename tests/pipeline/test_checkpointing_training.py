@@ -12,7 +12,11 @@ from tests.tiny import TRAIN_DATA, build_pipeline, save_tiny_decoder
 STEPS = 4
 # Docs of different lengths, so that windows batched together pad differently.
 DATA = TRAIN_DATA + [
-    ("John lives in New York .".split(), ["NNP", "VBZ", "IN", "NNP", "NNP", "."], ["U-PER", "O", "O", "B-LOC", "L-LOC", "O"]),
+    (
+        "John lives in New York .".split(),
+        ["NNP", "VBZ", "IN", "NNP", "NNP", "."],
+        ["U-PER", "O", "O", "B-LOC", "L-LOC", "O"],
+    ),
     ("Mary visited Paris .".split(), ["NNP", "VBD", "NNP", "."], ["U-PER", "O", "U-LOC", "O"]),
     ("Google .".split(), ["NNP", "."], ["U-ORG", "O"]),
     ("Paris".split(), ["NNP"], ["U-LOC"]),

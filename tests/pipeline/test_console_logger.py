@@ -1,5 +1,6 @@
 """spacy-cmllm.ConsoleLogger.v1: spaCy's table, plus plain progress lines off a terminal and
 a note on the warm-up behind "Initial learn rate: 0.0"."""
+
 import io
 import sys
 from pathlib import Path
@@ -30,8 +31,13 @@ def nlp():
 def run_logger(nlp, stream, steps, progress_every=10):
     setup = registry.loggers.get("spacy-cmllm.ConsoleLogger.v1")(progress_every=progress_every)
     log_step, finalize = setup(nlp, stream, io.StringIO())
-    info = {"epoch": 0, "step": 0, "score": 0.0, "other_scores": {},
-            "losses": {"transformer": 0.0, "tagger": 1.0, "ner": 2.0}}
+    info = {
+        "epoch": 0,
+        "step": 0,
+        "score": 0.0,
+        "other_scores": {},
+        "losses": {"transformer": 0.0, "tagger": 1.0, "ner": 2.0},
+    }
     log_step(info)
     for _ in range(steps - 1):
         log_step(None)
@@ -78,11 +84,27 @@ def test_spacy_train_shows_progress_in_a_log(tmp_path, byte_level_tokenizer):
     nlp = load_model_from_config(load_config(CONFIG), auto_fill=True)
     docbin = DocBin(docs=[eg.reference for eg in train_examples(nlp)])
     docbin.to_disk(tmp_path / "train.spacy")
-    command = [sys.executable, "-m", "spacy", "train", str(CONFIG),
-               "--paths.train", str(tmp_path / "train.spacy"), "--paths.dev", str(tmp_path / "train.spacy"),
-               "--components.transformer.model.name", tiny, "--training.max_steps", "12",
-               "--training.eval_frequency", "6", "--training.logger.progress_every", "4",
-               "--components.transformer.model.mixed_precision", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(CONFIG),
+        "--paths.train",
+        str(tmp_path / "train.spacy"),
+        "--paths.dev",
+        str(tmp_path / "train.spacy"),
+        "--components.transformer.model.name",
+        tiny,
+        "--training.max_steps",
+        "12",
+        "--training.eval_frequency",
+        "6",
+        "--training.logger.progress_every",
+        "4",
+        "--components.transformer.model.mixed_precision",
+        "false",
+    ]
     result = run_process_tree(command, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout

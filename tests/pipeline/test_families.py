@@ -1,6 +1,7 @@
 """Qwen2, Gemma-2 and Phi-3 through the whole pipeline: train, save, load, same predictions,
 and the unmask the config asks for, measured on the loaded decoder; adapters on every
 linear layer ("all-linear") merged into the int8 copy."""
+
 import numpy
 import pytest
 import spacy
@@ -70,11 +71,15 @@ def test_adapters_on_every_linear_layer_train_and_merge_into_int8(tmp_path, byte
 
     model_dir = save_tiny_decoder(tmp_path / family, byte_level_tokenizer, family=family, n_layers=4)
     nlp = build_pipeline(
-        model_dir, unmask="0011", lora={"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": "all-linear"},
+        model_dir,
+        unmask="0011",
+        lora={"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": "all-linear"},
         **{"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "mixed_precision": False},
     )
     train(nlp, steps=4)
-    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, _ in backbone(nlp).decoder.named_parameters() if ".lora_" in n}
+    adapted = {
+        n.split(".lora_")[0].rsplit(".", 1)[-1] for n, _ in backbone(nlp).decoder.named_parameters() if ".lora_" in n
+    }
     assert {"down_proj", "o_proj"} <= adapted and ({"gate_proj", "up_proj"} <= adapted or "gate_up_proj" in adapted)
     nlp.to_disk(tmp_path / "nlp")
     fp32 = spacy.load(tmp_path / "nlp")

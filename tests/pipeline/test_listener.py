@@ -1,5 +1,6 @@
 """spacy-cmllm.TransformerListener.v1: spacy-transformers' listener that fails with E101,
 naming the transformer, where the stock one would tag from zero vectors."""
+
 import numpy
 import pytest
 import spacy
@@ -12,8 +13,17 @@ TEXT = "John lives in New York and works for Google ."
 
 def tagger_pipeline(base, listener):
     nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "name": str(base),
-                                                  "unmask": "0011", "lora": None}})
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-cmllm.CausalMaskLLM.v3",
+                "name": str(base),
+                "unmask": "0011",
+                "lora": None,
+            }
+        },
+    )
     nlp.add_pipe("tagger", config={"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}})
     return nlp
 

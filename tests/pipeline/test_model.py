@@ -219,7 +219,14 @@ def test_training_computes_each_piece_once_prediction_overlaps(model_dir):
     calls = []
     hook = backbone.decoder.register_forward_pre_hook(
         # attention_mask None: nothing padded in that call.
-        lambda module, args, kwargs: calls.append((kwargs["input_ids"].clone(), torch.ones_like(kwargs["input_ids"]) if kwargs["attention_mask"] is None else kwargs["attention_mask"].clone())),
+        lambda module, args, kwargs: calls.append(
+            (
+                kwargs["input_ids"].clone(),
+                torch.ones_like(kwargs["input_ids"])
+                if kwargs["attention_mask"] is None
+                else kwargs["attention_mask"].clone(),
+            )
+        ),
         with_kwargs=True,
     )
     words = "John lives in New York and works for Google . Mary visited Paris with Acme Corp yesterday .".split()
@@ -256,7 +263,9 @@ def test_unpadded_calls_pass_no_mask(model_dir):
     trf = nlp.get_pipe("transformer")
     backbone = get_backbone(trf.model)
     masks = []
-    hook = backbone.decoder.register_forward_pre_hook(lambda m, a, k: masks.append(k.get("attention_mask")), with_kwargs=True)
+    hook = backbone.decoder.register_forward_pre_hook(
+        lambda m, a, k: masks.append(k.get("attention_mask")), with_kwargs=True
+    )
     long, short = nlp.make_doc("one two three four five six"), nlp.make_doc("one two")
     try:
         same = trf.predict([long, nlp.make_doc(long.text)])
@@ -283,7 +292,9 @@ def test_cpu_bf16_prediction_rounds_widths_up(model_dir, monkeypatch):
     trf = nlp.get_pipe("transformer")
     backbone = get_backbone(trf.model)
     widths = []
-    hook = backbone.decoder.register_forward_pre_hook(lambda m, a, k: widths.append(k["input_ids"].shape[1]), with_kwargs=True)
+    hook = backbone.decoder.register_forward_pre_hook(
+        lambda m, a, k: widths.append(k["input_ids"].shape[1]), with_kwargs=True
+    )
     docs = [nlp.make_doc(TEXT), nlp.make_doc("two words")]
     try:
         rounded = trf.predict(docs)

@@ -3,6 +3,7 @@ per worker (or SPACY_CMLLM_WORKER_THREADS under spawn), the parent's threads unt
 
 Each run is a child process with a timeout: under fork, a worker that inherits the parent's
 multi-threaded OpenMP pool hangs, and that must fail the test, not block the session."""
+
 import json
 import os
 import subprocess
@@ -34,8 +35,12 @@ def run_workers(path, method, **env):
     environ = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", WORKER_THREADS_ENV)}
     environ.update(TOKENIZERS_PARALLELISM="false", **env)
     try:
-        done = run_process_tree([sys.executable, "-m", "tests.pipeline.pipe_workers", str(path), method],
-                                timeout=TIMEOUT_S, env=environ, cwd=ROOT)
+        done = run_process_tree(
+            [sys.executable, "-m", "tests.pipeline.pipe_workers", str(path), method],
+            timeout=TIMEOUT_S,
+            env=environ,
+            cwd=ROOT,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"nlp.pipe(n_process=2) with {method} gave nothing in {TIMEOUT_S} s: the workers hang")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,5 +1,6 @@
 """A pipeline pickles (pickle.dumps(nlp), nlp.pipe(n_process=N) under spawn) and predicts the
 same after pickle.loads, its unmasking hooks rebuilt with the layers they act on."""
+
 import pickle
 
 import numpy
@@ -23,8 +24,11 @@ def nlp(tmp_path_factory, byte_level_tokenizer):
 
 def predictions(nlp):
     return [
-        ([t.tag_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents],
-         doc._.trf_data.model_output.last_hidden_state.copy())
+        (
+            [t.tag_ for t in doc],
+            [(e.start, e.end, e.label_) for e in doc.ents],
+            doc._.trf_data.model_output.last_hidden_state.copy(),
+        )
         for doc in nlp.pipe(TEXTS)
     ]
 

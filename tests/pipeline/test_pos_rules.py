@@ -11,10 +11,35 @@ from spacy_cmllm.pipeline.pos_rules import learn_pos_rules, pos_patterns_from_co
 # (word, PTB tag, UPOS): "that" is mostly SCONJ as IN but PRON as DT; "is" is AUX though VBZ
 # is mostly VERB; "before" is ADP as IN once and SCONJ once (a tie).
 SENTENCES = [
-    [("She", "PRP", "PRON"), ("says", "VBZ", "VERB"), ("that", "IN", "SCONJ"), ("it", "PRP", "PRON"), ("is", "VBZ", "AUX"), ("late", "JJ", "ADJ")],
-    [("He", "PRP", "PRON"), ("knows", "VBZ", "VERB"), ("that", "DT", "PRON"), ("in", "IN", "ADP"), ("May", "NNP", "PROPN")],
-    [("That", "IN", "SCONJ"), ("is", "VBZ", "AUX"), ("before", "IN", "ADP"), ("noon", "NN", "NOUN"), ("and", "CC", "CCONJ")],
-    [("It", "PRP", "PRON"), ("runs", "VBZ", "VERB"), ("before", "IN", "SCONJ"), ("it", "PRP", "PRON"), ("walks", "VBZ", "VERB")],
+    [
+        ("She", "PRP", "PRON"),
+        ("says", "VBZ", "VERB"),
+        ("that", "IN", "SCONJ"),
+        ("it", "PRP", "PRON"),
+        ("is", "VBZ", "AUX"),
+        ("late", "JJ", "ADJ"),
+    ],
+    [
+        ("He", "PRP", "PRON"),
+        ("knows", "VBZ", "VERB"),
+        ("that", "DT", "PRON"),
+        ("in", "IN", "ADP"),
+        ("May", "NNP", "PROPN"),
+    ],
+    [
+        ("That", "IN", "SCONJ"),
+        ("is", "VBZ", "AUX"),
+        ("before", "IN", "ADP"),
+        ("noon", "NN", "NOUN"),
+        ("and", "CC", "CCONJ"),
+    ],
+    [
+        ("It", "PRP", "PRON"),
+        ("runs", "VBZ", "VERB"),
+        ("before", "IN", "SCONJ"),
+        ("it", "PRP", "PRON"),
+        ("walks", "VBZ", "VERB"),
+    ],
     [("Wait", "VB", "VERB"), ("in", "IN", "ADP"), ("the", "DT", "DET"), ("hall", "NN", "NOUN")],
 ]
 
@@ -22,14 +47,26 @@ SENTENCES = [
 def corpus_docs(vocab=None, with_pos=True):
     vocab = vocab or spacy.blank("en").vocab
     return [
-        Doc(vocab, words=[w for w, _, _ in s], tags=[t for _, t, _ in s], pos=[p for _, _, p in s] if with_pos else None)
+        Doc(
+            vocab, words=[w for w, _, _ in s], tags=[t for _, t, _ in s], pos=[p for _, _, p in s] if with_pos else None
+        )
         for s in SENTENCES
     ]
 
 
 def test_tag_majority_and_word_exceptions():
     tag_map, exceptions = learn_pos_rules(corpus_docs())
-    assert tag_map == {"CC": "CCONJ", "DT": "DET", "IN": "ADP", "JJ": "ADJ", "NN": "NOUN", "NNP": "PROPN", "PRP": "PRON", "VB": "VERB", "VBZ": "VERB"}
+    assert tag_map == {
+        "CC": "CCONJ",
+        "DT": "DET",
+        "IN": "ADP",
+        "JJ": "ADJ",
+        "NN": "NOUN",
+        "NNP": "PROPN",
+        "PRP": "PRON",
+        "VB": "VERB",
+        "VBZ": "VERB",
+    }
     # Lower-cased words; "before" ties ADP/SCONJ and goes to ADP, its tag's own UPOS.
     assert exceptions == {("IN", "that"): "SCONJ", ("VBZ", "is"): "AUX", ("DT", "that"): "PRON"}
     assert learn_pos_rules(corpus_docs(), min_count=2)[1] == {("IN", "that"): "SCONJ", ("VBZ", "is"): "AUX"}

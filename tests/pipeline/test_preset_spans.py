@@ -22,7 +22,9 @@ def ents(doc):
 def trained(steps=30, **config):
     """A blank pipeline with a tok2vec bio_tagger that has learnt TRAIN_DATA's entities."""
     nlp = spacy.blank("en")
-    nlp.add_pipe("bio_tagger", config={"model": {"@architectures": "spacy-cmllm.BIOTagger.v1", "tok2vec": TOK2VEC}, **config})
+    nlp.add_pipe(
+        "bio_tagger", config={"model": {"@architectures": "spacy-cmllm.BIOTagger.v1", "tok2vec": TOK2VEC}, **config}
+    )
     examples = entity_examples(nlp)
     fix_random_seed(0)
     nlp.initialize(lambda: examples)

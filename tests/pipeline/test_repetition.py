@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_cmllm.pipeline.model import get_backbone
 from spacy_cmllm.decoder.windows import plan_training_windows, plan_windows
+from spacy_cmllm.pipeline.model import get_backbone
 from tests.tiny import build_pipeline, save_tiny_decoder, train
 
 V4 = "spacy-cmllm.CausalMaskLLM.v4"
@@ -51,7 +51,9 @@ def test_every_piece_is_read_from_the_last_copy_of_its_window(lengths, window, r
 def tiny_dirs(tmp_path_factory, byte_level_tokenizer):
     made = {}
     for family in ("llama", "mistral", "qwen2"):
-        made[family] = save_tiny_decoder(tmp_path_factory.mktemp(family), byte_level_tokenizer, family=family, n_layers=4)
+        made[family] = save_tiny_decoder(
+            tmp_path_factory.mktemp(family), byte_level_tokenizer, family=family, n_layers=4
+        )
     made["mistral-window"] = save_tiny_decoder(
         tmp_path_factory.mktemp("mistral-window"), byte_level_tokenizer, family="mistral", n_layers=4, sliding_window=20
     )
@@ -121,7 +123,9 @@ def test_repetition_counts_copies_in_the_decoder_call(tiny_dirs):
 
 
 def test_repeated_training_learns(tiny_dirs):
-    nlp = build_pipeline(tiny_dirs["llama"], **{"@architectures": V4, "mixed_precision": False, "repeat": 2, "window": 12, "stride": 8})
+    nlp = build_pipeline(
+        tiny_dirs["llama"], **{"@architectures": V4, "mixed_precision": False, "repeat": 2, "window": 12, "stride": 8}
+    )
     history = train(nlp, steps=40)
     assert history[-1]["tagger"] < 0.3 * history[0]["tagger"]
 
@@ -179,7 +183,10 @@ def test_v4_defaults_to_the_recipe_adapters(tiny_dirs):
 
 def count_layer_calls(backbone):
     calls = []
-    hooks = [layer.register_forward_hook(lambda *a, i=i: calls.append(i)) for i, layer in enumerate(backbone.base_model.layers)]
+    hooks = [
+        layer.register_forward_hook(lambda *a, i=i: calls.append(i))
+        for i, layer in enumerate(backbone.base_model.layers)
+    ]
     return calls, hooks
 
 
@@ -205,21 +212,29 @@ def test_early_exit_gives_the_full_models_state_and_skips_the_layers_above(tiny_
             continue  # several windows: compared through the one-window doc
         window = torch.tensor([[backbone.tokenizer.bos_token_id, *ids.tolist()]])
         with torch.no_grad():
-            states = backbone.decoder(input_ids=window, attention_mask=torch.ones_like(window), output_hidden_states=True).hidden_states
+            states = backbone.decoder(
+                input_ids=window, attention_mask=torch.ones_like(window), output_hidden_states=True
+            ).hidden_states
         expected = torch.stack([states[i] for i in hidden_layers]).mean(dim=0)[0, 1:].numpy()
         numpy.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert len(backbone.base_model.layers) == 4  # put back
 
 
 def test_early_exit_in_training_leaves_the_adapters_above_without_gradient(tiny_dirs):
-    nlp = ready(tiny_dirs["llama"], hidden_layers=[2], lora={"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    nlp = ready(
+        tiny_dirs["llama"],
+        hidden_layers=[2],
+        lora={"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    )
     model = nlp.get_pipe("transformer").model
     backbone = get_backbone(model)
     backbone.decoder.zero_grad(set_to_none=True)
     output, backprop = model.begin_update([nlp.make_doc("John lives in New York .")])
     d = [[numpy.ones_like(data.model_output.last_hidden_state)] for data in output.doc_data]
     backprop(output.unsplit_by_doc(d))
-    with_grad = {n.split("layers.")[1].split(".")[0] for n, p in backbone.decoder.named_parameters() if p.grad is not None}
+    with_grad = {
+        n.split("layers.")[1].split(".")[0] for n, p in backbone.decoder.named_parameters() if p.grad is not None
+    }
     assert with_grad == {"0", "1"}
 
 
@@ -229,8 +244,17 @@ def test_a_v3_pipeline_keeps_its_attention_adapters_and_predicts_the_same_after_
     from spacy_cmllm.pipeline.architectures import DEFAULT_LORA
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "name": tiny_dirs["llama"],
-                                                  "unmask": "0011", "mixed_precision": False}})
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-cmllm.CausalMaskLLM.v3",
+                "name": tiny_dirs["llama"],
+                "unmask": "0011",
+                "mixed_precision": False,
+            }
+        },
+    )
     nlp.initialize()
     nlp.to_disk(tmp_path / "v3")
     loaded = spacy.load(tmp_path / "v3")

@@ -8,9 +8,9 @@ from spacy_cmllm.pipeline.scorer import iob2_tags, score_bio, score_entities, sc
 
 def example(nlp, words, gold, pred):
     predicted = spacy.tokens.Doc(nlp.vocab, words=words)
-    predicted.ents = [Span(predicted, s, e, label=l) for s, e, l in pred]
+    predicted.ents = [Span(predicted, s, e, label=label) for s, e, label in pred]
     reference = spacy.tokens.Doc(nlp.vocab, words=words)
-    reference.ents = [Span(reference, s, e, label=l) for s, e, l in gold]
+    reference.ents = [Span(reference, s, e, label=label) for s, e, label in gold]
     return Example(predicted, reference)
 
 
@@ -47,9 +47,9 @@ def span_example(nlp, words, gold, pred, key="chunks"):
     predicted = spacy.tokens.Doc(nlp.vocab, words=words)
     reference = spacy.tokens.Doc(nlp.vocab, words=words)
     if pred is not None:
-        predicted.spans[key] = [Span(predicted, s, e, label=l) for s, e, l in pred]
+        predicted.spans[key] = [Span(predicted, s, e, label=label) for s, e, label in pred]
     if gold is not None:
-        reference.spans[key] = [Span(reference, s, e, label=l) for s, e, l in gold]
+        reference.spans[key] = [Span(reference, s, e, label=label) for s, e, label in gold]
     return Example(predicted, reference)
 
 

@@ -141,7 +141,10 @@ def test_equivalent_unmask_spec_loads(saved):
     [
         ({"r": 8, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}, "different r"),
         ({"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}, "different alpha"),
-        ({"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj"]}, "different target_modules"),
+        (
+            {"r": 4, "alpha": 4.0, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj"]},
+            "different target_modules",
+        ),
         (None, "cannot be added to or dropped"),
     ],
 )
@@ -182,8 +185,8 @@ def test_equivalent_hidden_layers_load(saved):
 @pytest.fixture
 def layer_3_stays_causal(monkeypatch):
     """Unmasking that silently skips layer 3 (as an unsteerable kernel would)."""
-    from spacy_cmllm.decoder.unmask import parse_spec, unmask_layers
     from spacy_cmllm.decoder import backbone
+    from spacy_cmllm.decoder.unmask import parse_spec, unmask_layers
 
     def broken(model, spec):
         chosen = [i for i in parse_spec(spec, 4) if i != 3]

@@ -143,6 +143,8 @@ def test_to_device_pins_and_does_not_wait_on_a_gpu(monkeypatch):
     assert on_cpu.tolist() == [[0, 2], [3, 5]] and on_cpu.dtype == torch.int64
     moves = []
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: moves.append("pinned") or self.clone())
-    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False: moves.append((str(device), non_blocking)) or self)
+    monkeypatch.setattr(
+        torch.Tensor, "to", lambda self, device, non_blocking=False: moves.append((str(device), non_blocking)) or self
+    )
     assert to_device(array, torch.device("cuda", 0)).tolist() == [[0, 2], [3, 5]]
     assert moves == ["pinned", ("cuda:0", True)]

@@ -7,8 +7,8 @@ import spacy
 from spacy.schemas import ConfigSchemaTraining
 from spacy.util import load_config, load_model_from_config, registry
 
-from tests.tiny import UPOS, save_corpus, save_tiny_decoder, train_examples
 from tests.requirements import require
+from tests.tiny import UPOS, save_corpus, save_tiny_decoder, train_examples
 
 ALL_CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.cfg"))
 # The sweep's baselines (scripts/sweep.py) have no decoder; every other config has.
@@ -30,9 +30,17 @@ def tiny_dir(tmp_path_factory, byte_level_tokenizer):
 
 
 def test_study_config_is_the_recipe_with_a_chunker(tiny_dir):
+    # A study trial imports this module, which registers the logger (the package does not).
+    import experiments.study.logger  # noqa: F401
+
     path = Path(__file__).parents[2] / "configs" / "study.cfg"
-    config = load_config(path, overrides={"components.transformer.model.name": tiny_dir,
-                                          "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1"})
+    config = load_config(
+        path,
+        overrides={
+            "components.transformer.model.name": tiny_dir,
+            "training.logger.@loggers": "spacy-cmllm.TuneLogger.v1",
+        },
+    )
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == ["transformer", "tagger", "chunker", "ner", "doc_cleaner"]
     assert nlp.get_pipe("chunker").spans_key == "chunks" and nlp.get_pipe("ner").spans_key is None
@@ -41,8 +49,10 @@ def test_study_config_is_the_recipe_with_a_chunker(tiny_dir):
     assert filled["training"]["score_weights"]["ents_f"] == 1.0
     default = load_config(Path(__file__).parents[2] / "configs" / "default.cfg", interpolate=True)
     for key in ("learn_rate", "warmup", "schedule", "weight_decay", "grad_clip"):
-        assert (filled["components"]["transformer"]["model"]["adapter_optimizer"][key]
-                == default["components"]["transformer"]["model"]["adapter_optimizer"][key])
+        assert (
+            filled["components"]["transformer"]["model"]["adapter_optimizer"][key]
+            == default["components"]["transformer"]["model"]["adapter_optimizer"][key]
+        )
 
 
 def cpu_overrides(tiny_dir):
@@ -113,7 +123,10 @@ def test_gpu_configs_follow_the_paper():
 
 
 def test_bad_unmask_in_config_fails_at_load(tiny_dir):
-    config = load_config(CONFIGS[0], overrides={"components.transformer.model.name": tiny_dir, "components.transformer.model.unmask": "00z1"})
+    config = load_config(
+        CONFIGS[0],
+        overrides={"components.transformer.model.name": tiny_dir, "components.transformer.model.unmask": "00z1"},
+    )
     with pytest.raises(ValueError, match="E001.*00z1"):
         load_model_from_config(config, auto_fill=True)
 
@@ -199,11 +212,15 @@ def test_transformer_configs_clean_docs_after_the_listeners(path):
     assert pipeline[-1] == "doc_cleaner"
     cleaner = config["components"]["doc_cleaner"]
     assert cleaner["factory"] == "doc_cleaner" and cleaner["attrs"]["_.trf_data"] is None
-    listening = [name for name in pipeline
-                 if config["components"][name].get("model", {}).get("tok2vec", {}).get("@architectures")]
+    listening = [
+        name
+        for name in pipeline
+        if config["components"][name].get("model", {}).get("tok2vec", {}).get("@architectures")
+    ]
     assert listening and all(pipeline.index(name) < pipeline.index("doc_cleaner") for name in listening)
     assert {config["components"][name]["model"]["tok2vec"]["@architectures"] for name in listening} == {
-        "spacy-cmllm.TransformerListener.v1"}
+        "spacy-cmllm.TransformerListener.v1"
+    }
     if path.stem not in ("study", "spacy-cnn"):
         assert config["training"]["logger"]["@loggers"] == "spacy-cmllm.ConsoleLogger.v1"
         assert config["training"]["logger"]["progress_every"] > 0

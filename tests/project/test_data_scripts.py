@@ -4,6 +4,7 @@ and for the committed EWT assets they produce.
 Most tests run on tiny fixture files written to tmp_path. The upstream corpora are read
 only if present next to the repository (``../shared/data``); those tests skip otherwise.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from tests.scripts import load_script
 from tests.corpora.samples import CONLL03_IOB1_TRAIN, CONLL03_IOB2_TRAIN, EWT_ASSET, SMALL_DOC
+from tests.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -122,7 +123,11 @@ def ud_uner_doc(doc_id: str, n_sents: int) -> tuple[str, str]:
     ud, uner = [f"# newdoc id = {doc_id}"], [f"# newdoc id = {doc_id}"]
     for i in range(1, n_sents + 1):
         head = [f"# sent_id = {doc_id}-{i:04d}", "# text = Anna sings"]
-        ud += head + ["1\tAnna\tAnna\tPROPN\tNNP\t_\t2\tnsubj\t2:nsubj\t_", "2\tsings\tsing\tVERB\tVBZ\t_\t0\troot\t0:root\t_", ""]
+        ud += head + [
+            "1\tAnna\tAnna\tPROPN\tNNP\t_\t2\tnsubj\t2:nsubj\t_",
+            "2\tsings\tsing\tVERB\tVBZ\t_\t0\troot\t0:root\t_",
+            "",
+        ]
         uner += head + ["1\tAnna\tB-PER\t-\tann", "2\tsings\tO\t-\t-", ""]
     return "\n".join(ud) + "\n", "\n".join(uner) + "\n"
 
@@ -154,11 +159,11 @@ def read_conllu_sentences(path: Path) -> list[dict]:
         if current is None:
             current = {"doc_id": doc_id, "sent_id": None, "text": None, "rows": []}
         if line.startswith("# newdoc id = "):
-            doc_id = current["doc_id"] = line[len("# newdoc id = "):]
+            doc_id = current["doc_id"] = line[len("# newdoc id = ") :]
         elif line.startswith("# sent_id = "):
-            current["sent_id"] = line[len("# sent_id = "):]
+            current["sent_id"] = line[len("# sent_id = ") :]
         elif line.startswith("# text = "):
-            current["text"] = line[len("# text = "):]
+            current["text"] = line[len("# text = ") :]
         elif not line.startswith("#"):
             current["rows"].append(line.split("\t"))
     return sentences
@@ -199,14 +204,20 @@ def test_build_joins_moves_mwt_spacing_and_skips_mismatches(ewt_data_dir: Path, 
     assert [r[1] for r in first["rows"]] == ["I", "do", "n't", "like", "Paris", "."]
     assert [r[0] for r in first["rows"]] == ["1", "2", "3", "4", "5", "6"]
     assert [r[9] for r in first["rows"]] == [
-        "NER=O", "NER=O|SpaceAfter=No", "NER=O", "NER=O", "NER=B-LOC|SpaceAfter=No", "NER=O",
+        "NER=O",
+        "NER=O|SpaceAfter=No",
+        "NER=O",
+        "NER=O",
+        "NER=B-LOC|SpaceAfter=No",
+        "NER=O",
     ]
     assert first["text"] == "I don't like Paris."
     assert all(len(r) == 10 and r[8] == "_" for s in sentences for r in s["rows"])
     # The empty node 5.1 is dropped, the basic tree is kept.
     last = by_id["email-b-0002"]
     assert [(r[0], r[1], r[3], r[4], r[6]) for r in last["rows"]][4:6] == [
-        ("5", "Mary", "PROPN", "NNP", "2"), ("6", "too", "ADV", "RB", "5"),
+        ("5", "Mary", "PROPN", "NNP", "2"),
+        ("6", "too", "ADV", "RB", "5"),
     ]
     assert [misc(r, "NER") for r in by_id["weblog-a-0002"]["rows"]] == ["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG"]
 
@@ -255,6 +266,7 @@ def test_build_rejects_invalid_uner_iob(ewt_data_dir: Path, tmp_path: Path) -> N
 
 # --------------------------------------------------------------------------- convert_ewt
 
+
 def test_convert_ewt_builds_one_doc_per_document(tmp_path: Path) -> None:
     source = tmp_path / "in.conllu"
     source.write_text(EWT_ASSET, encoding="utf-8")
@@ -269,13 +281,14 @@ def test_convert_ewt_builds_one_doc_per_document(tmp_path: Path) -> None:
     assert [(e.text, e.label_) for e in first.ents] == [("New York", "LOC"), ("Ann", "PER"), ("Bob", "PER")]
     assert [(e.text, e.label_) for e in second.ents] == [("IBM", "ORG")]
 
-    from spacy.tokens import DocBin
     import spacy
+    from spacy.tokens import DocBin
 
     reloaded = list(DocBin().from_disk(tmp_path / "out" / "x.spacy").get_docs(spacy.blank("en").vocab))
     assert [d.text for d in reloaded] == [d.text for d in docs]
     assert [[(e.start, e.end, e.label_) for e in d.ents] for d in reloaded] == [
-        [(4, 6, "LOC"), (7, 8, "PER"), (9, 10, "PER")], [(0, 1, "ORG")],
+        [(4, 6, "LOC"), (7, 8, "PER"), (9, 10, "PER")],
+        [(0, 1, "ORG")],
     ]
 
 
@@ -285,7 +298,6 @@ def test_convert_ewt_groups_n_sentences_within_a_document(tmp_path: Path) -> Non
     docs = convert.main([str(source), str(tmp_path / "x.spacy"), "--n-sents-per-doc", "2"])
     assert [len(list(d.sents)) for d in docs] == [2, 1, 1]
     assert [d.text for d in docs] == ["I don't like New York. Ann met Bob. ", "Hi ", "IBM rocks "]
-
 
 
 # --------------------------------------------------------------------------- prepare_conll03
@@ -306,13 +318,20 @@ def check_conll03_train(docs) -> None:
     assert [t.tag_ for t in first] == ["NNP", "VBZ", "JJ", "NN", ".", "NNP", "NNP"]
     assert [(e.text, e.label_) for e in first.ents] == [("EU", "ORG"), ("German", "MISC"), ("Peter Blackburn", "PER")]
     assert [(e.text, e.label_) for e in second.ents] == [
-        ("Ann", "PER"), ("Bob Smith", "PER"), ("New York", "LOC"), ("Acme", "ORG"),
+        ("Ann", "PER"),
+        ("Bob Smith", "PER"),
+        ("New York", "LOC"),
+        ("Acme", "ORG"),
     ]
     assert [t.tag_ for t in second][-2:] == ["(", "NN|SYM"]
     assert [t.ent_iob_ for t in second] == ["B", "B", "I", "O", "B", "I", "B", "O", "O"]
     # Chunks (column 3) as IOB2 spans in doc.spans["chunks"], IOB1 converted like NER.
     assert [(s.text, s.label_) for s in first.spans["chunks"]] == [
-        ("EU", "NP"), ("rejects", "VP"), ("German call", "NP"), ("Peter Blackburn", "NP")]
+        ("EU", "NP"),
+        ("rejects", "VP"),
+        ("German call", "NP"),
+        ("Peter Blackburn", "NP"),
+    ]
 
 
 def test_prepare_conll03_reads_iob1_original_layout(tmp_path: Path, capsys) -> None:
@@ -334,7 +353,9 @@ def test_prepare_conll03_reads_iob2_layout_identically(tmp_path: Path) -> None:
     result = conll03.main([str(tmp_path / "conv"), str(tmp_path / "out2")])
     check_conll03_train(result["train"])
     for split in ("train", "dev", "test"):
-        assert (tmp_path / "out1" / f"{split}.spacy").read_bytes() == (tmp_path / "out2" / f"{split}.spacy").read_bytes()
+        assert (tmp_path / "out1" / f"{split}.spacy").read_bytes() == (
+            tmp_path / "out2" / f"{split}.spacy"
+        ).read_bytes()
 
 
 def test_prepare_conll03_layout_detection_and_strict_iob2(tmp_path: Path) -> None:
@@ -366,7 +387,11 @@ def test_prepare_conll03_cuts_training_documents_at_sentence_boundaries(tmp_path
     printed = capsys.readouterr().out
     docs = result["train"]
     assert [[s.text for s in doc.sents] for doc in docs] == [
-        ["a b", "c d"], ["e f g", "h"], ["one two three four five six"], ["x"], ["p q"],
+        ["a b", "c d"],
+        ["e f g", "h"],
+        ["one two three four five six"],
+        ["x"],
+        ["p q"],
     ]
     assert all(doc[0].is_sent_start for doc in docs)
     assert "train: train.txt -> " in printed and "5 docs, 7 sentences, 17 tokens" in printed
@@ -408,7 +433,9 @@ def test_committed_ewt_assets_are_consistent() -> None:
         sentences = read_conllu_sentences(ASSETS / f"{name}.conllu")
         total_sentences += len(sentences)
         for sentence in sentences:
-            assert docs_seen.setdefault(sentence["doc_id"], name) == name, f"document {sentence['doc_id']} in two splits"
+            assert docs_seen.setdefault(sentence["doc_id"], name) == name, (
+                f"document {sentence['doc_id']} in two splits"
+            )
             assert sentence["sent_id"] not in sent_ids, f"duplicate sent_id {sentence['sent_id']}"
             assert sentence["sent_id"].startswith(sentence["doc_id"])
             sent_ids.add(sentence["sent_id"])

@@ -2,6 +2,7 @@
 trained pipeline in place of the real one), every config snippet parses with spaCy's
 config system (the README's builds a pipeline), and every relative link, anchor and
 repository file the pages name exists."""
+
 import re
 from pathlib import Path
 
@@ -16,7 +17,17 @@ from tests.tiny import save_tiny_decoder
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Top-level folders of the repository: a code span starting with one names a file in it.
-REPO_DIRS = ("configs/", "scripts/", "benchmarks/", "spacy_cmllm/", "experiments/", "tests/", "assets/", "docs/", ".ci/")
+REPO_DIRS = (
+    "configs/",
+    "scripts/",
+    "benchmarks/",
+    "spacy_cmllm/",
+    "experiments/",
+    "tests/",
+    "assets/",
+    "docs/",
+    ".ci/",
+)
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
 
@@ -71,7 +82,9 @@ def test_readme_python_runs(tiny_pipeline, monkeypatch, capsys):
     monkeypatch.setattr(spacy, "load", load)
     ran = 0
     for marker, code in snippets:
-        assert marker.startswith(("test:", "not run:")), f"mark the README snippet as 'test: ...' or 'not run: why':\n{code}"
+        assert marker.startswith(("test:", "not run:")), (
+            f"mark the README snippet as 'test: ...' or 'not run: why':\n{code}"
+        )
         if marker.startswith("test:"):
             exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
             ran += 1
@@ -94,10 +107,14 @@ def test_config_snippets_parse(page):
 def test_readme_config_builds_a_pipeline():
     """The README's minimal config, with the [nlp] block it leaves out, builds a pipeline
     (weights load at initialize, so the model's name need not be loadable here)."""
-    (_, text), = list(blocks(README, "ini"))
+    ((_, text),) = list(blocks(README, "ini"))
     snippet = Config().from_str(text, interpolate=False)
     names = list(snippet["components"])
-    config = Config().from_str('[nlp]\nlang = "en"\npipeline = [%s]\n' % ", ".join(f'"{n}"' for n in names)).merge(snippet)
+    config = (
+        Config()
+        .from_str('[nlp]\nlang = "en"\npipeline = [' + ", ".join(f'"{n}"' for n in names) + "]\n")
+        .merge(snippet)
+    )
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == names
     settings = nlp.get_pipe("transformer").model.attrs["settings"]

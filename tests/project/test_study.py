@@ -1,6 +1,7 @@
 """`spacy project run study` end to end on Ray Tune with a tiny decoder and tiny CoNLL data:
 interrupted after one trial, resumed by Tune's restore without retraining it, interrupted
 again, continued in a fresh checkout from the committed ledger, scored, summarised."""
+
 import csv
 import json
 import shutil
@@ -16,10 +17,20 @@ from tests.requirements import require
 from tests.tiny import save_tiny_decoder
 
 SENTENCES = [
-    [("John", "NNP", "B-NP", "B-PER"), ("lives", "VBZ", "B-VP", "O"), ("in", "IN", "B-PP", "O"),
-     ("Paris", "NNP", "B-NP", "B-LOC"), (".", ".", "O", "O")],
-    [("Acme", "NNP", "B-NP", "B-ORG"), ("Corp", "NNP", "I-NP", "I-ORG"), ("hired", "VBD", "B-VP", "O"),
-     ("Mary", "NNP", "B-NP", "B-PER"), (".", ".", "O", "O")],
+    [
+        ("John", "NNP", "B-NP", "B-PER"),
+        ("lives", "VBZ", "B-VP", "O"),
+        ("in", "IN", "B-PP", "O"),
+        ("Paris", "NNP", "B-NP", "B-LOC"),
+        (".", ".", "O", "O"),
+    ],
+    [
+        ("Acme", "NNP", "B-NP", "B-ORG"),
+        ("Corp", "NNP", "I-NP", "I-ORG"),
+        ("hired", "VBD", "B-VP", "O"),
+        ("Mary", "NNP", "B-NP", "B-PER"),
+        (".", ".", "O", "O"),
+    ],
 ]
 
 
@@ -27,14 +38,15 @@ def conll(n_docs: int) -> str:
     lines = []
     for d in range(n_docs):
         lines += ["-DOCSTART- -X- -X- O", ""]
-        for sentence in SENTENCES[d % 2:] + SENTENCES[: d % 2]:
+        for sentence in SENTENCES[d % 2 :] + SENTENCES[: d % 2]:
             lines += [" ".join(row) for row in sentence] + [""]
     return "\n".join(lines) + "\n"
 
 
 def run(project, *args, timeout=600):
-    result = run_process_tree([sys.executable, "-m", "spacy", "project", "run", *args[:1], str(project), *args[1:]],
-                              timeout=timeout)
+    result = run_process_tree(
+        [sys.executable, "-m", "spacy", "project", "run", *args[:1], str(project), *args[1:]], timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
 
@@ -48,10 +60,28 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     for name, n in (("train.txt", 4), ("valid.txt", 2), ("test.txt", 3)):
         (data / name).write_text(conll(n))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
-    variables = ["--vars.base_model", tiny, "--vars.conll03_dir", str(data),
-                 "--vars.study_unmask", "0000,0011,1111", "--vars.study_mirrors", "", "--vars.study_seeds", "0",
-                 "--vars.study_steps", "2", "--vars.study_batch_words", "40", "--vars.study_evals_per_epoch", "2",
-                 "--vars.study_baseline_epochs", "1", "--vars.study_resamples", "200"]
+    variables = [
+        "--vars.base_model",
+        tiny,
+        "--vars.conll03_dir",
+        str(data),
+        "--vars.study_unmask",
+        "0000,0011,1111",
+        "--vars.study_mirrors",
+        "",
+        "--vars.study_seeds",
+        "0",
+        "--vars.study_steps",
+        "2",
+        "--vars.study_batch_words",
+        "40",
+        "--vars.study_evals_per_epoch",
+        "2",
+        "--vars.study_baseline_epochs",
+        "1",
+        "--vars.study_resamples",
+        "200",
+    ]
     run(project, "prepare-conll03", *variables)
     # Interrupted (resumably) once the first trial has finished.
     first = run(project, "study-run", *variables, "--vars.study_stop_after", "1")
@@ -75,13 +105,19 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     assert "screen: resuming" in again.stdout
     # The finished trials were not trained again.
     assert {name: (runs / name / "trial.json").read_text() for name in done} == records
-    ended = {f"{e['phase']}-{e['run']['model']}-{e['run']['unmask']}-s0" for e in map(json.loads, ledger.read_text().splitlines())}
+    ended = {
+        f"{e['phase']}-{e['run']['model']}-{e['run']['unmask']}-s0"
+        for e in map(json.loads, ledger.read_text().splitlines())
+    }
     assert len(ended) > len(done)
     if sum(name.startswith("screen") for name in ended) == 3:
         # The screen is over and the finalists chosen: its finished runs' rows landed before
         # the final phase trained, whether or not it was interrupted.
-        screened = {e["run"]["unmask"] for e in map(json.loads, ledger.read_text().splitlines())
-                    if e["phase"] == "screen" and e["status"] == "finished"}
+        screened = {
+            e["run"]["unmask"]
+            for e in map(json.loads, ledger.read_text().splitlines())
+            if e["phase"] == "screen" and e["status"] == "finished"
+        }
         assert {r["unmask"] for r in read_rows(results / "conll03_study.csv")} >= screened
 
     # A fresh checkout: the ledger and the rungs are there, Tune's state and the trials' pipelines are not.
@@ -129,11 +165,16 @@ def test_study_workflow_resumes_and_summarises(tmp_path, byte_level_tokenizer):
     assert summary["screening"]["finalists"][:2] == ["0000", "1111"]
     assert summary["screening"]["rungs"] == [1, 2]
     # One seed per configuration: no claim is judged.
-    assert {summary["claims"][claim][task]["verdict"] for claim in
-            ("unmasking_helps", "layerwise_beats_full", "output_side_matters_most") for task in summary["tasks"]} == {"cannot tell"}
+    assert {
+        summary["claims"][claim][task]["verdict"]
+        for claim in ("unmasking_helps", "layerwise_beats_full", "output_side_matters_most")
+        for task in summary["tasks"]
+    } == {"cannot tell"}
     assert (results / "conll03_study.png").stat().st_size > 10_000
     # Where the study stands, from the ledger alone.
-    status = subprocess.run([sys.executable, "-m", "scripts.study", "status"], cwd=project, capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "scripts.study", "status"], cwd=project, capture_output=True, text=True
+    )
     assert status.returncode == 0, status.stderr
     lines = [line.split() for line in status.stdout.splitlines() if line.startswith(("screen", "final"))]
     assert {(line[2], line[4]) for line in lines if line[0] == "screen"} >= {("0000", "finished"), ("1111", "finished")}

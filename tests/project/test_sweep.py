@@ -1,4 +1,5 @@
 """`spacy project run sweep` end to end (python -m scripts.sweep over experiments/), and resuming."""
+
 import csv
 import json
 import sys
@@ -18,11 +19,31 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
     project = copy_project(tmp_path, ("configs", "scripts", "experiments"))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [
-        sys.executable, "-m", "spacy", "project", "run", "sweep", str(project),
-        "--vars.base_model", tiny, "--vars.conll03_dir", str(conll03_slice(tmp_path)),
-        "--vars.sweep_unmask", "0000,0011", "--vars.sweep_seeds", "0",
-        "--vars.sweep_steps", "2", "--vars.sweep_dev_docs", "2", "--vars.sweep_test_docs", "2",
-        "--vars.sweep_baselines", "spacy-cnn,minilm", "--vars.sweep_heads", "bio_tagger",
+        sys.executable,
+        "-m",
+        "spacy",
+        "project",
+        "run",
+        "sweep",
+        str(project),
+        "--vars.base_model",
+        tiny,
+        "--vars.conll03_dir",
+        str(conll03_slice(tmp_path)),
+        "--vars.sweep_unmask",
+        "0000,0011",
+        "--vars.sweep_seeds",
+        "0",
+        "--vars.sweep_steps",
+        "2",
+        "--vars.sweep_dev_docs",
+        "2",
+        "--vars.sweep_test_docs",
+        "2",
+        "--vars.sweep_baselines",
+        "spacy-cnn,minilm",
+        "--vars.sweep_heads",
+        "bio_tagger",
     ]
     result = run_process_tree(command, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -30,8 +51,11 @@ def test_sweep_workflow_end_to_end_and_resumes(tmp_path, byte_level_tokenizer):
     with (results / "conll03_recipe.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["model"], r["head"], r["unmask"], r["config"]) for r in rows] == [
-        ("spacy-cnn", "parser", "spacy-cnn", "spacy-cnn.cfg"), ("minilm", "parser", "minilm", "minilm.cfg"),
-        ("smollm2", "bio_tagger", "0000", "default.cfg"), ("smollm2", "bio_tagger", "0011", "default.cfg")]
+        ("spacy-cnn", "parser", "spacy-cnn", "spacy-cnn.cfg"),
+        ("minilm", "parser", "minilm", "minilm.cfg"),
+        ("smollm2", "bio_tagger", "0000", "default.cfg"),
+        ("smollm2", "bio_tagger", "0011", "default.cfg"),
+    ]
     for row in rows:
         # Both ways of scoring: on the gold tokens (the rule) and from raw text.
         for column in ("test_ner_f1", "test_ner_f1_text", "dev_ner_f1", "dev_ner_f1_text"):

@@ -30,11 +30,21 @@ def test_all_workflow_end_to_end(tmp_path, byte_level_tokenizer):
     project = copy_project(tmp_path, ("configs", "scripts", "assets"))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [
-        sys.executable, "-m", "spacy", "project", "run", "all", str(project),
-        "--vars.base_model", tiny,
-        "--vars.max_steps", "4",
-        "--vars.eval_frequency", "2",
-        "--vars.package_name", PACKAGE,
+        sys.executable,
+        "-m",
+        "spacy",
+        "project",
+        "run",
+        "all",
+        str(project),
+        "--vars.base_model",
+        tiny,
+        "--vars.max_steps",
+        "4",
+        "--vars.eval_frequency",
+        "2",
+        "--vars.package_name",
+        PACKAGE,
     ]
     try:
         result = run_process_tree(command, timeout=900)
@@ -79,12 +89,23 @@ def test_conll03_workflow_end_to_end(tmp_path, byte_level_tokenizer):
     project = copy_project(tmp_path, ("configs", "scripts"))
     tiny = save_tiny_decoder(tmp_path / "tiny", byte_level_tokenizer, n_layers=4)
     command = [
-        sys.executable, "-m", "spacy", "project", "run", "conll03", str(project),
-        "--vars.base_model", tiny,
-        "--vars.conll03_dir", str(conll03_slice(tmp_path)),
-        "--vars.max_steps", "3",
-        "--vars.eval_frequency", "3",
-        "--vars.package_name", PACKAGE,
+        sys.executable,
+        "-m",
+        "spacy",
+        "project",
+        "run",
+        "conll03",
+        str(project),
+        "--vars.base_model",
+        tiny,
+        "--vars.conll03_dir",
+        str(conll03_slice(tmp_path)),
+        "--vars.max_steps",
+        "3",
+        "--vars.eval_frequency",
+        "3",
+        "--vars.package_name",
+        PACKAGE,
     ]
     result = run_process_tree(command, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

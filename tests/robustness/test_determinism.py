@@ -10,11 +10,22 @@ TEXT = "Mary visited Paris with Acme Corp yesterday ."
 
 
 def run(model_dir, seed):
-    nlp = build_pipeline(model_dir, unmask="01", lora={"r": 4, "alpha": 4.0, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]})
+    nlp = build_pipeline(
+        model_dir, unmask="01", lora={"r": 4, "alpha": 4.0, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    )
     train(nlp, steps=6, seed=seed)
-    state = {k: v.detach().clone() for k, v in get_backbone(nlp.get_pipe("transformer").model).decoder.named_parameters() if "lora_" in k}
+    state = {
+        k: v.detach().clone()
+        for k, v in get_backbone(nlp.get_pipe("transformer").model).decoder.named_parameters()
+        if "lora_" in k
+    }
     doc = nlp(TEXT)
-    return state, [t.tag_ for t in doc], doc._.trf_data.model_output.last_hidden_state.copy(), nlp.get_pipe("tagger").model.get_ref("softmax").get_param("W").copy()
+    return (
+        state,
+        [t.tag_ for t in doc],
+        doc._.trf_data.model_output.last_hidden_state.copy(),
+        nlp.get_pipe("tagger").model.get_ref("softmax").get_param("W").copy(),
+    )
 
 
 def test_same_seed_same_result(tmp_path, byte_level_tokenizer):

@@ -8,7 +8,9 @@ from tests.tiny import build_pipeline, train
 
 def test_unsupported_architecture_at_initialize(tmp_path, byte_level_tokenizer):
     path = tmp_path / "gpt2"
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(byte_level_tokenizer))).save_pretrained(path)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(byte_level_tokenizer))).save_pretrained(
+        path
+    )
     byte_level_tokenizer.save_pretrained(path)
     nlp = build_pipeline(path, unmask="01")
     with pytest.raises(ValueError, match="E002.*GPT2.*Llama"):
@@ -18,7 +20,9 @@ def test_unsupported_architecture_at_initialize(tmp_path, byte_level_tokenizer):
 def test_quantization_without_cuda(tmp_path, byte_level_tokenizer):
     from tests.tiny import save_tiny_decoder
 
-    nlp = build_pipeline(save_tiny_decoder(tmp_path / "t", byte_level_tokenizer, n_layers=2), unmask="01", quantization="4bit")
+    nlp = build_pipeline(
+        save_tiny_decoder(tmp_path / "t", byte_level_tokenizer, n_layers=2), unmask="01", quantization="4bit"
+    )
     with pytest.raises((ValueError, RuntimeError, ImportError), match="E012"):
         train(nlp, steps=0)
 
@@ -31,7 +35,9 @@ def test_every_coded_error_is_raised_as_a_coded_error_type():
 
     import spacy_cmllm
 
-    bare = re.compile(r"\b(ValueError|FileNotFoundError|OSError|ImportError|RuntimeError|TypeError|KeyError)\(\s*Errors\.")
+    bare = re.compile(
+        r"\b(ValueError|FileNotFoundError|OSError|ImportError|RuntimeError|TypeError|KeyError)\(\s*Errors\."
+    )
     found = [
         f"{path.name}: {match.group(0)}"
         for path in Path(spacy_cmllm.__file__).parent.rglob("*.py")

@@ -1,4 +1,5 @@
 """What the GPU check's stages share: the corpus they prepare and the recipe's overrides."""
+
 import importlib.util
 
 import pytest

@@ -1,4 +1,5 @@
 """The train stage's stop at its deadline, right after an evaluation."""
+
 import pytest
 
 from benchmarks.gpu import training

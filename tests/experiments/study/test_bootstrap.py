@@ -1,4 +1,5 @@
 """The bootstrap over documents: a case computed by hand, and agreement with seqeval."""
+
 import numpy
 import pytest
 from seqeval.metrics import f1_score

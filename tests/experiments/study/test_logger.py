@@ -1,6 +1,7 @@
 """spacy-cmllm.TuneLogger.v1 is the study's, not the package's: a process that imports the
 study's trainable (a Tune trial) can resolve it, a process with the package alone cannot,
 and neither imports Ray until a trial's logger is set up."""
+
 import subprocess
 import sys
 
@@ -36,7 +37,14 @@ def test_a_trials_config_resolves_the_logger():
 
     from experiments.study.tune import LOGGER
 
-    config = Config({"logger": {"@loggers": LOGGER["training.logger.@loggers"], "console": False,
-                                "progress_bar": LOGGER["training.logger.progress_bar"]}})
+    config = Config(
+        {
+            "logger": {
+                "@loggers": LOGGER["training.logger.@loggers"],
+                "console": False,
+                "progress_bar": LOGGER["training.logger.progress_bar"],
+            }
+        }
+    )
     setup = registry.resolve(config)["logger"]
     assert callable(setup) and setup.__module__ == "experiments.study.logger"

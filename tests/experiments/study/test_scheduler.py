@@ -1,8 +1,8 @@
 """The study's scheduler and logger: ASHA prunes, the anchors run to the end, the rungs
 survive a restart; spaCy evaluations reach Tune through spacy-cmllm.TuneLogger.v1."""
+
 import io
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,8 +12,8 @@ from tests.requirements import require
 
 require("ray.tune")
 
-from ray.tune.schedulers import TrialScheduler  # noqa: E402
 import spacy  # noqa: E402
+from ray.tune.schedulers import TrialScheduler  # noqa: E402
 from spacy.util import registry  # noqa: E402
 
 from experiments.study.logger import tune_logger  # noqa: E402
@@ -69,12 +69,30 @@ def test_logger_reports_each_evaluation_with_its_round():
     log_step, finalize = tune_logger(console=True, report=sent.append)(spacy.blank("en"), io.StringIO(), io.StringIO())
     log_step(None)
     for step, f1 in ((0, 0.1), (5, 0.4)):
-        log_step({"score": f1, "other_scores": {"ents_f": f1, "ents_per_type": {"PER": {}}, "tag_acc": 0.9, "x": None},
-                  "step": step, "epoch": 0, "words": 10 * step, "seconds": 1, "losses": {}, "checkpoints": []})
+        log_step(
+            {
+                "score": f1,
+                "other_scores": {"ents_f": f1, "ents_per_type": {"PER": {}}, "tag_acc": 0.9, "x": None},
+                "step": step,
+                "epoch": 0,
+                "words": 10 * step,
+                "seconds": 1,
+                "losses": {},
+                "checkpoints": [],
+            }
+        )
     finalize()
     assert [r["eval_round"] for r in sent] == [0, 1]
-    assert sent[1] == {"ents_f": 0.4, "tag_acc": 0.9, "score": 0.4, "step": 5, "epoch": 0, "words": 50,
-                       "seconds": 1, "eval_round": 1}
+    assert sent[1] == {
+        "ents_f": 0.4,
+        "tag_acc": 0.9,
+        "score": 0.4,
+        "step": 5,
+        "epoch": 0,
+        "words": 50,
+        "seconds": 1,
+        "eval_round": 1,
+    }
 
 
 def scripted_trial(params):
@@ -93,13 +111,16 @@ def test_through_tune_a_pruned_trial_stops_and_anchors_finish(tmp_path):
     ray = require("ray")
     from ray import tune
 
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        num_cpus=1, include_dashboard=False, logging_level="ERROR", runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}
+    )
     try:
-        runs = [{"unmask": "0000", "model": "smollm2", "scores": [0.5, 0.5, 0.5]},
-                {"unmask": "1111", "model": "smollm2", "scores": [0.1, 0.1, 0.1]},
-                {"unmask": "0011", "model": "smollm2", "scores": [0.6, 0.6, 0.6]},
-                {"unmask": "0001", "model": "smollm2", "scores": [0.0, 0.0, 0.0]}]
+        runs = [
+            {"unmask": "0000", "model": "smollm2", "scores": [0.5, 0.5, 0.5]},
+            {"unmask": "1111", "model": "smollm2", "scores": [0.1, 0.1, 0.1]},
+            {"unmask": "0011", "model": "smollm2", "scores": [0.6, 0.6, 0.6]},
+            {"unmask": "0001", "model": "smollm2", "scores": [0.0, 0.0, 0.0]},
+        ]
         tuner = tune.Tuner(
             scripted_trial,
             param_space={"run": tune.grid_search(runs), "out": str(tmp_path)},
@@ -114,8 +135,9 @@ def test_through_tune_a_pruned_trial_stops_and_anchors_finish(tmp_path):
 
 
 def run_trial(unmask, trial_id):
-    return SimpleNamespace(trial_id=trial_id, config={"run": {"model": "smollm2", "unmask": unmask, "seed": 0,
-                                                              "phase": "screen"}})
+    return SimpleNamespace(
+        trial_id=trial_id, config={"run": {"model": "smollm2", "unmask": unmask, "seed": 0, "phase": "screen"}}
+    )
 
 
 def test_rungs_are_kept_by_run_name_and_survive_a_restore_elsewhere(tmp_path):
