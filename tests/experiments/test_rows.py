@@ -16,8 +16,14 @@ def raw(path):
         return list(csv.DictReader(f))
 
 
+def test_a_file_in_the_schema_reads_as_written():
+    # The repetition CSV was migrated when the harness first appended to it.
+    path = RESULTS / "conll03_repetition.csv"
+    assert raw(path) and rows.read_rows(path) == raw(path)
+
+
 def test_the_sweeps_committed_rows_read_as_raw_text_scores():
-    for name in ("conll03_recipe.csv", "conll03_repetition.csv", "archive/conll03_sweep.csv"):
+    for name in ("conll03_recipe.csv", "archive/conll03_sweep.csv"):
         old, new = raw(RESULTS / name), rows.read_rows(RESULTS / name)
         assert len(new) == len(old) > 0 and all(list(r) == list(rows.COLUMNS) for r in new)
         for before, after in zip(old, new):
