@@ -41,10 +41,15 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     return found
 
 
-def git_commit(root: Path = ROOT) -> dict[str, Any]:
-    """The checked-out commit and whether tracked files differ from it.
+# Where the committed measurements live, relative to the repository root.
+RESULTS = "benchmarks/results"
 
-    Both are None outside a git checkout (an installed wheel), so a result never claims a
+
+def git_commit(root: Path = ROOT) -> dict[str, Any]:
+    """The checked-out commit and whether tracked files other than results differ from it.
+
+    Results files are left out of "dirty": a sweep appends rows to a committed CSV while it
+    runs, and that does not change the code that made the next row. Both are None outside a git checkout (an installed wheel), so a result never claims a
     commit it cannot know."""
 
     def git(*args: str) -> str | None:
@@ -55,7 +60,7 @@ def git_commit(root: Path = ROOT) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS}") if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

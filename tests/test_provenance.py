@@ -28,6 +28,23 @@ def test_outside_a_checkout_no_commit_is_claimed(tmp_path):
     assert git_commit(tmp_path) == {"commit": None, "dirty": None}
 
 
+def test_a_changed_result_does_not_make_the_code_dirty(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "rows.csv").write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "benchmarks" / "results" / "rows.csv").write_text("a\n1\n")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)["dirty"] is True
+
+
 def test_a_package_that_is_not_installed_has_no_version():
     assert package_versions(["surely-not-an-installed-distribution"]) == {"surely-not-an-installed-distribution": None}
 
