@@ -26,10 +26,12 @@ from spacy.training import Example
 
 from spacy_cmllm.annotate import AnnotateJob, run_local, run_ray
 from spacy_cmllm.corpora import read_conllu
+from spacy_cmllm.pipeline.bio_tagger import BIOTagger
 from spacy_cmllm.pipeline.model import use_bf16_autocast
 from spacy_cmllm.provenance import PACKAGES, provenance
 
 from . import ROOT
+from .pipelines import component_of
 
 PROG = "python -m benchmarks.annotate"
 EWT_TEST = ROOT / "assets" / "ewt" / "test.conllu"
@@ -51,7 +53,7 @@ def build_pipeline(directory: Path) -> None:
         Example.from_dict(nlp.make_doc(" ".join(w)), {"words": w, "tags": t, "entities": ["O"] * len(w)})
         for _, w, t in sentences
     ]
-    nlp.get_pipe("ner").add_label("PER")
+    component_of(nlp, "ner", BIOTagger).add_label("PER")
     nlp.initialize(lambda: examples)
     nlp.to_disk(directory)
 

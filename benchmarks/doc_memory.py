@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from spacy.tokens import DocBin
@@ -37,7 +37,15 @@ from .pipelines import build_pipeline, ewt_texts, rss_mb, run_conditions, save_t
 
 PROG = "python -m benchmarks.doc_memory"
 
-STREAMS = {
+
+class Stream(TypedDict):
+    """What a stream does with its Docs: keep them in a DocBin, and which components it disables."""
+
+    keep: bool
+    disable: list[str]
+
+
+STREAMS: dict[str, Stream] = {
     "lean, discarded": {"keep": False, "disable": []},
     "lean, kept in a DocBin": {"keep": True, "disable": []},
     "states kept (no doc_cleaner), kept in a DocBin": {"keep": True, "disable": ["doc_cleaner"]},

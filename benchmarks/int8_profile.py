@@ -40,7 +40,7 @@ from spacy_cmllm.provenance import provenance
 
 from . import ROOT
 from .named_results import pipeline_parser, run_header, save_entry
-from .pipelines import gold_token_docs, int8_capable, pipeline_variant
+from .pipelines import gold_token_docs, int8_capable, pipeline_variant, transformer_of
 
 PROG = "python -m benchmarks.int8_profile"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_profile.json"
@@ -71,7 +71,7 @@ def predict(nlp, examples, *, profiled: bool):
         start = time.perf_counter()
         list(nlp.pipe(docs))
         wall = time.perf_counter() - start
-    ops = defaultdict(float)
+    ops: defaultdict[str, float] = defaultdict(float)
     for event in prof.key_averages():
         ops[event.key] += event.self_cpu_time_total / 1e6
     return wall, dict(ops)
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     nlp = int8_capable(args.model)
     if nlp is None:
         return 2
-    device = get_backbone(nlp.get_pipe("transformer").model).device
+    device = get_backbone(transformer_of(nlp).model).device
     examples = list(Corpus(args.data)(nlp))[: args.docs]
     if not examples:
         print(f"{args.data} holds no documents", file=sys.stderr)

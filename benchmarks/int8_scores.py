@@ -35,7 +35,7 @@ from spacy_cmllm.provenance import provenance
 
 from . import ROOT
 from .named_results import pipeline_parser, run_header, save_entry
-from .pipelines import gold_token_docs, int8_capable, pipeline_variant
+from .pipelines import gold_token_docs, int8_capable, pipeline_variant, transformer_of
 
 PROG = "python -m benchmarks.int8_scores"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_scores.json"
@@ -52,7 +52,7 @@ def score(nlp: Language, examples: list[Example]) -> dict[str, Any]:
     counts ride along (key "_counts") for the paired bootstrap."""
     docs = gold_token_docs(nlp.vocab, [eg.reference for eg in examples])
     n_words = sum(len(doc) for doc in docs)
-    if nlp.get_pipe("transformer").model.attrs["int8"]:
+    if transformer_of(nlp).model.attrs["int8"]:
         nlp(examples[0].reference.text)  # builds the merged int8 copy outside the timing
     start = time.perf_counter()
     predicted = list(nlp.pipe(docs))
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     nlp = int8_capable(args.model)
     if nlp is None:
         return 2
-    model = nlp.get_pipe("transformer").model
+    model = transformer_of(nlp).model
     device = get_backbone(model).device
     default = "bf16" if use_bf16_autocast(model.attrs["mixed_precision"], device) else "fp32"
     # Packed, as the shipped configs predict.
@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     def change_interval(against):
         # Paired over documents: both modes are scored on the same resamples.
         diff = paired_difference({0: counts["int8"]}, {0: counts[against]}, weights)
+        assert diff is not None  # None only where the two share no seed; both are seed 0
         return [round(100 * v, 2) for v in diff["ci"]]
 
     def change(key, against):
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         # 127: 8-bit weights; 63: 7-bit, where this CPU's int8 product saturates above.
         "int8_weight_levels": int8_kernel().weight_levels,
         "int8_kernel": int8_kernel().name,
-        "int8_smoothing": runs["int8"].get_pipe("transformer").model.attrs.get("int8_smoothing", 0.0),
+        "int8_smoothing": transformer_of(runs["int8"]).model.attrs.get("int8_smoothing", 0.0),
         **provenance(),
     }
     save_entry(args.out, args.name, entry, plot)

@@ -20,7 +20,7 @@ import json
 import multiprocessing
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -29,7 +29,18 @@ from spacy_cmllm.provenance import provenance
 from . import ROOT, SOURCE
 from .pipelines import build_pipeline, ewt_texts, run_conditions
 
-RUNS = [
+
+class Run(TypedDict):
+    """How one row runs nlp.pipe: None leaves torch's threads, or the start method, as they are."""
+
+    key: str
+    name: str
+    n_process: int
+    threads: int | None
+    method: str | None
+
+
+RUNS: list[Run] = [
     {"key": "one-thread", "name": "1 process, 1 thread", "n_process": 1, "threads": 1, "method": None},
     {"key": "default-threads", "name": "1 process, default threads", "n_process": 1, "threads": None, "method": None},
     {"key": "fork", "name": "2 processes, fork", "n_process": 2, "threads": None, "method": "fork"},
@@ -41,7 +52,7 @@ def annotations(docs) -> list[Any]:
     return [([t.tag_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents]) for doc in docs]
 
 
-def time_run(nlp, texts: list[str], run: dict[str, Any], *, batch_size: int) -> dict[str, Any]:
+def time_run(nlp, texts: list[str], run: Run, *, batch_size: int) -> dict[str, Any]:
     """One timed nlp.pipe over ``texts`` as ``run`` says; the parent's threads restored."""
     default_threads = torch.get_num_threads()
     if run["threads"] is not None:

@@ -1,6 +1,7 @@
 """Pipelines to measure and what they read: the shipped config built over a base decoder,
 variants of one pipeline that share its decoder, the bundled EWT as texts, gold-token Docs,
-a tiny random base, and the process's memory."""
+a tiny random base, and the process's memory; and a pipeline's components by their types
+(component_of, transformer_of)."""
 
 import os
 import subprocess
@@ -8,13 +9,14 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
+from spacy_transformers import Transformer
 
 from spacy_cmllm.corpora import read_conllu
 from spacy_cmllm.pipeline.model import get_backbone
@@ -26,6 +28,33 @@ EWT = [ROOT / "assets" / "ewt" / f"{split}.conllu" for split in ("train", "dev",
 # oneDNN's primitive cache and PyTorch's ideep cache: one entry per input shape of a bf16
 # (or int8) CPU kernel, 1,024 entries each by default. Read when a process starts.
 SHAPE_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+ComponentT = TypeVar("ComponentT")
+
+
+@runtime_checkable
+class SerializableComponent(Protocol):
+    """A component that pipeline_variant can copy: spaCy's byte serialization, which every
+    component of the shipped configs has (trainable or not: attribute_ruler, doc_cleaner)."""
+
+    def to_bytes(self, *, exclude: Iterable[str] = ...) -> bytes: ...
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ...) -> object: ...
+
+
+def component_of(nlp: Language, name: str, kind: type[ComponentT]) -> ComponentT:
+    """nlp's component ``name``, checked to be a ``kind``. Language.get_pipe is typed as
+    returning a bare Doc -> Doc callable, which has none of a component's own methods."""
+    component = nlp.get_pipe(name)
+    if not isinstance(component, kind):
+        raise TypeError(f"the pipeline's {name!r} component is a {type(component).__name__}, not a {kind.__name__}")
+    return component
+
+
+def transformer_of(nlp: Language) -> Transformer:
+    """nlp's ``transformer`` component: spacy-transformers' Transformer, whose model is the
+    package's CausalMaskLLM (the model get_backbone reads)."""
+    return component_of(nlp, "transformer", Transformer)
 
 
 def ewt_sentences(limit: int) -> list[Any]:
@@ -87,7 +116,7 @@ def int8_capable(path: Path) -> Language | None:
     """The trained pipeline at ``path`` where its decoder computes on the CPU, as int8
     prediction needs; else None, after saying so."""
     nlp = spacy.load(path)
-    if get_backbone(nlp.get_pipe("transformer").model).device.type != "cpu":
+    if get_backbone(transformer_of(nlp).model).device.type != "cpu":
         print("int8 prediction is for CPUs; run this without a GPU", file=sys.stderr)
         return None
     return nlp
@@ -101,21 +130,25 @@ def pipeline_variant(nlp: Language, **decoder_settings: Any) -> Language:
     nlp's other components. Each measurement then takes the pipeline it needs, and none
     switches a setting of another's."""
     variant = load_model_from_config(nlp.config, vocab=nlp.vocab, auto_fill=True)
-    model = variant.get_pipe("transformer").model
+    model = transformer_of(variant).model
     unknown = sorted(set(decoder_settings) - set(model.attrs))
     if unknown:
         raise ValueError(f"the transformer's model has no settings {unknown}; it has {sorted(model.attrs)}")
     # The attrs, not the config: every version of the architecture has them, and they are
     # what the model reads at each call.
     model.attrs.update(decoder_settings)
-    model.shims[0]._model = get_backbone(nlp.get_pipe("transformer").model)
+    model.shims[0]._model = get_backbone(transformer_of(nlp).model)
     # With its decoder in place, initializing loads nothing: it sets the model's width, which
     # the listeners read, and checks that the settings fit the decoder.
     model.initialize()
     variant.tokenizer = nlp.tokenizer
     for name, component in nlp.pipeline:
-        if name != "transformer":
-            variant.get_pipe(name).from_bytes(component.to_bytes(exclude=["vocab"]), exclude=["vocab"])
+        if name == "transformer":
+            continue
+        copy = variant.get_pipe(name)
+        if not (isinstance(component, SerializableComponent) and isinstance(copy, SerializableComponent)):
+            raise TypeError(f"the pipeline's {name!r} component has no to_bytes / from_bytes to copy it by")
+        copy.from_bytes(component.to_bytes(exclude=["vocab"]), exclude=["vocab"])
     return variant
 
 

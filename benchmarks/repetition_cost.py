@@ -34,7 +34,7 @@ from spacy.tokens import Doc, DocBin
 from spacy_cmllm.provenance import provenance
 
 from . import ROOT, SOURCE
-from .pipelines import gold_token_docs, pipeline_variant
+from .pipelines import gold_token_docs, pipeline_variant, transformer_of
 
 PROG = "python -m benchmarks.repetition_cost"
 RESULTS = ROOT / "benchmarks" / "results" / "repetition_cost.json"
@@ -85,7 +85,7 @@ def batches(docs: Sequence[Doc], words: int) -> list[list[Doc]]:
 
 
 def time_predict(nlp, docs: Sequence[Doc]) -> float:
-    trf = nlp.get_pipe("transformer")
+    trf = transformer_of(nlp)
     start = time.perf_counter()
     for batch in batches(docs, 2000):
         trf.predict(batch)
@@ -93,11 +93,12 @@ def time_predict(nlp, docs: Sequence[Doc]) -> float:
 
 
 def time_train(nlp, docs: Sequence[Doc], batch_words: int) -> float:
-    model = nlp.get_pipe("transformer").model
+    model = transformer_of(nlp).model
     start = time.perf_counter()
     for batch in batches(docs, batch_words):
         output, backprop = model.begin_update(batch)
-        d = [[numpy.ones_like(data.model_output.last_hidden_state)] for data in output.doc_data if data.model_output]
+        # By key: ModelOutput's fields are attributes only at run time, which its type does not declare.
+        d = [[numpy.ones_like(data.model_output["last_hidden_state"])] for data in output.doc_data if data.model_output]
         backprop(output.unsplit_by_doc(d))
     return time.perf_counter() - start
 
@@ -127,8 +128,8 @@ def measure(
     for nlp in pipelines:  # warm-up: first-call allocations and kernels built per shape
         time_predict(nlp, docs)
         time_train(nlp, train_set, batch_words)
-    predict = [[] for _ in settings]
-    train = [[] for _ in settings]
+    predict: list[list[float]] = [[] for _ in settings]
+    train: list[list[float]] = [[] for _ in settings]
     for round_ in range(rounds):
         for i, nlp in enumerate(pipelines):
             predict[i].append(time_predict(nlp, docs))
@@ -137,22 +138,20 @@ def measure(
                 f"round {round_ + 1}/{rounds} {settings[i]}: predict {predict[i][-1]:.1f} s, train {train[i][-1]:.1f} s",
                 flush=True,
             )
-    rows = []
-    for s, p, t in zip(settings, predict, train):
-        rows.append(
-            {
-                **s,
-                "predict_words_per_s": round(n_words / statistics.median(p), 1),
-                "train_words_per_s": round(n_train / statistics.median(t), 1),
-                "predict_seconds": [round(x, 2) for x in p],
-                "train_seconds": [round(x, 2) for x in t],
-            }
-        )
-    ref = rows[0]
-    for row in rows:
-        row["predict_cost_vs_r1"] = round(ref["predict_words_per_s"] / row["predict_words_per_s"], 3)
-        row["train_cost_vs_r1"] = round(ref["train_words_per_s"] / row["train_words_per_s"], 3)
-    return rows
+    predict_speed = [round(n_words / statistics.median(p), 1) for p in predict]
+    train_speed = [round(n_train / statistics.median(t), 1) for t in train]
+    return [
+        {
+            **s,
+            "predict_words_per_s": predict_speed[i],
+            "train_words_per_s": train_speed[i],
+            "predict_seconds": [round(x, 2) for x in predict[i]],
+            "train_seconds": [round(x, 2) for x in train[i]],
+            "predict_cost_vs_r1": round(predict_speed[0] / predict_speed[i], 3),
+            "train_cost_vs_r1": round(train_speed[0] / train_speed[i], 3),
+        }
+        for i, s in enumerate(settings)
+    ]
 
 
 def plot(result: dict, path: Path) -> None:

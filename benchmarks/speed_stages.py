@@ -6,6 +6,7 @@ window per row, float or int8, at the pipeline's precision or in float32. No sta
 a setting of a pipeline that another stage uses.
 """
 
+import functools
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from spacy_cmllm.provenance import provenance
 
 from . import ROOT, SOURCE
 from .decoder_calls import counted_positions, raw_forward, recorded_calls
-from .pipelines import pipeline_variant
+from .pipelines import pipeline_variant, transformer_of
 from .timing import best_of, interleaved, synchronizer
 
 CONLL_TEST = ROOT.parent / "shared" / "data" / "conll2003" / "iob2" / "test.txt"
@@ -45,8 +46,9 @@ MAX_PACKED_PADDING_WASTE = 0.05
 MAX_PACKED_DIFFERENCE = 1e-4
 MAX_TRAIN_POSITIONS_PER_PIECE = 1.05
 
-# (words, tags, IOB2 entities) of one sentence.
-TaggedSentence = tuple[list[str], list[str], list[str]]
+# (words, tags, IOB2 entities) of one sentence; tags None where the corpus has none (both
+# read here have them).
+TaggedSentence = tuple[list[str], list[str] | None, list[str]]
 # One padded batch of windows on the decoder's device: (input ids, attention mask).
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -81,7 +83,8 @@ def read_sentences(limit_words: int) -> tuple[str, list[TaggedSentence], int]:
         source = "EWT test (bundled)"
         read = list(read_conllu(EWT_TEST))
     sentences = [(s.words, s.tags, s.ner) for s in read]
-    picked, total = [], 0
+    picked: list[TaggedSentence] = []
+    total = 0
     for sentence in sentences:
         if total >= limit_words:
             break
@@ -110,7 +113,8 @@ def position_examples(vocab: Any, n_documents: int) -> tuple[str, list[Example]]
 def read_tweets(path: Path, limit: int) -> list[list[str]]:
     """The words of each tweet of a two-column CoNLL file (word TAB tag; an empty line between
     tweets). The few tokens that are only whitespace are dropped: a Doc cannot hold them."""
-    tweets, words = [], []
+    tweets: list[list[str]] = []
+    words: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines() + [""]:
         if not line:
             if words:
@@ -137,6 +141,15 @@ def piping(nlp: Language, sentences: Sequence[TaggedSentence]) -> Callable[[], N
 
     def run() -> None:
         list(nlp.pipe(word_docs(nlp, sentences)))
+
+    return run
+
+
+def piping_words(nlp: Language, texts: Sequence[list[str]]) -> Callable[[], None]:
+    """A run of the whole pipeline over fresh Docs of the texts' words, one Doc each."""
+
+    def run() -> None:
+        list(nlp.pipe([Doc(nlp.vocab, words=words) for words in texts]))
 
     return run
 
@@ -169,12 +182,12 @@ def build_cnn(path: Path | None, sentences: Sequence[TaggedSentence]) -> tuple[L
 
 def settings_of(nlp: Language) -> dict[str, Any]:
     """The transformer model's settings (attrs) of a pipeline, read, never written."""
-    return nlp.get_pipe("transformer").model.attrs
+    return transformer_of(nlp).model.attrs
 
 
 def bf16_of(nlp: Language) -> bool:
     """Whether the pipeline's decoder runs under bf16 autocast."""
-    model = nlp.get_pipe("transformer").model
+    model = transformer_of(nlp).model
     return use_bf16_autocast(model.attrs["mixed_precision"], get_backbone(model).device)
 
 
@@ -184,7 +197,7 @@ def bf16_of(nlp: Language) -> bool:
 def window_batches(unpacked: Language, docs: Sequence[Doc]) -> tuple[list[Batch], int]:
     """The prediction windows the transformer plans for ``docs``, one per row, padded and
     batched as it batches them, on the decoder's device; and the number of pieces."""
-    backbone = get_backbone(unpacked.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(unpacked).model)
     attrs = settings_of(unpacked)
     pieces = backbone.piece_encoder.encode_docs(docs)
     plan = plan_windows(
@@ -216,7 +229,7 @@ def inference_vs_raw_hf(
 ) -> dict[str, float]:
     """Seconds of the transformer component (one window per row) and of a raw Hugging Face
     forward over the very same window batches, interleaved; and of the full pipeline."""
-    trf = unpacked.get_pipe("transformer")
+    trf = transformer_of(unpacked)
     decoder = get_backbone(trf.model).decoder
     decoder.eval()
     bf16 = bf16_of(unpacked)
@@ -258,7 +271,7 @@ def packed_vs_unpacked(
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
         for pack, nlp in zip((False, True), float32):
-            trf = nlp.get_pipe("transformer")
+            trf = transformer_of(nlp)
             docs = word_docs(nlp, sentences)
             with counted_positions(get_backbone(trf.model).decoder) as counted:
                 trf.set_annotations(docs, trf.predict(docs))
@@ -293,7 +306,7 @@ def int8_vs_float(
 ) -> dict[str, Any]:
     """nlp.pipe words/s of the benchmark pipeline, packed, in int8 vs float; with a trained
     pipeline, its scores on the same sentences, float vs int8."""
-    backbone = get_backbone(packed.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(packed).model)
     if backbone.device.type != "cpu":
         return {"skipped": "int8 prediction is for CPUs"}
     n_words = n_words_of(sentences)
@@ -349,7 +362,7 @@ def precision_table(
     n_words = n_words_of(sentences)
     table = {}
     for mode, nlp in modes.items():
-        trf = nlp.get_pipe("transformer")
+        trf = transformer_of(nlp)
         docs = word_docs(nlp, sentences)
         trf.predict(docs)  # builds the int8 copy where asked, outside the timing
         decoder = int8_decoder(trf.model) if settings_of(nlp)["int8"] else get_backbone(trf.model).decoder
@@ -357,7 +370,7 @@ def precision_table(
             trf.predict(docs)
         raw = raw_forward(decoder, calls, bf16=bool(settings_of(nlp)["mixed_precision"]))
         raw()  # warm-up
-        t_raw, t_trf = interleaved(repeats, raw, lambda trf=trf, docs=docs: trf.predict(docs), sync=sync)
+        t_raw, t_trf = interleaved(repeats, raw, functools.partial(trf.predict, docs), sync=sync)
         t_pipe = best_of(repeats, piping(nlp, sentences), sync)
         table[mode] = {
             "raw_hf_words_per_s": n_words / t_raw,
@@ -379,11 +392,8 @@ def tweets_comparison(
         return {"skipped": "no --tweets" if limit <= 0 else f"{BTC_TEST.name} not found"}
     tweets = read_tweets(BTC_TEST, limit)
     n_words = sum(len(t) for t in tweets)
-    timings = {
-        name: best_of(1, lambda nlp=nlp: list(nlp.pipe([Doc(nlp.vocab, words=t) for t in tweets])), sync)
-        for name, nlp in smollm2.items()
-    }
-    timings["spacy_cnn"] = best_of(1, lambda: list(cnn.pipe([Doc(cnn.vocab, words=t) for t in tweets])), sync)
+    timings = {name: best_of(1, piping_words(nlp, tweets), sync) for name, nlp in smollm2.items()}
+    timings["spacy_cnn"] = best_of(1, piping_words(cnn, tweets), sync)
     words_per_s = {name: n_words / t for name, t in timings.items()}
     return {
         "source": "Broad Twitter Corpus, test split (section F)",
@@ -401,7 +411,7 @@ def unmasked_vs_causal(
 ) -> tuple[float, float]:
     """Seconds of the raw forward over the batches with the pipeline's unmasking and with
     the stock causal model (the same decoder, its hooks removed for the run), interleaved."""
-    backbone = get_backbone(unpacked.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(unpacked).model)
     decoder, bf16, unmasked_layers = backbone.decoder, bf16_of(unpacked), backbone.unmask_handle.layers
     spec = settings_of(unpacked)["settings"]["unmask"]
 
@@ -422,10 +432,10 @@ def training_vs_plain_peft(
 ) -> dict[str, float]:
     """Seconds of nlp.update (one window per row) against a plain PyTorch + peft loop with
     the same LoRA over the same consecutive training windows, a linear head and AdamW."""
-    backbone = get_backbone(unpacked.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(unpacked).model)
     attrs, device = settings_of(unpacked), backbone.device
     optimizer = Adam(0.0)  # timing only: a zero rate keeps every step identical
-    got = {}
+    got: dict[str, bool] = {}
     lora = next(p for n, p in backbone.decoder.named_parameters() if "lora_" in n)
     hook = lora.register_hook(lambda grad: got.update(grad=True))
     unpacked.update(list(examples), sgd=optimizer)  # warm-up
@@ -442,7 +452,9 @@ def training_vs_plain_peft(
     ):
         ids, mask = pad_windows([plan.windows[i] for i in batch], pad_id=backbone.tokenizer.pad_token_id)
         batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
-    plain_base, _ = load_decoder(source, lm_head=False)
+    # As a Module: transformers wraps PreTrainedModel.to with functools.wraps, whose type mypy
+    # does not bind to an instance.
+    plain_base: torch.nn.Module = load_decoder(source, lm_head=False)[0]
     plain_base.to(device)
     unmask_layers(plain_base, attrs["settings"]["unmask"])
     plain = add_lora(
@@ -455,7 +467,7 @@ def training_vs_plain_peft(
 
     def plain_step() -> None:
         adamw.zero_grad()
-        loss = 0.0
+        loss: float | torch.Tensor = 0.0
         for ids, mask in batches:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                 hidden = plain(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
@@ -463,6 +475,7 @@ def training_vs_plain_peft(
             logits = head(hidden[mask.bool()].float())
             target = torch.zeros(len(logits), dtype=torch.long, device=device)
             loss = loss + torch.nn.functional.cross_entropy(logits, target)
+        assert isinstance(loss, torch.Tensor), "no training windows"
         loss.backward()
         adamw.step()
 
@@ -477,7 +490,7 @@ def training_positions(packed: Language, source: str, examples: Sequence[Example
     """Decoder positions per real piece in nlp.update (packed, as v3/v4 train), counted by a
     spy on the decoder, in batches of ~1,000 words as `spacy train` with the recipe makes
     them; beside it, what the overlapping prediction windows would cost there."""
-    backbone = get_backbone(packed.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(packed).model)
     attrs = settings_of(packed)
     batches, batch, words = [], [], 0
     for eg in examples:

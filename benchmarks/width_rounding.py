@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -28,13 +28,20 @@ from spacy_cmllm.pipeline.model import get_backbone, use_bf16_autocast
 from spacy_cmllm.provenance import provenance
 
 from . import ROOT, SOURCE
-from .pipelines import build_pipeline, ewt_texts, run_conditions
+from .pipelines import build_pipeline, ewt_texts, run_conditions, transformer_of
 
 PROG = "python -m benchmarks.width_rounding"
 # The width multiple is a constant of the package, not a setting of a pipeline: the passes
 # set it in turn, as the only way to run the same pipeline both ways.
 ROUNDED = model_module.CPU_BF16_WIDTH_MULTIPLE
 SETTINGS = {"exact widths": 1, f"widths rounded up to a multiple of {ROUNDED}": ROUNDED}
+
+
+class SettingRuns(TypedDict):
+    """The measured passes of one setting, as the results file holds them."""
+
+    words_per_second: list[float]
+    distinct_shapes: int
 
 
 def one_pass(nlp, texts: list[str], multiple: int) -> dict[str, Any]:
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     texts = ewt_texts(args.texts)
     shapes: dict[int, set] = {multiple: set() for multiple in SETTINGS.values()}
     current = {"multiple": 1}
-    decoder = get_backbone(nlp.get_pipe("transformer").model).decoder
+    decoder = get_backbone(transformer_of(nlp).model).decoder
     decoder.register_forward_pre_hook(
         lambda m, a, k: shapes[current["multiple"]].add(tuple(k["input_ids"].shape)), with_kwargs=True
     )
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     exact, rounded = (runs[name] for name in SETTINGS)
     same = sum(a == b for a, b in zip(exact[0]["labels"], rounded[0]["labels"]))
-    summary = {
+    summary: dict[str, SettingRuns] = {
         name: {
             "words_per_second": [round(r["words"] / r["seconds"], 1) for r in rows],
             "distinct_shapes": len(shapes[SETTINGS[name]]),

@@ -105,12 +105,20 @@ def ud_words(block: Block) -> list[list[str]]:
     return words
 
 
+def sent_id_of(block: Block, path: Path) -> str:
+    """The block's ``# sent_id``, on which UD and UNER sentences are joined."""
+    sent_id = block.comments.get("sent_id")
+    if sent_id is None:
+        raise CorpusError(path, block.line_no, "sentence without a '# sent_id = ...' line")
+    return sent_id
+
+
 def read_ud(path: Path) -> dict[str, Sentence]:
     """Read a UD CoNLL-U file into sentences keyed by ``sent_id`` (file order kept)."""
     sentences: dict[str, Sentence] = {}
     for doc_id, block in with_doc_ids(read_blocks(path), path):
-        sent_id = block.comments["sent_id"]
-        sentences[sent_id] = Sentence(doc_id, sent_id, block.comments.get("text", ""), ud_words(block))
+        sent_id = sent_id_of(block, path)
+        sentences[sent_id] = Sentence(doc_id, sent_id, block.comments.get("text") or "", ud_words(block))
     return sentences
 
 
@@ -121,7 +129,7 @@ def read_uner(path: Path) -> dict[str, tuple[str, list[str], list[str]]]:
         forms = [row[1] for row in block.rows]
         tags = [row[2] for row in block.rows]
         check_iob2(tags, source=path, lines=block.lines, labels=ENTITY_TYPES)
-        sentences[block.comments["sent_id"]] = (doc_id, forms, tags)
+        sentences[sent_id_of(block, path)] = (doc_id, forms, tags)
     return sentences
 
 

@@ -1,4 +1,5 @@
-"""The package passes mypy as pyproject.toml configures it, with thinc's plugin active."""
+"""The package, experiments/, benchmarks/ and scripts/ (pyproject.toml's files) pass mypy as
+pyproject.toml configures it, with thinc's plugin active."""
 
 import textwrap
 from pathlib import Path

@@ -10,6 +10,7 @@ from transformers import (
     MistralForCausalLM,
     Phi3Config,
     Phi3ForCausalLM,
+    PreTrainedModel,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -33,18 +34,20 @@ def tiny_decoder(
     """A randomly initialised *ForCausalLM of one of FAMILIES, with the real architecture,
     in eval mode. ``sliding_window`` applies to Mistral, Qwen2 and Gemma-2 (None: off;
     Gemma-2's default window is kept)."""
+    n_heads = 4
     common = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=n_layers,
-        num_attention_heads=4,
+        num_attention_heads=n_heads,
         num_key_value_heads=2,
         max_position_embeddings=512,
         pad_token_id=0,
         attn_implementation=attn,
     )
     torch.manual_seed(seed)
+    model: PreTrainedModel
     if family == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
     elif family == "mistral":
@@ -56,7 +59,7 @@ def tiny_decoder(
         model = Qwen2ForCausalLM(Qwen2Config(**window, **common))
     elif family == "gemma2":
         window = {"sliding_window": sliding_window} if sliding_window else {}
-        head_dim = hidden_size // common["num_attention_heads"]
+        head_dim = hidden_size // n_heads
         model = Gemma2ForCausalLM(Gemma2Config(head_dim=head_dim, query_pre_attn_scalar=head_dim, **window, **common))
     elif family == "phi3":
         model = Phi3ForCausalLM(Phi3Config(bos_token_id=1, eos_token_id=2, **common))

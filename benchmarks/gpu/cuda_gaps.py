@@ -4,12 +4,13 @@ split into the component's named regions."""
 
 import argparse
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
 from typing import Any
 
-from ..pipelines import pipeline_variant
+from ..pipelines import pipeline_variant, transformer_of
 from ..timing import synchronizer
 from .measure import compare_prediction, sdpa_kernels_of
 from .recipe import CONFIG, build_initialized, recipe_overrides, stage_examples
@@ -20,7 +21,7 @@ def sentence_docs(docs: list[Any], vocab: Any) -> list[Any]:
     """One Doc per sentence (per 25 tokens where a doc has no sentence boundaries)."""
     from spacy.tokens import Doc
 
-    out = []
+    out: list[Any] = []
     for doc in docs:
         if doc.has_annotation("SENT_START"):
             spans = list(doc.sents)
@@ -65,16 +66,10 @@ def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -
     )
 
     def vectors(variant: Any) -> list[Any]:
-        batch = variant.get_pipe("transformer").predict(docs)
-        return [
-            numpy.asarray(
-                d.model_output.last_hidden_state.get()
-                if hasattr(d.model_output.last_hidden_state, "get")
-                else d.model_output.last_hidden_state
-            )
-            for d in batch.doc_data
-            if d.model_output.last_hidden_state is not None and d.model_output.last_hidden_state.size
-        ]
+        batch = transformer_of(variant).predict(docs)
+        # By key: ModelOutput's fields are attributes only at run time, which its type does not declare.
+        states = [d.model_output.get("last_hidden_state") for d in batch.doc_data]
+        return [numpy.asarray(s.get() if hasattr(s, "get") else s) for s in states if s is not None and s.size]
 
     backends = {"default": None, "math": SDPBackend.MATH}
     if cuda:
@@ -101,13 +96,13 @@ def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -
         kernels = {}
         for precision, bf16 in (("fp32", False), ("bf16", True)) if cuda else (("fp32", False),):
             for pack in (False, True):
-                trf = pipeline_variant(nlp, pack=pack, mixed_precision=bf16).get_pipe("transformer")
+                trf = transformer_of(pipeline_variant(nlp, pack=pack, mixed_precision=bf16))
                 kernels[f"{precision}/{'packed' if pack else 'alone'}"] = sdpa_kernels_of(
-                    lambda trf=trf: trf.predict(docs), device
+                    functools.partial(trf.predict, docs), device
                 )
         record.update(sdpa_kernels=kernels)
         # The component against the raw forward, at the pipeline's precision, packed as shipped.
-        precision = nlp.get_pipe("transformer").model.attrs["mixed_precision"]
+        precision = transformer_of(nlp).model.attrs["mixed_precision"]
         bf16 = bool(precision) if precision is not None else cuda
         ratios = {}
         for label, pack, tf32 in (("packed", True, False), ("alone", False, False)) + (
@@ -119,7 +114,7 @@ def stage_gaps(record: StageRecord, args: argparse.Namespace, deadline: float) -
             )
             record.update(component_vs_raw=ratios)
         torch.backends.cuda.matmul.allow_tf32 = tf32_before
-        trf = pipeline_variant(nlp, pack=True).get_pipe("transformer")
+        trf = transformer_of(pipeline_variant(nlp, pack=True))
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         sync = synchronizer(device)
         sync()

@@ -33,6 +33,8 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
     from spacy_cmllm.errors import CodedError
     from spacy_cmllm.pipeline.model import get_backbone
 
+    from ..pipelines import transformer_of
+
     device = torch.device(args.device)
     shapes = TINY_SHAPES if args.cpu_dry_run else SHAPES
     config_path = ROOT / "configs" / ("mistral-7b-qlora.cfg" if shape_name == "mistral_7b" else "llama2-7b-qlora.cfg")
@@ -77,7 +79,7 @@ def stage_7b(record: StageRecord, args: argparse.Namespace, deadline: float, sha
             results[key] = {"skipped": str(err)}
             record.update(variants=results)
             continue
-        backbone = get_backbone(nlp.get_pipe("transformer").model)
+        backbone = get_backbone(transformer_of(nlp).model)
         n_layers = backbone.n_layers
         expected = list(parse_spec("0011", n_layers))
         measured = [i for i, b in enumerate(bidirectional_layers(backbone.decoder)) if b]

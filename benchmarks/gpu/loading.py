@@ -42,7 +42,9 @@ def check_load(record: StageRecord, args: argparse.Namespace, *, quantization: s
     device = torch.device(args.device)
     record.update(source=args.source, dtype="bfloat16", quantization=quantization, spec=SPEC)
     started = time.perf_counter()
-    model, _ = load_decoder(args.source, dtype="bfloat16", quantization=quantization, lm_head=False)
+    # As a Module: transformers wraps PreTrainedModel.to with functools.wraps, whose type mypy
+    # does not bind to an instance.
+    model: torch.nn.Module = load_decoder(args.source, dtype="bfloat16", quantization=quantization, lm_head=False)[0]
     if quantization is None:
         model.to(device)
     param = next(model.parameters())

@@ -12,6 +12,7 @@ import torch
 from spacy_cmllm.pipeline.model import PROFILE_REGIONS, get_backbone
 
 from ..decoder_calls import plain_peft_loop, raw_forward, real_positions, recorded_calls
+from ..pipelines import transformer_of
 from ..timing import interleaved, synchronizer, timed
 
 TARGETS = {
@@ -68,7 +69,7 @@ def compare_training(nlp: Any, batch: list[Any], *, device: Any, bf16: bool, rep
     `batch`: words/s of each (median of interleaved runs) and peak GPU memory of each."""
 
     sync = synchronizer(device)
-    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(nlp).model)
     optimizer = nlp.create_optimizer()
     first = timed(lambda: nlp.update(batch, sgd=optimizer), sync)  # warm-up: first use of every kernel
     with recorded_calls(backbone.decoder) as calls:
@@ -106,7 +107,7 @@ def compare_training(nlp: Any, batch: list[Any], *, device: Any, bf16: bool, rep
 def compare_prediction(nlp: Any, docs: list[Any], *, device: Any, bf16: bool, repeats: int) -> dict[str, Any]:
     """The transformer component's predict against the raw decoder replaying its calls."""
     sync = synchronizer(device)
-    trf = nlp.get_pipe("transformer")
+    trf = transformer_of(nlp)
     decoder = get_backbone(trf.model).decoder
     trf.predict(docs)
     with recorded_calls(decoder) as calls:

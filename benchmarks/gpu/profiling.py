@@ -32,6 +32,9 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
     corpus = Path(args.work) / "corpus"
     overrides = recipe_overrides(args, corpus)
     import spacy
+    from spacy.pipeline import TrainablePipe
+
+    from ..pipelines import component_of
 
     examples = stage_examples(args, spacy.blank("en"), "train", sum(sizes) * 2)
     nlp = build_initialized(CONFIG, overrides, examples)
@@ -39,7 +42,7 @@ def stage_profile(record: StageRecord, args: argparse.Namespace, deadline: float
     record.update(
         init_seconds=round(time.perf_counter() - started, 1),
         gpu_id=gpu_id,
-        heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
+        heads_ops=type(component_of(nlp, "ner", TrainablePipe).model.ops).__name__,
         batch_words=list(sizes),
         bf16_autocast=bf16,
         targets={k: TARGETS[k] for k in ("update_vs_plain_peft", "update_words_per_s")},

@@ -4,9 +4,12 @@ SmolLM2-135M for --random-weights (the stages whose numbers do not depend on the
 values then run without the model file); the same families at unit-test size for
 --cpu-dry-run."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Llama-2-7B and Mistral-7B as their config.json files give them. The vocabulary is the
 # tokenizer's (see random_decoder_source); everything else is the published shape.
@@ -118,7 +121,7 @@ def random_decoder_source(name: str, shape: dict[str, Any], tokenizer: Any, devi
     return f"memory:{name}"
 
 
-def quantize_nf4(model: torch.nn.Module) -> int:
+def quantize_nf4(model: "PreTrainedModel") -> int:
     """Replace the decoder layers' linear layers by bitsandbytes NF4 ones (double
     quantisation, bf16 compute), as load_in_4bit does when loading a checkpoint. Returns how
     many were replaced."""
@@ -148,8 +151,9 @@ def quantize_nf4(model: torch.nn.Module) -> int:
                 quantized.bias = torch.nn.Parameter(child.bias.data, requires_grad=False)
             setattr(parent, child_name, quantized)
             replaced += 1
-    # What peft's prepare_model_for_kbit_training and LoRA dispatch look for.
-    model.is_loaded_in_4bit = True
+    # What peft's prepare_model_for_kbit_training and LoRA dispatch look for (a plain flag,
+    # where nn.Module types every attribute set on it as a tensor or a module).
+    model.is_loaded_in_4bit = True  # type: ignore[assignment]
     model.config.quantization_config = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",

@@ -8,7 +8,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from .recipe import CONFIG, heads_gpu_id, prepare_corpus, recipe_overrides
 from .report import StageRecord
@@ -16,6 +16,14 @@ from .report import StageRecord
 
 class TimeUp(Exception):
     """Raised before a training step once the stage's training time is spent."""
+
+
+class StepInfo(TypedDict):
+    """What the logger keeps of the info spaCy's loop hands it at an evaluation."""
+
+    step: int
+    words: int
+    losses: dict[str, float]
 
 
 def eval_frequency(steps: int) -> int:
@@ -27,7 +35,7 @@ def eval_frequency(steps: int) -> int:
 _REGISTERED = itertools.count()
 
 
-def train_callbacks(train_deadline: float, every: int, infos: list[dict[str, Any]], stamps: list[float]):
+def train_callbacks(train_deadline: float, every: int, infos: list[StepInfo], stamps: list[float]):
     """A logger that keeps every evaluation's info, and a before_update callback that stamps
     each step's start and stops the run (TimeUp) once the deadline has passed, right after an
     evaluation, so that the last info's words and losses are exact. Registered under names
@@ -67,6 +75,7 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
 
     import spacy
     import torch
+    from spacy.pipeline import TrainablePipe
     from spacy.scorer import Scorer
     from spacy.tokens import DocBin
     from spacy.training import Corpus, Example
@@ -75,7 +84,9 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
     from spacy.util import load_config
     from thinc.api import require_gpu
 
-    from spacy_cmllm.pipeline.model import get_backbone
+    from spacy_cmllm.pipeline.model import BackboneShim, get_backbone
+
+    from ..pipelines import component_of, transformer_of
 
     stage_seconds = deadline - time.perf_counter()
     # Keep a fifth of the stage (at least 20 s) to score dev after training.
@@ -94,18 +105,18 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
     started = time.perf_counter()
     if gpu_id >= 0:
         require_gpu(gpu_id)
-    infos: list[dict[str, Any]] = []
+    infos: list[StepInfo] = []
     stamps: list[float] = []
     config = load_config(CONFIG, overrides=overrides, interpolate=False)
     config["training"]["logger"], config["training"]["before_update"] = train_callbacks(
         train_deadline, every, infos, stamps
     )
     nlp = init_nlp(config, use_gpu=gpu_id)
-    backbone = get_backbone(nlp.get_pipe("transformer").model)
+    backbone = get_backbone(transformer_of(nlp).model)
     record.update(
         init_seconds=round(time.perf_counter() - started, 1),
         decoder_device=str(backbone.device),
-        heads_ops=type(nlp.get_pipe("ner").model.ops).__name__,
+        heads_ops=type(component_of(nlp, "ner", TrainablePipe).model.ops).__name__,
         training_loop="spacy.training.loop.train",
     )
     cut_by_time = False
@@ -117,12 +128,14 @@ def stage_train(record: StageRecord, args: argparse.Namespace, deadline: float) 
         torch.cuda.synchronize()
     ended = stamps[-1] if cut_by_time else time.perf_counter()
     train_seconds = ended - stamps[0] if stamps else 0.0
-    last = infos[-1] if infos else {"step": -1, "losses": {}, "words": 0}
+    last: StepInfo = infos[-1] if infos else {"step": -1, "losses": {}, "words": 0}
     # The losses of an evaluation are summed over the steps since the one before.
     span = last["step"] - infos[-2]["step"] if len(infos) > 1 else 1
     losses_last = {name: float(value) / span for name, value in last["losses"].items()}
     finite = bool(infos) and all(math.isfinite(v) for info in infos for v in info["losses"].values())
-    stepper = nlp.get_pipe("transformer").model.shims[0].stepper
+    shim = transformer_of(nlp).model.shims[0]
+    assert isinstance(shim, BackboneShim)  # CausalMaskLLM's, which holds the adapters' stepper
+    stepper = shim.stepper
     words = int(last["words"])
     record.update(
         steps=last["step"] + 1,
