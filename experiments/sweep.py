@@ -47,14 +47,17 @@ def plan_runs(
     return runs
 
 
-def budget_for(run: dict[str, Any], *, max_steps: int, batch_words: int, dev_docs: int, test_docs: int) -> Budget:
-    # At most one epoch for the transformer runs: a budget a little over one stops at the
-    # epoch's end. spaCy's CNN trains its config's epochs (the budget is in steps).
+def budget_for(
+    run: dict[str, Any], *, max_steps: int, batch_words: int, dev_docs: int, test_docs: int, max_epochs: int = 1
+) -> Budget:
+    # At most ``max_epochs`` for the transformer runs (spaCy's rule: 0 = no limit): the
+    # recipe's budget, a little over one epoch, stops at the epoch's end. spaCy's CNN trains
+    # its config's epochs (the budget is in steps).
     return Budget(
         max_steps=max_steps,
         batch_words=batch_words,
         eval_frequency=max_steps,
-        max_epochs=None if run["model"] == "spacy-cnn" else 1,
+        max_epochs=None if run["model"] == "spacy-cnn" else max_epochs,
         train_dev_docs=1,
         dev_docs=dev_docs,
         test_docs=test_docs,
@@ -79,13 +82,21 @@ def run_sweep(
     gpu_id: int = -1,
     text_scores: bool = True,
     keep_models: bool = False,
+    max_epochs: int = 1,
 ) -> int:
     """Train and score the runs not yet in ``csv``; 1 if any failed (it stays to do)."""
     missing = [name for name in ("train.spacy", "dev.spacy", "test.spacy") if not (corpus / name).exists()]
     if missing:
         raise SystemExit(f"{corpus}: missing {missing}; run `spacy project run prepare-conll03` first")
     budgets = [
-        budget_for(run, max_steps=max_steps, batch_words=batch_words, dev_docs=dev_docs, test_docs=test_docs)
+        budget_for(
+            run,
+            max_steps=max_steps,
+            batch_words=batch_words,
+            dev_docs=dev_docs,
+            test_docs=test_docs,
+            max_epochs=max_epochs,
+        )
         for run in runs
     ]
     done = {row_key(row) for row in read_rows(csv)}
@@ -96,7 +107,8 @@ def run_sweep(
     ]
     print(
         f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already in {csv}, {len(todo)} to do; "
-        f"budget {max_steps} steps x {batch_words} words",
+        f"budget {max_steps} steps x {batch_words} words"
+        + (f", at most {max_epochs} epoch(s)" if max_epochs else ", no epoch limit"),
         flush=True,
     )
     durations: list[float] = []

@@ -42,6 +42,12 @@ def main(argv: list) -> int:
     run.add_argument("--heads", default="parser", help="NER heads of the decoder runs: bio_tagger, parser or both")
     run.add_argument("--max-steps", type=int, default=50)
     run.add_argument("--batch-words", type=int, default=256)
+    run.add_argument(
+        "--max-epochs",
+        type=int,
+        default=1,
+        help="epochs at most for the transformer runs, as spaCy counts them (0 = no limit: --max-steps decides)",
+    )
     run.add_argument("--dev-docs", type=int, default=25, help="score the first N dev documents (0 = all)")
     run.add_argument("--test-docs", type=int, default=25, help="score the first N test documents (0 = all)")
     run.add_argument(
@@ -98,6 +104,7 @@ def main(argv: list) -> int:
         gpu_id=args.gpu_id,
         text_scores=args.text_scores,
         keep_models=args.keep_models,
+        max_epochs=args.max_epochs,
     )
 
 

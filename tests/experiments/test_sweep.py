@@ -25,6 +25,10 @@ def test_transformer_runs_stop_at_one_epoch_and_spacy_evaluates_one_document():
     cnn = sweep.budget_for({"model": "spacy-cnn"}, max_steps=1500, batch_words=1000, dev_docs=0, test_docs=25)
     assert (decoder.max_epochs, cnn.max_epochs) == (1, None)
     assert decoder.eval_frequency == 400 and decoder.train_dev_docs == 1 and decoder.checkpoint == "model-last"
+    longer = sweep.budget_for(
+        {"model": "smollm2"}, max_steps=1000, batch_words=500, dev_docs=0, test_docs=0, max_epochs=0
+    )
+    assert longer.max_epochs == 0
 
 
 def test_runs_already_in_the_csv_are_skipped(tmp_path, capsys):
