@@ -5,6 +5,11 @@ the shipped config, with a 95 % t-interval of their mean; a bar plot and a time 
 One way of scoring per summary (``scoring``): "gold" (the rule) or "text" (from raw text,
 how every row of the sweep's CSVs was scored before the one harness, and every row since
 with ``--text-scores``). A row without scores of that kind is left out.
+
+A configuration is also kept apart by the machine its runs trained on: minutes are only
+comparable on one kind of CPU, and seeds are only paired there. Several CSVs can be read
+into one summary (e.g. the time plot of every configuration with three seeds), as long as no
+run of a configuration on a machine appears in two of them.
 """
 
 import itertools
@@ -53,17 +58,21 @@ def mean_seconds(rows: list[dict], column: str) -> float | None:
     return round(statistics.mean(values), 1) if values else None
 
 
+def group_key(row: dict) -> tuple:
+    """A configuration, the machine it trained on and its budget: the rows of one mean."""
+    budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
+    setting = (row["model"], row.get("head") or "parser", row["unmask"], row.get("overrides") or "")
+    return setting + (row.get("cpu") or "",) + budget
+
+
 def summarise(rows: list[dict]) -> dict:
-    """Mean ± std per (model, head, unmask, overrides, budget), and per-seed paired differences
+    """Mean ± std per (model, head, unmask, overrides, machine, budget), and per-seed paired differences
     of each decoder configuration against "0000" (causal) and "1111" (fully unmasked) with the
     same overrides and budget, and of overridden runs against the shipped config ("shipped"),
     for test F1, dev F1 and tag accuracy, with a 95 % t-interval of their mean."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        budget = (row["max_steps"], row["batch_words"], row["dev_docs"], row["test_docs"])
-        groups.setdefault(
-            (row["model"], row.get("head") or "parser", row["unmask"], row.get("overrides") or "") + budget, []
-        ).append(row)
+        groups.setdefault(group_key(row), []).append(row)
 
     def stats(values: list[float]) -> dict:
         return {
@@ -73,7 +82,7 @@ def summarise(rows: list[dict]) -> dict:
         }
 
     configs = []
-    for (model, head, unmask, overrides, *run_budget), members in sorted(groups.items()):
+    for (model, head, unmask, overrides, cpu, *run_budget), members in sorted(groups.items()):
         entry = {
             "model": model,
             "head": head,
@@ -100,7 +109,7 @@ def summarise(rows: list[dict]) -> dict:
         ):
             ref = {
                 r["seed"]: float(r[metric])
-                for r in groups.get(("smollm2", head, ref_unmask, ref_overrides, *run_budget), [])
+                for r in groups.get(("smollm2", head, ref_unmask, ref_overrides, cpu, *run_budget), [])
                 if r[metric] != ""
             }
             diffs = [
@@ -117,7 +126,7 @@ def summarise(rows: list[dict]) -> dict:
                     "wins": sum(d > 0 for d in diffs),
                     "ci95": t_interval(diffs),
                 }
-        shipped = groups.get(("smollm2", head, unmask, "", *budget), [])
+        shipped = groups.get(("smollm2", head, unmask, "", cpu, *run_budget), [])
         if overrides and model == "smollm2" and shipped:
             # What a setting costs against the shipped config of the same spec (e.g. repeat=2
             # against one copy), from the mean times of their runs; alike only where the runs
@@ -228,13 +237,16 @@ def plot(summary: dict, path: Path) -> None:
 
 def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
     """Test F1 (mean ± std over seeds) against training minutes, one point per decoder
-    configuration with at least ``min_seeds`` seeds."""
+    configuration with at least ``min_seeds`` seeds; each point names its budget and its
+    machine where the plot shows several."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     points = [e for e in summary["configs"] if e["model"] == "smollm2" and e["test_f1"]["n"] >= min_seeds]
+    cpus = sorted({c for e in points for c in e["cpu"]})
+    budgets = {(e["max_steps"], e["batch_words"]) for e in points}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for e in points:
         minutes = e["train_seconds"] / 60
@@ -246,8 +258,14 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
             capsize=3,
             color="#999999" if e["unmask"] == "0000" else "#3b75af",
         )
-        ax.annotate(label(e), (minutes, e["test_f1"]["mean"]), xytext=(5, 3), textcoords="offset points", fontsize=7)
-    cpus = sorted({c for e in points for c in e["cpu"]})
+        name = label(e)
+        if len(budgets) > 1:
+            name += f" {e['max_steps']}x{e['batch_words']}"
+        if len(cpus) > 1:
+            name += f" ({', '.join(e['cpu'])})"
+        ax.annotate(name, (minutes, e["test_f1"]["mean"]), xytext=(5, 3), textcoords="offset points", fontsize=7)
+    # Room on the right for the names of the rightmost points.
+    ax.margins(x=0.35, y=0.15)
     ax.set_xlabel(f"training minutes (mean over seeds; {', '.join(cpus) or 'no'} CPU)")
     ax.set_ylabel("test F1 (seqeval strict), mean ± std")
     ax.set_title(
@@ -260,37 +278,58 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
     fig.savefig(path, dpi=120)
 
 
+def machine(row: dict[str, str]) -> str:
+    """What a run trained on: a GPU's name, else its CPU's capability."""
+    return row["device"] if row.get("device") not in ("", "cpu", None) else row["cpu"]
+
+
 def scored_rows(rows: list[dict[str, str]], scoring: str) -> list[dict[str, str]]:
     """The rows scored the ``scoring`` way, each with its scores under the summary's names
-    and the machine it ran on (a GPU's name, else its CPU's capability) as ``cpu``."""
+    and the machine it ran on as ``cpu``."""
     columns = METRICS[scoring]
     return [
         {
             **row,
             **{name: row[column] for name, column in columns.items()},
-            "cpu": row["device"] if row.get("device") not in ("", "cpu", None) else row["cpu"],
+            "cpu": machine(row),
         }
         for row in rows
         if row[columns["test_f1"]] != ""
     ]
 
 
+def rows_of(csvs: list[Path]) -> list[dict[str, str]]:
+    """The rows of several CSVs; a run (configuration, machine, budget, seed) found in two
+    of them stops the report, as its mean would count that seed twice."""
+    rows: list[dict[str, str]] = []
+    seen: dict[tuple, Path] = {}
+    for path in csvs:
+        for row in read_rows(path):
+            run = group_key({**row, "cpu": machine(row)}) + (row["seed"],)
+            if seen.get(run, path) != path:
+                raise SystemExit(f"{path}: the run {run} is also in {seen[run]}; report them apart")
+            seen[run] = path
+            rows.append(row)
+    return rows
+
+
 def report(
     *,
-    csv: Path,
+    csv: Path | list[Path],
     scoring: str = "gold",
     summary: Path | None = None,
     plot_path: Path | None = None,
     time_plot: Path | None = None,
 ) -> int:
     """Print the table; write the summary JSON and the plots where asked."""
-    rows = scored_rows(read_rows(csv), scoring)
+    csvs = [csv] if isinstance(csv, Path) else list(csv)
+    rows = scored_rows(rows_of(csvs), scoring)
     if not rows:
-        raise SystemExit(f"{csv}: no finished runs scored the {scoring!r} way yet")
+        raise SystemExit(f"{', '.join(map(str, csvs))}: no finished runs scored the {scoring!r} way yet")
     result = {"scoring": scoring, **summarise(rows)}
     print(
         f"{'model':10} {'head':10} {'unmask':10} {'steps':>5} {'n':>2} {'dev F1':>13} {'test F1':>13} {'tag acc':>13} "
-        f"{'vs 0000':>14} {'vs 1111':>14} {'vs shipped':>14}  overrides"
+        f"{'vs 0000':>14} {'vs 1111':>14} {'vs shipped':>14}  {'machine':12} overrides"
     )
     for e in sorted(result["configs"], key=order_key):
         cells = [
@@ -303,7 +342,8 @@ def report(
         ]
         print(
             f"{e['model']:10} {e['head']:10} {e['unmask']:10} {e['max_steps']:>5} {e['test_f1']['n']:>2} {cells[0]:>13} {cells[1]:>13} "
-            f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14} {paired[2]:>14}  {e.get('overrides', '')}"
+            f"{cells[2]:>13} {paired[0]:>14} {paired[1]:>14} {paired[2]:>14}  {','.join(e['cpu']):12} "
+            f"{e.get('overrides', '')}"
         )
     if summary:
         Path(summary).write_text(json.dumps(result, indent=2) + "\n")

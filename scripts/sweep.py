@@ -67,7 +67,9 @@ def main(argv: list) -> int:
         help="config override for the decoder runs (repeatable); recorded in the CSV's overrides column",
     )
     rep = sub.add_parser("report")
-    rep.add_argument("--csv", type=Path, required=True)
+    rep.add_argument(
+        "--csv", type=Path, nargs="+", required=True, help="one or more CSVs (a run may appear in only one)"
+    )
     rep.add_argument(
         "--scoring",
         choices=report.SCORINGS,

@@ -129,3 +129,77 @@ def test_a_summary_reads_one_way_of_scoring_and_says_which(tmp_path):
     assert text["scoring"] == "text" and text["configs"][0]["test_f1"] == {"mean": 71.0, "std": None, "n": 1}
     assert text["configs"][0]["eval_seconds"] == 6.0 and text["configs"][0]["cpu"] == ["AVX2"]
     assert (tmp_path / "gold.png").stat().st_size > 10_000
+
+
+def test_runs_on_different_machines_are_kept_apart_and_paired_only_on_one():
+    rows = [{**_row("0000", s, f), "cpu": "AMX"} for s, f in enumerate([50, 52, 54])]
+    rows += [{**_row("0011", s, f), "cpu": "AMX"} for s, f in enumerate([53, 55, 54])]
+    rows += [{**_row("0011", s, f), "cpu": "AVX2", "train_seconds": "300"} for s, f in enumerate([40, 41, 42])]
+    configs = {(e["unmask"], tuple(e["cpu"])): e for e in report.summarise(rows)["configs"]}
+    assert configs[("0011", ("AMX",))]["test_f1"]["mean"] == 54.0
+    assert (
+        configs[("0011", ("AVX2",))]["test_f1"]["mean"] == 41.0 and configs[("0011", ("AVX2",))]["train_seconds"] == 300
+    )
+    # AMX's causal runs are no reference for the AVX2 runs.
+    assert configs[("0011", ("AMX",))]["test_f1_vs_0000"]["mean"] == 2.0
+    assert "test_f1_vs_0000" not in configs[("0011", ("AVX2",))]
+
+
+def _write(path, unmask, seeds, test_f1, cpu="AMX", overrides=""):
+    from experiments.rows import append_row
+
+    for seed in seeds:
+        append_row(
+            path,
+            {
+                "model": "smollm2",
+                "config": "default.cfg",
+                "head": "bio_tagger",
+                "unmask": unmask,
+                "overrides": overrides,
+                "seed": seed,
+                "max_steps": 4,
+                "batch_words": 40,
+                "dev_docs": 0,
+                "test_docs": 0,
+                "dev_ner_f1": test_f1 + 5,
+                "test_ner_f1": test_f1 + seed,
+                "test_tag_acc": 90,
+                "train_seconds": 60,
+                "cpu": cpu,
+                "device": "cpu",
+            },
+        )
+
+
+def test_a_report_reads_several_files_and_refuses_a_run_found_in_two(tmp_path):
+    import json
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    _write(first, "0011", [0, 1, 2], 80)
+    _write(second, "0011", [0, 1, 2], 82, overrides="m.repeat=2")
+    summary = tmp_path / "both.json"
+    assert report.report(csv=[first, second], summary=summary, time_plot=tmp_path / "time.png") == 0
+    entries = {e["overrides"]: e for e in json.loads(summary.read_text())["configs"]}
+    assert entries[""]["test_f1"]["mean"] == 81.0 and entries["m.repeat=2"]["test_f1"]["mean"] == 83.0
+    assert entries["m.repeat=2"]["test_f1_vs_shipped"]["mean"] == 2.0
+    # The same run in two files would count its seed twice.
+    _write(second, "0011", [1], 99)
+    with pytest.raises(SystemExit, match="also in"):
+        report.report(csv=[first, second])
+    # The same configuration and seed on another machine is another run.
+    third = tmp_path / "c.csv"
+    _write(third, "0011", [0], 70, cpu="AVX2")
+    assert report.report(csv=[first, third], summary=summary) == 0
+    machines = {tuple(e["cpu"]): e["test_f1"]["n"] for e in json.loads(summary.read_text())["configs"]}
+    assert machines == {("AMX",): 3, ("AVX2",): 1}
+
+
+def test_a_variant_is_timed_only_against_the_shipped_config_at_its_own_budget():
+    rows = [{**_row("0011", s, 50), "train_seconds": "100"} for s in range(2)]
+    rows += [{**_row("0011", s, 50), "overrides": "m.repeat=2", "train_seconds": "200"} for s in range(2)]
+    rows += [{**_row("0011", s, 50), "overrides": "m.repeat=2", "max_steps": "99"} for s in range(2)]
+    timed = {
+        e["max_steps"]: e.get("train_time_vs_shipped") for e in report.summarise(rows)["configs"] if e["overrides"]
+    }
+    assert timed == {50: 2.0, 99: None}
