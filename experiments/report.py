@@ -81,8 +81,12 @@ def summarise(rows: list[dict]) -> dict:
             "n": len(values),
         }
 
+    def beside(row: dict, unmask: str, overrides: str) -> list[dict]:
+        """The decoder's runs of another configuration at ``row``'s budget on its machine."""
+        return groups.get(group_key({**row, "model": "smollm2", "unmask": unmask, "overrides": overrides}), [])
+
     configs = []
-    for (model, head, unmask, overrides, cpu, *run_budget), members in sorted(groups.items()):
+    for (model, head, unmask, overrides, _machine, *run_budget), members in sorted(groups.items()):
         entry = {
             "model": model,
             "head": head,
@@ -108,9 +112,7 @@ def summarise(rows: list[dict]) -> dict:
             references.items(), ("test_f1", "dev_f1", "tag_acc")
         ):
             ref = {
-                r["seed"]: float(r[metric])
-                for r in groups.get(("smollm2", head, ref_unmask, ref_overrides, cpu, *run_budget), [])
-                if r[metric] != ""
+                r["seed"]: float(r[metric]) for r in beside(members[0], ref_unmask, ref_overrides) if r[metric] != ""
             }
             diffs = [
                 float(r[metric]) - ref[r["seed"]]
@@ -126,11 +128,10 @@ def summarise(rows: list[dict]) -> dict:
                     "wins": sum(d > 0 for d in diffs),
                     "ci95": t_interval(diffs),
                 }
-        shipped = groups.get(("smollm2", head, unmask, "", cpu, *run_budget), [])
+        shipped = beside(members[0], unmask, "")
         if overrides and model == "smollm2" and shipped:
             # What a setting costs against the shipped config of the same spec (e.g. repeat=2
-            # against one copy), from the mean times of their runs; alike only where the runs
-            # shared a kind of CPU, which the cpu lists say.
+            # against one copy), from the mean times of their runs on the same kind of CPU.
             for kind in ("train", "eval"):
                 ref_time = mean_seconds(shipped, f"{kind}_seconds")
                 if ref_time and entry[f"{kind}_seconds"]:
@@ -249,11 +250,8 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
     budgets = {(e["max_steps"], e["batch_words"]) for e in points}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     # A point in the right half is named on its left, so that no name runs off the axes.
-    middle = (
-        statistics.mean([min(e["train_seconds"] for e in points), max(e["train_seconds"] for e in points)]) / 60
-        if points
-        else 0
-    )
+    all_minutes = [e["train_seconds"] / 60 for e in points]
+    middle = (min(all_minutes) + max(all_minutes)) / 2 if points else 0
     for e in points:
         minutes = e["train_seconds"] / 60
         ax.errorbar(
@@ -311,14 +309,14 @@ def scored_rows(rows: list[dict[str, str]], scoring: str) -> list[dict[str, str]
     ]
 
 
-def rows_of(csvs: list[Path]) -> list[dict[str, str]]:
-    """The rows of several CSVs; a run (configuration, machine, budget, seed) found in two
-    of them stops the report, as its mean would count that seed twice."""
+def rows_of(csvs: list[Path], scoring: str) -> list[dict[str, str]]:
+    """The scored rows of several CSVs; a run (configuration, machine, budget, seed) found
+    in two of them stops the report, as its mean would count that seed twice."""
     rows: list[dict[str, str]] = []
     seen: dict[tuple, Path] = {}
     for path in csvs:
-        for row in read_rows(path):
-            run = group_key({**row, "cpu": machine(row)}) + (row["seed"],)
+        for row in scored_rows(read_rows(path), scoring):
+            run = group_key(row) + (row["seed"],)
             if seen.get(run, path) != path:
                 raise SystemExit(f"{path}: the run {run} is also in {seen[run]}; report them apart")
             seen[run] = path
@@ -336,7 +334,7 @@ def report(
 ) -> int:
     """Print the table; write the summary JSON and the plots where asked."""
     csvs = [csv] if isinstance(csv, Path) else list(csv)
-    rows = scored_rows(rows_of(csvs), scoring)
+    rows = rows_of(csvs, scoring)
     if not rows:
         raise SystemExit(f"{', '.join(map(str, csvs))}: no finished runs scored the {scoring!r} way yet")
     result = {"scoring": scoring, **summarise(rows)}
