@@ -141,13 +141,7 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         with path.open(newline="") as f:
             header = next(csv.reader(f), [])
         if header != list(COLUMNS):
-            rows = read_rows(path)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            with tmp.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            tmp.replace(path)
+            rewrite(path, read_rows(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -156,6 +150,29 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         writer.writerow({name: row.get(name, "") for name in COLUMNS})
         f.flush()
         os.fsync(f.fileno())
+
+
+def replace_row(path: Path, row: dict[str, Any]) -> None:
+    """Put ``row`` in the place of the file's row of the same key (a screened run's
+    dev-only row that gains its test scores once the run is named a reference)."""
+    key = row_key(row)
+    rows = read_rows(path)
+    if key not in {row_key(r) for r in rows}:
+        raise ValueError(f"{path}: no row {key} to replace")
+    rewrite(path, [{name: row.get(name, "") for name in COLUMNS} if row_key(r) == key else r for r in rows])
+
+
+def rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The whole file under this schema, swapped in at once: an interruption leaves the
+    old file or the new one, never half of either."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
 
 
 def read_counts(path: Path) -> dict[tuple, dict[str, Any]]:

@@ -6,7 +6,7 @@ the finalists (and mirrors, and baselines) at every seed, write a row per finish
 2. Finalists: 0000, 1111 and the best ``finalists`` others by final dev NER F1, each at
    every seed at the full budget (the screening run is the screening seed's), the
    ``mirrors`` at every seed whatever the screen said (chosen before any test score is
-   seen), and the baselines (trained to convergence: patience on dev).
+   seen; a screening run that finished is theirs too), and the baselines (trained to convergence: patience on dev).
 3. Rows: each finished finalist, mirror and baseline with its test scores and per-document
    counts; a screened-out configuration with dev scores only (its test set is never read).
 
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..rows import append_counts, append_row, make_row, pct, read_rows, row_key
+from ..rows import append_counts, append_row, make_row, pct, read_rows, replace_row, row_key
 from ..runs import CONFIGS_DIR, DECODER, STUDY_CONFIGS, run_name
 from ..trial import corpus_words
 from .ledger import Ledger, stopped_runs
@@ -68,6 +68,13 @@ def plan_budget(
 
 def runs_for(specs: list[str], seeds: list[int], phase: str) -> list[dict[str, Any]]:
     return [{"model": DECODER, "unmask": spec, "seed": seed, "phase": phase} for seed in seeds for spec in specs]
+
+
+def mirror_runs(mirrors: list[str], seeds: list[int], screened: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mirrors at every seed, but where the screen's trial of one finished its budget:
+    that trial is its run at the screen's seed, as it is a finalist's."""
+    finished = {(o["run"]["unmask"], o["run"]["seed"]) for o in screened if o["status"] == "finished"}
+    return [r for r in runs_for(mirrors, seeds, "final") if (r["unmask"], r["seed"]) not in finished]
 
 
 def phase_outcomes(
@@ -121,19 +128,26 @@ def write_rows(
     """A CSV row per finished trial not yet there: a finalist's (or a baseline's) with the test
     scores its trial read once, and its per-document counts; a screened-out configuration's
     with dev scores only (its test set is never read)."""
-    done = {row_key(r) for r in read_rows(csv_path)}
+    done = {row_key(r): r for r in read_rows(csv_path)}
     for o in ended:
         if o["status"] != "finished":
             continue
         record = outcome_record(o, setup, train_words)
         scored = o["run"]["model"] != DECODER or o["run"]["unmask"] in finalists
         row = make_row(record, metrics=o["metrics"], test=scored)
-        if row_key(row) in done:
+        key = row_key(row)
+        # A screened run's dev-only row takes its test scores once a later session names
+        # the configuration a mirror: the same trial, at the same seed and budget.
+        gains_test = key in done and scored and not done[key]["test_ner_f1"]
+        if key in done and not gains_test:
             continue
         if scored:
             append_counts(counts_path, row, record["scores"])
-        append_row(csv_path, row)
-        done.add(row_key(row))
+        if gains_test:
+            replace_row(csv_path, row)
+        else:
+            append_row(csv_path, row)
+        done[key] = row
         print(
             f"-> {row['model']} {row['unmask']} seed {row['seed']}: dev NER {row['dev_ner_f1'] or row['dev_ner_f1_training']}"
             + (
@@ -290,7 +304,8 @@ def run_study(
     if mirrors:
         print(f"mirrors trained at every seed as references: {mirrors}", flush=True)
     # Mirrors first: everything else of this phase may have ended in an earlier session.
-    final_runs = runs_for(mirrors, seeds, "final") + runs_for(chosen, [s for s in seeds if s != screen_seed], "final")
+    other_seeds = [s for s in seeds if s != screen_seed]
+    final_runs = mirror_runs(mirrors, seeds, screened) + runs_for(chosen, other_seeds, "final")
     scored = chosen + mirrors
     final_runs += [{"model": b, "unmask": b, "seed": s, "phase": "final"} for s in seeds for b in baselines]
     finals: list[dict[str, Any]] = []

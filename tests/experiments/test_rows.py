@@ -9,6 +9,8 @@ from experiments import rows
 from tests.scripts import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
+# The study's CSV as it stood before the harness first appended to it (and migrated it).
+STUDY_BEFORE = ROOT / "tests" / "experiments" / "data" / "conll03_study_before_migration.csv"
 
 
 def raw(path):
@@ -17,9 +19,10 @@ def raw(path):
 
 
 def test_a_file_in_the_schema_reads_as_written():
-    # The repetition CSV was migrated when the harness first appended to it.
-    path = RESULTS / "conll03_repetition.csv"
-    assert raw(path) and rows.read_rows(path) == raw(path)
+    # Both were migrated when the harness first appended to them.
+    for name in ("conll03_repetition.csv", "conll03_study.csv"):
+        path = RESULTS / name
+        assert raw(path) and rows.read_rows(path) == raw(path)
 
 
 def test_the_sweeps_committed_rows_read_as_raw_text_scores():
@@ -45,9 +48,11 @@ def test_the_sweeps_committed_rows_read_as_raw_text_scores():
             )
 
 
-def test_the_studys_committed_rows_and_counts_read_under_one_key():
-    old, new = raw(RESULTS / "conll03_study.csv"), rows.read_rows(RESULTS / "conll03_study.csv")
+def test_the_studys_older_rows_and_counts_read_under_one_key():
+    old, new = raw(STUDY_BEFORE), rows.read_rows(STUDY_BEFORE)
     counts = rows.read_counts(RESULTS / "conll03_study_counts.jsonl")
+    # The committed file's migration kept every row and value, in order.
+    assert rows.read_rows(RESULTS / "conll03_study.csv")[: len(new)] == new
     for before, after in zip(old, new):
         assert (after["test_ner_f1"], after["test_chunk_f1"], after["test_tag_acc"]) == (
             before["test_ner_f1"],

@@ -97,6 +97,24 @@ def test_rows_land_once_with_test_scores_for_finalists_only(tmp_path):
     assert sorted(k[2] + "-" + k[4] for k in counts) == ["0000-0", "0000-1", "spacy-cnn-0"]
 
 
+def test_a_screened_configuration_named_a_mirror_later_gains_its_test_scores(tmp_path):
+    """0001 finished the screen as no finalist (a dev-only row); a later session names it a
+    mirror: its screen trial is its seed-0 run, so only the other seeds train, and its row
+    takes the test scores in place, once."""
+    screened = [ended("smollm2", "0000", 0), ended("smollm2", "0001", 0), ended("smollm2", "1000", 0, "pruned")]
+    csv_path, counts_path = tmp_path / "study.csv", tmp_path / "counts.jsonl"
+    run.write_rows(screened, ["0000"], SETUP, 100, csv_path, counts_path)
+    assert [r["test_ner_f1"] for r in read_rows(csv_path)] == ["66.67", ""]
+
+    finals = run.mirror_runs(["0001", "1000"], [0, 1, 2], screened)
+    assert [f"{r['unmask']}-s{r['seed']}" for r in finals] == ["1000-s0", "0001-s1", "1000-s1", "0001-s2", "1000-s2"]
+    for _ in range(2):
+        run.write_rows(screened, ["0000", "0001", "1000"], SETUP, 100, csv_path, counts_path)
+    rows = read_rows(csv_path)
+    assert [(r["unmask"], r["test_ner_f1"]) for r in rows] == [("0000", "66.67"), ("0001", "66.67")]
+    assert sorted(k[2] for k in read_counts(counts_path)) == ["0000", "0001"]
+
+
 def test_a_trial_of_the_one_harness_brings_its_gold_dev_scores_and_words(tmp_path):
     scores = {**SCORES, "dev": {"ner": [[1, 2, 2]], "chunks": [[1, 1, 1]], "pos": [[8, 10]]}}
     outcome = ended("smollm2", "0011", 0, scores=scores)
