@@ -6,7 +6,8 @@ the finalists (and mirrors, and baselines) at every seed, write a row per finish
 2. Finalists: 0000, 1111 and the best ``finalists`` others by final dev NER F1, each at
    every seed at the full budget (the screening run is the screening seed's), the
    ``mirrors`` at every seed whatever the screen said (chosen before any test score is
-   seen; a screening run that finished is theirs too), and the baselines (trained to convergence: patience on dev).
+   seen; a screening run that finished is theirs too), and the baselines (trained to
+   convergence: patience on dev).
 3. Rows: each finished finalist, mirror and baseline with its test scores and per-document
    counts; a screened-out configuration with dev scores only (its test set is never read).
 
