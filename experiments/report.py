@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 
 from .rows import read_rows
+from .study import claims
 
 # The order of the paper's figure: unmasking grows from the input side, then shrinks from it.
 PAPER_ORDER = ["0000", "1000", "1100", "1110", "1111", "0111", "0011", "0001"]
@@ -123,10 +124,14 @@ def summarise(rows: list[dict]) -> dict:
                 and r[metric] != ""
             ]
             if diffs:
+                ci95 = t_interval(diffs)
                 entry[f"{metric}_vs_{name}"] = {
                     **stats(diffs),
                     "wins": sum(d > 0 for d in diffs),
-                    "ci95": t_interval(diffs),
+                    "ci95": ci95,
+                    # The study's rule, with the seeds' t-interval in place of its document
+                    # bootstrap: these rows keep no per-document counts.
+                    "verdict": claims.verdict({"per_seed": diffs, "ci": ci95}),
                 }
         shipped = beside(members[0], unmask, "")
         if overrides and model == "smollm2" and shipped:
@@ -136,6 +141,16 @@ def summarise(rows: list[dict]) -> dict:
                 ref_time = mean_seconds(shipped, f"{kind}_seconds")
                 if ref_time and entry[f"{kind}_seconds"]:
                     entry[f"{kind}_time_vs_shipped"] = round(entry[f"{kind}_seconds"] / ref_time, 2)
+                # Seed by seed as well: rows of one configuration may come from different
+                # sessions, and a ratio of means then hides which pair ran on an idle CPU.
+                ref_by_seed = {r["seed"]: r.get(f"{kind}_seconds") for r in shipped}
+                per_seed = {
+                    r["seed"]: round(float(r[f"{kind}_seconds"]) / float(ref_by_seed[r["seed"]]), 2)
+                    for r in members
+                    if r.get(f"{kind}_seconds") not in ("", None) and ref_by_seed.get(r["seed"]) not in ("", None)
+                }
+                if per_seed:
+                    entry[f"{kind}_time_vs_shipped_per_seed"] = dict(sorted(per_seed.items()))
         configs.append(entry)
     return {"configs": configs}
 

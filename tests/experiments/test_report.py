@@ -31,9 +31,16 @@ def test_summary_pairs_seeds_against_0000_and_1111():
     assert configs["0011"]["test_f1"] == {"mean": 54.0, "std": 1.0, "n": 3}
     # Per seed: 53-50, 55-52, 54-54 -> +3, +3, 0: two wins of three.
     # 95 % t-interval by hand: 2.0 -/+ t(0.975, 2 df) 4.3027 x 1.7321 / sqrt(3) = 2.0 -/+ 4.3027.
-    assert configs["0011"]["test_f1_vs_0000"] == {"mean": 2.0, "std": 1.73, "n": 3, "wins": 2, "ci95": [-2.3, 6.3]}
+    assert configs["0011"]["test_f1_vs_0000"] == {
+        "mean": 2.0,
+        "std": 1.73,
+        "n": 3,
+        "wins": 2,
+        "ci95": [-2.3, 6.3],
+        "verdict": "cannot tell",
+    }
     assert configs["0011"]["dev_f1_vs_0000"]["mean"] == 2.0
-    assert configs["0011"]["tag_acc_vs_0000"] == {"mean": 0.0, "std": 0.0, "n": 3, "wins": 0, "ci95": [0.0, 0.0]}
+    assert configs["0011"]["tag_acc_vs_0000"]["ci95"] == [0.0, 0.0]
     assert configs["0011"]["test_f1_vs_1111"]["mean"] == pytest.approx((2 + 5 - 1) / 3, abs=0.01)
     assert "test_f1_vs_0000" not in configs["0000"] and "test_f1_vs_0000" not in configs["spacy-cnn"]
 
@@ -53,6 +60,20 @@ def test_overridden_runs_are_their_own_configuration_paired_with_the_shipped_one
     )
 
 
+def test_a_paired_difference_carries_the_studys_verdict():
+    rows = [_row("0000", s, f) for s, f in enumerate([50, 52, 54])]
+    rows += [_row("0011", s, f) for s, f in enumerate([51.5, 53.2, 55.8])]
+    rows += [_row("1111", s, f) for s, f in enumerate([52.5, 54.2, 56.9])]
+    rows += [_row("1100", s, f) for s, f in enumerate([51, 53])]
+    configs = {e["unmask"]: e for e in report.summarise(rows)["configs"]}
+    # +1.5, +1.2, +1.8: interval above zero, every seed positive.
+    assert configs["0011"]["test_f1_vs_0000"]["verdict"] == "held"
+    # -1.0, -1.0, -1.1 against 1111: interval below zero, every seed negative.
+    assert configs["0011"]["test_f1_vs_1111"]["verdict"] == "not held"
+    # Two seeds say nothing, however far apart.
+    assert configs["1100"]["test_f1_vs_0000"]["verdict"] == "cannot tell"
+
+
 def test_a_setting_costs_its_time_against_the_shipped_config_and_is_plotted(tmp_path):
     rows = [{**_row("0000", s, f), "train_seconds": "100", "eval_seconds": "10"} for s, f in enumerate([50, 52, 54])]
     rows += [
@@ -62,6 +83,7 @@ def test_a_setting_costs_its_time_against_the_shipped_config_and_is_plotted(tmp_
     summary = report.summarise(rows)
     repeated = next(e for e in summary["configs"] if e["overrides"])
     assert repeated["train_time_vs_shipped"] == 2.5 and repeated["eval_time_vs_shipped"] == 1.5
+    assert repeated["train_time_vs_shipped_per_seed"] == {"0": 2.5, "1": 2.5, "2": 2.5}
     assert (
         repeated["test_f1_vs_shipped"]["mean"] == pytest.approx(2.0)
         and len(repeated["test_f1_vs_shipped"]["ci95"]) == 2
@@ -203,3 +225,10 @@ def test_a_variant_is_timed_only_against_the_shipped_config_at_its_own_budget():
         e["max_steps"]: e.get("train_time_vs_shipped") for e in report.summarise(rows)["configs"] if e["overrides"]
     }
     assert timed == {50: 2.0, 99: None}
+
+
+def test_time_ratios_pair_seeds_where_the_means_would_mix_sessions():
+    rows = [{**_row("0011", s, 50), "train_seconds": t} for s, t in [(0, "100"), (1, "300")]]
+    rows += [{**_row("0011", 1, 50), "overrides": "m.repeat=2", "train_seconds": "600"}]
+    (entry,) = [e for e in report.summarise(rows)["configs"] if e["overrides"]]
+    assert entry["train_time_vs_shipped"] == 3.0 and entry["train_time_vs_shipped_per_seed"] == {"1": 2.0}
