@@ -143,11 +143,11 @@ def summarise(rows: list[dict]) -> dict:
                     entry[f"{kind}_time_vs_shipped"] = round(entry[f"{kind}_seconds"] / ref_time, 2)
                 # Seed by seed as well: rows of one configuration may come from different
                 # sessions, and a ratio of means then hides which pair ran on an idle CPU.
-                ref_by_seed = {r["seed"]: r.get(f"{kind}_seconds") for r in shipped}
+                ref_by_seed = {r["seed"]: r[f"{kind}_seconds"] for r in shipped if r.get(f"{kind}_seconds")}
                 per_seed = {
                     r["seed"]: round(float(r[f"{kind}_seconds"]) / float(ref_by_seed[r["seed"]]), 2)
                     for r in members
-                    if r.get(f"{kind}_seconds") not in ("", None) and ref_by_seed.get(r["seed"]) not in ("", None)
+                    if r.get(f"{kind}_seconds") and r["seed"] in ref_by_seed
                 }
                 if per_seed:
                     entry[f"{kind}_time_vs_shipped_per_seed"] = dict(sorted(per_seed.items()))
