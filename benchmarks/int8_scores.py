@@ -39,7 +39,7 @@ from .pipelines import gold_token_docs, int8_capable, pipeline_variant, transfor
 
 PROG = "python -m benchmarks.int8_scores"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_scores.json"
-# The bound on what int8 may cost, in F1 points.
+# The most F1 that int8 may cost before it is reported as a failure, in points.
 MAX_F1_LOSS = 0.5
 
 

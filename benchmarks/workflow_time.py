@@ -28,7 +28,7 @@ from . import ROOT
 
 PROG = "python -m benchmarks.workflow_time"
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-# The budget for the whole workflow on a 2-core CPU, in minutes.
+# The target for the whole workflow on a 2-core CPU, in minutes.
 BUDGET_MINUTES = 20
 
 
