@@ -54,6 +54,11 @@ def t_interval(diffs: list[float], level: float = 0.95) -> list[float] | None:
     return [round(mean - half, 2), round(mean + half, 2)]
 
 
+def by_seed(rows: list[dict], column: str) -> dict[str, float]:
+    """A column's filled values, keyed by seed: what paired differences and ratios pair."""
+    return {r["seed"]: float(r[column]) for r in rows if r.get(column) not in ("", None)}
+
+
 def mean_seconds(rows: list[dict], column: str) -> float | None:
     values = [float(r[column]) for r in rows if r.get(column) not in ("", None)]
     return round(statistics.mean(values), 1) if values else None
@@ -112,17 +117,10 @@ def summarise(rows: list[dict]) -> dict:
         for (name, (ref_unmask, ref_overrides)), metric in itertools.product(
             references.items(), ("test_f1", "dev_f1", "tag_acc")
         ):
-            ref = {
-                r["seed"]: float(r[metric]) for r in beside(members[0], ref_unmask, ref_overrides) if r[metric] != ""
-            }
-            diffs = [
-                float(r[metric]) - ref[r["seed"]]
-                for r in members
-                if model == "smollm2"
-                and (unmask, overrides) != (ref_unmask, ref_overrides)
-                and r["seed"] in ref
-                and r[metric] != ""
-            ]
+            if model != "smollm2" or (unmask, overrides) == (ref_unmask, ref_overrides):
+                continue
+            ref = by_seed(beside(members[0], ref_unmask, ref_overrides), metric)
+            diffs = [value - ref[seed] for seed, value in by_seed(members, metric).items() if seed in ref]
             if diffs:
                 ci95 = t_interval(diffs)
                 entry[f"{metric}_vs_{name}"] = {
@@ -143,14 +141,14 @@ def summarise(rows: list[dict]) -> dict:
                     entry[f"{kind}_time_vs_shipped"] = round(entry[f"{kind}_seconds"] / ref_time, 2)
                 # Seed by seed as well: rows of one configuration may come from different
                 # sessions, and a ratio of means then hides which pair ran on an idle CPU.
-                ref_by_seed = {r["seed"]: r[f"{kind}_seconds"] for r in shipped if r.get(f"{kind}_seconds")}
+                ref_seconds = by_seed(shipped, f"{kind}_seconds")
                 per_seed = {
-                    r["seed"]: round(float(r[f"{kind}_seconds"]) / float(ref_by_seed[r["seed"]]), 2)
-                    for r in members
-                    if r.get(f"{kind}_seconds") and r["seed"] in ref_by_seed
+                    seed: round(seconds / ref_seconds[seed], 2)
+                    for seed, seconds in sorted(by_seed(members, f"{kind}_seconds").items())
+                    if seed in ref_seconds
                 }
                 if per_seed:
-                    entry[f"{kind}_time_vs_shipped_per_seed"] = dict(sorted(per_seed.items()))
+                    entry[f"{kind}_time_vs_shipped_per_seed"] = per_seed
         configs.append(entry)
     return {"configs": configs}
 

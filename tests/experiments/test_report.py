@@ -40,7 +40,14 @@ def test_summary_pairs_seeds_against_0000_and_1111():
         "verdict": "cannot tell",
     }
     assert configs["0011"]["dev_f1_vs_0000"]["mean"] == 2.0
-    assert configs["0011"]["tag_acc_vs_0000"]["ci95"] == [0.0, 0.0]
+    assert configs["0011"]["tag_acc_vs_0000"] == {
+        "mean": 0.0,
+        "std": 0.0,
+        "n": 3,
+        "wins": 0,
+        "ci95": [0.0, 0.0],
+        "verdict": "cannot tell",
+    }
     assert configs["0011"]["test_f1_vs_1111"]["mean"] == pytest.approx((2 + 5 - 1) / 3, abs=0.01)
     assert "test_f1_vs_0000" not in configs["0000"] and "test_f1_vs_0000" not in configs["spacy-cnn"]
 
