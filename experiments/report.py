@@ -16,9 +16,14 @@ import itertools
 import json
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .rows import read_rows
 from .study import claims
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # The order of the paper's figure: unmasking grows from the input side, then shrinks from it.
 PAPER_ORDER = ["0000", "1000", "1100", "1110", "1111", "0111", "0011", "0001"]
@@ -253,6 +258,15 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
     """Test F1 (mean ± std over seeds) against training minutes, one point per decoder
     configuration with at least ``min_seeds`` seeds; each point names its budget and its
     machine where the plot shows several."""
+    import matplotlib.pyplot as plt
+
+    fig = time_figure(summary, min_seeds)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def time_figure(summary: dict, min_seeds: int = 3) -> "Figure":
+    """The time plot's figure, its names placed clear of each other and of the points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,44 +276,21 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
     cpus = sorted({c for e in points for c in e["cpu"]})
     budgets = {(e["max_steps"], e["batch_words"]) for e in points}
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    # A point in the right half is named on its left, so that no name runs off the axes.
-    all_minutes = [e["train_seconds"] / 60 for e in points]
-    middle = (min(all_minutes) + max(all_minutes)) / 2 if points else 0
-    f1_span = max((e["test_f1"]["mean"] for e in points), default=0) - min(
-        (e["test_f1"]["mean"] for e in points), default=0
-    )
-    named: list[tuple[float, float, float]] = []  # (minutes, F1, text offset) of the names so far
+    names = []
     for e in sorted(points, key=lambda e: (-e["test_f1"]["mean"], e["train_seconds"])):
-        minutes = e["train_seconds"] / 60
+        minutes, f1, std = e["train_seconds"] / 60, e["test_f1"]["mean"], e["test_f1"]["std"] or 0
         ax.errorbar(
-            [minutes],
-            [e["test_f1"]["mean"]],
-            yerr=[e["test_f1"]["std"] or 0],
-            fmt="o",
-            capsize=3,
-            color="#999999" if e["unmask"] == "0000" else "#3b75af",
+            [minutes], [f1], yerr=[std], fmt="o", capsize=3, color="#999999" if e["unmask"] == "0000" else "#3b75af"
         )
         name = label(e)
         if len(budgets) > 1:
             name += f" {e['max_steps']}x{e['batch_words']}"
         if len(cpus) > 1:
             name += f" ({', '.join(e['cpu'])})"
-        left = len(points) > 1 and minutes > middle
-        # Two points at about the same place would print their names over each other:
-        # each later one goes a line lower.
-        offset = 3.0
-        for m, f1, used in named:
-            if abs(m - minutes) < 2 and abs(f1 - e["test_f1"]["mean"]) < 0.04 * (f1_span or 1) and used <= offset:
-                offset = used - 9
-        named.append((minutes, e["test_f1"]["mean"], offset))
-        ax.annotate(
-            name,
-            (minutes, e["test_f1"]["mean"]),
-            xytext=(-5 if left else 5, offset),
-            textcoords="offset points",
-            ha="right" if left else "left",
-            fontsize=7,
-        )
+        text = ax.annotate(name, (minutes, f1), textcoords="offset points", fontsize=7)
+        # Names stay inside the axes (place_names), so the layout need not make room for them.
+        text.set_in_layout(False)
+        names.append(((minutes, f1, std), text))
     ax.margins(x=0.35, y=0.15)
     ax.set_xlabel(f"training minutes (mean over seeds; {', '.join(cpus) or 'no'} CPU)")
     ax.set_ylabel("test F1 (seqeval strict), mean ± std")
@@ -310,7 +301,52 @@ def plot_time(summary: dict, path: Path, min_seeds: int = 3) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    place_names(ax, names)
+    return fig
+
+
+def place_names(ax: "Axes", names: list) -> None:
+    """Puts each point's name where it overlaps no name placed before it and no point or
+    error bar: beside its point, else a line further up or down, on either side. Names are
+    measured as drawn, because a long one reaches across other points."""
+    from matplotlib.transforms import Bbox
+
+    to_pixels = ax.transData.transform
+    # A point's room in pixels: its marker and error bar's caps across, its bar and marker up and down.
+    across, up = 6, 3
+    marks = []
+    for (x, y, std), _ in names:
+        (left, bottom), (right, top) = to_pixels([(x, y - std), (x, y + std)])
+        marks.append(Bbox([[left - across, bottom - up], [right + across, top + up]]))
+    frame = ax.get_window_extent()
+    placed: list = []
+    # Lines in points: beside the point first, then alternately above and below it.
+    shifts = [0] + [sign * 10 * k for k in range(1, 8) for sign in (1, -1)]
+    for i, ((x, y, _), text) in enumerate(names):
+        others = placed + marks[:i] + marks[i + 1 :]
+        middle = sum(ax.get_xlim()) / 2
+        sides = ("left", "right") if x > middle else ("right", "left")
+        # Beside the point first (then on its line, no leader needed); else the first clear
+        # place; else beside the point after all, as readable as it gets.
+        tries = [(shift, side) for shift in shifts for side in sides] + [(0, "right")]
+        for shift, side in tries:
+            offset = (-5 if side == "left" else 5, shift - 3)
+            text.set_position(offset)
+            text.set_horizontalalignment("right" if side == "left" else "left")
+            box = text.get_window_extent()
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in others):
+                break
+        if shift:  # a name off its point's line gets a leader to the point
+            leader = ax.annotate(
+                "",
+                (x, y),
+                xytext=(offset[0], shift),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "-", "color": "#bbbbbb", "lw": 0.6, "shrinkA": 0, "shrinkB": 4},
+            )
+            leader.set_in_layout(False)
+        placed.append(box)
 
 
 def machine(row: dict[str, str]) -> str:

@@ -239,3 +239,36 @@ def test_time_ratios_pair_seeds_where_the_means_would_mix_sessions():
     rows += [{**_row("0011", 1, 50), "overrides": "m.repeat=2", "train_seconds": "600"}]
     (entry,) = [e for e in report.summarise(rows)["configs"] if e["overrides"]]
     assert entry["train_time_vs_shipped"] == 3.0 and entry["train_time_vs_shipped_per_seed"] == {"1": 2.0}
+
+
+def test_the_time_plot_names_every_point_clear_of_other_names_and_points():
+    # The crowding of the committed plot: points a minute and a few tenths apart, with long
+    # names that reach across their neighbours.
+    rows = []
+    for unmask, overrides, minutes, f1 in [
+        ("0011", "", 20, 88.3),
+        ("0011", "components.transformer.model.hidden_layers=[20]", 16, 87.9),
+        ("0011", 'x.lora.target_modules=["q_proj","k_proj","v_proj","o_proj"]', 21, 88.2),
+        ("0000", "", 20.5, 87.2),
+        ("0000", "components.transformer.model.repeat=2", 28.5, 89.1),
+        ("0011", "components.transformer.model.repeat=2", 39.5, 88.9),
+        ("0011", "components.transformer.model.repeat=4", 42, 89.2),
+    ]:
+        rows += [
+            {**_row(unmask, s, f1 + 0.1 * s), "overrides": overrides, "train_seconds": str(60 * minutes)}
+            for s in range(3)
+        ]
+    summary = report.summarise(rows)
+    fig = report.time_figure(summary)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    names = [t for t in ax.texts if t.get_text()]
+    assert len(names) == 7
+    boxes = [t.get_window_extent(renderer) for t in names]
+    for i, box in enumerate(boxes):
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :]), names[i].get_text()
+        # Clear of every other point (each name's own point sits at its start or end).
+        points = [ax.transData.transform(t.xy) for j, t in enumerate(names) if j != i]
+        assert not any(box.contains(px, py) for px, py in points), names[i].get_text()
+        assert ax.get_window_extent(renderer).contains(box.x0, box.y0)
+        assert ax.get_window_extent(renderer).contains(box.x1, box.y1)
