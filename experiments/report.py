@@ -287,7 +287,7 @@ def time_figure(summary: dict, min_seeds: int = 3) -> "Figure":
             name += f" {e['max_steps']}x{e['batch_words']}"
         if len(cpus) > 1:
             name += f" ({', '.join(e['cpu'])})"
-        text = ax.annotate(name, (minutes, f1), textcoords="offset points", fontsize=7)
+        text = ax.annotate(name, (minutes, f1), xytext=(5, -3), textcoords="offset points", fontsize=7)
         # Names stay inside the axes (place_names), so the layout need not make room for them.
         text.set_in_layout(False)
         names.append(((minutes, f1, std), text))
@@ -319,12 +319,12 @@ def place_names(ax: "Axes", names: list) -> None:
         (left, bottom), (right, top) = to_pixels([(x, y - std), (x, y + std)])
         marks.append(Bbox([[left - across, bottom - up], [right + across, top + up]]))
     frame = ax.get_window_extent()
+    middle = sum(ax.get_xlim()) / 2
     placed: list = []
     # Lines in points: beside the point first, then alternately above and below it.
     shifts = [0] + [sign * 10 * k for k in range(1, 8) for sign in (1, -1)]
     for i, ((x, y, _), text) in enumerate(names):
         others = placed + marks[:i] + marks[i + 1 :]
-        middle = sum(ax.get_xlim()) / 2
         sides = ("left", "right") if x > middle else ("right", "left")
         # Beside the point first (then on its line, no leader needed); else the first clear
         # place; else beside the point after all, as readable as it gets.

@@ -265,10 +265,10 @@ def test_the_time_plot_names_every_point_clear_of_other_names_and_points():
     names = [t for t in ax.texts if t.get_text()]
     assert len(names) == 7
     boxes = [t.get_window_extent(renderer) for t in names]
+    frame = ax.get_window_extent(renderer)
     for i, box in enumerate(boxes):
         assert not any(box.overlaps(other) for other in boxes[i + 1 :]), names[i].get_text()
         # Clear of every other point (each name's own point sits at its start or end).
         points = [ax.transData.transform(t.xy) for j, t in enumerate(names) if j != i]
         assert not any(box.contains(px, py) for px, py in points), names[i].get_text()
-        assert ax.get_window_extent(renderer).contains(box.x0, box.y0)
-        assert ax.get_window_extent(renderer).contains(box.x1, box.y1)
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), names[i].get_text()
